@@ -1,0 +1,90 @@
+"""hwcomp's fused float ops (see docs/ir.md). Each is exactly the composition of ONNX ops it replaces."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..ir.types import TensorType
+from .elementwise import gelu_ref
+from .nn import layer_norm_ref, matmul_shape, softmax_ref
+from .registry import op, same_type
+
+ACTIVATIONS = ("none", "gelu", "gelu_tanh", "relu", "tanh")
+
+
+def activation_ref(y: np.ndarray, act: str) -> np.ndarray:
+    if act == "none":
+        return y
+    if act == "gelu":
+        return gelu_ref(y, "none")
+    if act == "gelu_tanh":
+        return gelu_ref(y, "tanh")
+    if act == "relu":
+        return np.maximum(y, 0).astype(y.dtype)
+    if act == "tanh":
+        return np.tanh(y)
+    raise ShapeError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
+
+
+def _dense_infer(node, types, consts):
+    return [TensorType(matmul_shape(types[0].shape, types[1].shape, node), types[0].dtype)]
+
+
+@op("dense", infer=_dense_infer)
+def dense(node, x, w, bias=None):
+    """act(x @ w + bias), w laid out [K, N]."""
+    y = np.matmul(x, w)
+    if bias is not None:
+        y = y + bias
+    return activation_ref(y.astype(x.dtype), node.attr("activation", "none"))
+
+
+@op("gelu", infer=same_type)
+def gelu(node, x):
+    return gelu_ref(x, node.attr("approximate", "none"))
+
+
+@op("layer_norm", infer=same_type)
+def layer_norm(node, x, gamma, beta=None):
+    return layer_norm_ref(x, gamma, beta, node.attr("axis", -1), node.attr("epsilon", 1e-5))[0]
+
+
+@op("add_layer_norm", infer=lambda n, t, c: [TensorType(t[0].shape, t[0].dtype), TensorType(t[0].shape, t[0].dtype)])
+def add_layer_norm(node, x, residual, gamma, beta=None):
+    """(layer_norm(x + residual), x + residual)."""
+    s = (x + residual).astype(x.dtype)
+    return layer_norm_ref(s, gamma, beta, -1, node.attr("epsilon", 1e-5))[0], s
+
+
+def split_heads(x: np.ndarray, h: int) -> np.ndarray:
+    b, s, hd = x.shape
+    return x.reshape(b, s, h, hd // h).transpose(0, 2, 1, 3)
+
+
+def attention_ref(q, k, v, mask, num_heads: int, scale: float, causal: bool) -> np.ndarray:
+    qh, kh, vh = (split_heads(t, num_heads) for t in (q, k, v))
+    s = np.matmul(qh, kh.transpose(0, 1, 3, 2)) * np.asarray(scale, q.dtype)
+    if mask is not None:
+        s = s + mask
+    if causal:
+        sq, sk = s.shape[-2:]
+        s = np.where(np.tril(np.ones((sq, sk), bool), sk - sq), s, np.asarray(-np.inf, s.dtype))
+    p = softmax_ref(s.astype(q.dtype), -1)
+    o = np.matmul(p, vh)
+    b, h, sq, d = o.shape
+    return o.transpose(0, 2, 1, 3).reshape(b, sq, h * d).astype(q.dtype)
+
+
+def _attention_infer(node, types, consts):
+    q, k, v = types[:3]
+    h = node.attrs["num_heads"]
+    if q.rank != 3 or q.shape[-1] % h or k.shape[-1] != q.shape[-1] or v.shape[:2] != k.shape[:2]:
+        raise ShapeError(f"attention {node.name!r}: q {q.shape}, k {k.shape}, v {v.shape} do not fit {h} heads")
+    return [TensorType(q.shape[:2] + (v.shape[-1],), q.dtype)]
+
+
+@op("attention", infer=_attention_infer)
+def attention(node, q, k, v, mask=None):
+    """Multi-head scaled-dot-product attention on [B, S, H*D] tensors with an additive mask."""
+    return attention_ref(q, k, v, mask, node.attrs["num_heads"], node.attrs["scale"], bool(node.attr("causal", 0)))
