@@ -1,0 +1,44 @@
+// Simulation-only DRAM model: byte array, BUS_BYTES-wide reads (data the cycle after ren) and
+// byte-masked writes. Addresses wrap modulo DRAM_BYTES. Not synthesizable as a real memory.
+// +DRAM_INIT=<file> loads a byte-per-line hex image at time 0; a rising `dump` writes the whole
+// image to +DRAM_DUMP=<file> (how testbenches read results back without thousands of VPI calls).
+`default_nettype none
+module dram_model #(
+    parameter BUS_BYTES = 16,
+    parameter DRAM_BYTES = 65536
+) (
+    input  wire                   clk,
+    input  wire                   ren,
+    /* verilator lint_off UNUSEDSIGNAL */  // addresses wrap modulo DRAM_BYTES
+    input  wire [31:0]            raddr,
+    output reg  [BUS_BYTES*8-1:0] rdata,
+    input  wire                   wen,
+    input  wire [31:0]            waddr,
+    /* verilator lint_on UNUSEDSIGNAL */
+    input  wire [BUS_BYTES*8-1:0] wdata,
+    input  wire [BUS_BYTES-1:0]   wstrb,
+    input  wire                   dump
+);
+    localparam AW = $clog2(DRAM_BYTES);
+    reg [7:0] mem [0:DRAM_BYTES-1];
+    reg [8*512-1:0] fname;
+    reg dump_q;
+    integer i;
+    initial begin
+        for (i = 0; i < DRAM_BYTES; i = i + 1) mem[i] = 8'd0;
+        rdata = {BUS_BYTES*8{1'b0}};
+        dump_q = 1'b0;
+        if ($value$plusargs("DRAM_INIT=%s", fname)) $readmemh(fname, mem);
+    end
+    always @(posedge clk) begin
+        if (ren)
+            for (i = 0; i < BUS_BYTES; i = i + 1)
+                rdata[8*i +: 8] <= mem[(raddr[AW-1:0] + i[AW-1:0]) % DRAM_BYTES];
+        if (wen)
+            for (i = 0; i < BUS_BYTES; i = i + 1)
+                if (wstrb[i]) mem[(waddr[AW-1:0] + i[AW-1:0]) % DRAM_BYTES] <= wdata[8*i +: 8];
+        dump_q <= dump;
+        if (dump && !dump_q && $value$plusargs("DRAM_DUMP=%s", fname)) $writememh(fname, mem);
+    end
+endmodule
+`default_nettype wire
