@@ -112,9 +112,9 @@ class HardwareParams:
     @property
     def name(self) -> str:
         """Short, filesystem-safe identifier of every field that changes the RTL."""
-        p = self.verilog_params(sim=True)
-        return f"{self.rows}x{self.cols}-{self.dataflow}-" + "-".join(f"{v}" for k, v in sorted(p.items())
-                                                                       if k not in ("ROWS", "COLS", "DATAFLOW"))
+        return (f"{self.rows}x{self.cols}-{self.dataflow}-in{self.input_sp_bytes}-w{self.weight_sp_bytes}"
+                f"-acc{self.acc_sp_bytes}-vec{self.vector_sp_bytes}-bus{self.dram_bus_bytes}"
+                f"-lanes{self.vector_lanes}-imem{self.imem_depth}-dram{self.dram_bytes}")
 
     # ---- derived geometry ----------------------------------------------------------------------
     @property

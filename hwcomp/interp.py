@@ -32,6 +32,8 @@ def check_inputs(g: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.nda
             raise InputError(f"input {name!r} has shape {list(a.shape)}, the graph expects {list(t.shape)} "
                              f"(compile/run with --shape {name}={'x'.join(map(str, a.shape))} to change it)")
         want = t.dtype.numpy
+        if a.dtype.name == "bfloat16":  # ml_dtypes bfloat16: hwcomp computes bfloat16 in float32
+            a = a.astype(np.float32)
         if a.dtype != want:
             same_kind = (np.issubdtype(a.dtype, np.integer) and np.issubdtype(want, np.integer)) or \
                         (np.issubdtype(a.dtype, np.floating) and np.issubdtype(want, np.floating))

@@ -20,6 +20,7 @@ from ..ir.graph import Graph, Node
 from ..ir.types import DType, TensorType
 from ..ops import OPS, run_op
 from ..ops.tensor import shape_op_value
+from .support import REJECTED_OPS as _REJECTED
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,6 @@ _ONNX_DTYPES = {
 }
 # Attributes holding an ONNX dtype enum, per op.
 _DTYPE_ATTRS = {"Cast": "to", "QuantizeLinear": "output_dtype", "EyeLike": "dtype"}
-# Ops hwcomp never imports, with the reason; everything else not in the registry is "unsupported".
-_REJECTED = {
-    "If": "control flow", "Loop": "control flow", "Scan": "control flow",
-    "RandomNormal": "randomness", "RandomUniform": "randomness", "RandomNormalLike": "randomness",
-    "RandomUniformLike": "randomness", "Multinomial": "randomness", "Bernoulli": "randomness",
-}
 # Ops never folded at compile time (none today; kept explicit).
 _NO_FOLD: set[str] = set()
 # Constants larger than this are not created by folding non-weight subgraphs (keeps memory bounded).
@@ -125,9 +120,15 @@ def _to_array(t) -> np.ndarray:
     return np.asarray(a)
 
 
-def from_onnx(model, shapes: Mapping[str, tuple[int, ...]] | None = None, *, name: str | None = None) -> Graph:
-    """Convert an ONNX ModelProto to hwcomp IR with static shapes, folding compile-time subgraphs."""
+def from_onnx(model, shapes: Mapping[str, tuple[int, ...]] | None = None, *, name: str | None = None,
+              bind: Mapping[str, np.ndarray] | None = None) -> Graph:
+    """Convert an ONNX ModelProto to hwcomp IR with static shapes, folding compile-time subgraphs.
+
+    ``bind`` specializes graph inputs to constant values (e.g. a Reshape target shape that a test graph
+    takes as an input); bound inputs are no longer graph inputs.
+    """
     shapes = dict(shapes or {})
+    bind = dict(bind or {})
     og = model.graph
     g = Graph(name or og.name or "main")
     opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
@@ -148,6 +149,14 @@ def from_onnx(model, shapes: Mapping[str, tuple[int, ...]] | None = None, *, nam
     for vi in og.input:
         if vi.name in init_names:
             continue
+        if vi.name in bind:
+            arr = np.asarray(bind[vi.name])
+            g.constants[vi.name] = arr
+            g.types[vi.name] = TensorType(arr.shape, DType.from_numpy(arr.dtype))
+            continue
+        if not vi.type.HasField("tensor_type"):
+            raise UnsupportedOpError(f"input {vi.name!r} is a {vi.type.WhichOneof('value')}, not a tensor; "
+                                     "hwcomp compiles tensor graphs only: export without sequences/optionals")
         tt = vi.type.tensor_type
         dims = []
         for d_i, d in enumerate(tt.shape.dim):
@@ -229,6 +238,8 @@ def _add_node(g: Graph, node: Node) -> None:
         tm = g.constants.get(node.inputs[2])
         if tm is None or bool(np.asarray(tm)):
             raise UnsupportedOpError(f"Dropout {node.name!r} runs in training mode; export the model in eval() mode")
+    if node.op == "BatchNormalization" and node.attr("training_mode", 0):
+        raise UnsupportedOpError(f"BatchNormalization {node.name!r} runs in training mode; export the model in eval() mode")
     types = [g.types[i] if i else None for i in node.inputs]
     consts = [g.constants.get(i) if i else None for i in node.inputs]
     opdef = OPS[node.op]

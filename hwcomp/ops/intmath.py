@@ -66,3 +66,110 @@ def int_matmul(a: np.ndarray, b: np.ndarray, a_zero: int | np.ndarray = 0, b_zer
 def round_half_even_clip(x: np.ndarray, qmin: int, qmax: int) -> np.ndarray:
     """ONNX QuantizeLinear rounding: round half to even, then saturate."""
     return np.clip(np.rint(x), qmin, qmax)
+
+
+# ---- additions for the quantized ops (hwcomp/ops/quantized.py) ---------------------------------------------
+# Everything below is exact integer arithmetic on int64 intermediates (floor division and arithmetic shifts
+# round towards -inf). The compile-time constants (b_int, c_int, ...) are computed by the quantizer from
+# float scales and handed to these functions as integers, so the run-time algorithm never touches floats.
+
+def int_matmul_fast(a: np.ndarray, b: np.ndarray, a_zero: int | np.ndarray = 0) -> np.ndarray:
+    """Same result as :func:`int_matmul` (b_zero = 0), computed with float64 BLAS when that is exact.
+
+    float64 holds every integer below 2**53 exactly, and each partial sum of K products of magnitude at
+    most |a|max*|b|max stays below K*|a|max*|b|max; when that bound is < 2**53 the BLAS result is exact.
+    """
+    a64 = np.asarray(a).astype(np.int64) - np.asarray(a_zero, dtype=np.int64)
+    b64 = np.asarray(b).astype(np.int64)
+    k = a64.shape[-1]
+    bound = k * (int(np.abs(a64).max(initial=0)) * int(np.abs(b64).max(initial=0)))
+    if bound < (1 << 53):
+        af, bf = a64.astype(np.float64), b64.astype(np.float64)
+        if bf.ndim == 2 and af.ndim > 2:  # one 2-D GEMM (numpy loops over batch dims otherwise)
+            y = np.matmul(af.reshape(-1, k), bf).reshape(af.shape[:-1] + bf.shape[1:])
+        else:
+            y = np.matmul(af, bf)
+        return wrap_int32(np.rint(y).astype(np.int64))
+    return wrap_int32(np.matmul(a64, b64))
+
+
+def i_exp(x: np.ndarray, ln2_int: int, b_int: int, c_int: int, max_shift: int = 30) -> np.ndarray:
+    """I-BERT integer exp of x <= 0 (units S): returns e >= 0 in units a*S^2 (a = 0.35815147).
+
+    ln2_int = floor(-ln2 / S) (< 0), b_int = floor((0.96963238/a) / S), c_int = floor((1/a) / S^2).
+    x is clamped to >= max_shift*ln2_int; z = floor(x / ln2_int) >= 0; r = x - z*ln2_int in (ln2_int, 0];
+    poly = r*(r + b_int) + c_int  (a*poly*S^2 ~ exp(r*S) on (-ln2, 0]); e = poly >> z.
+    """
+    x = np.maximum(np.asarray(x, dtype=np.int64), max_shift * ln2_int)
+    z = x // ln2_int
+    r = x - z * ln2_int
+    poly = r * (r + b_int) + c_int
+    return np.maximum(poly, 0) >> z
+
+
+def int_softmax(x: np.ndarray, ln2_int: int, b_int: int, c_int: int, prob_bits: int = 8) -> np.ndarray:
+    """Integer softmax over the last axis: x int (units S) -> probabilities p in [0, 2^prob_bits - 1]
+    (units 2^-prob_bits).
+
+    x -= rowmax(x); e = i_exp(x); s = rowsum(e) (>= 1); factor = floor(2^62 / s) (one division per row);
+    p = min((e * factor) >> (62 - prob_bits), 2^prob_bits - 1). e*factor <= 2^62: no int64 overflow.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    x = x - x.max(axis=-1, keepdims=True)
+    e = i_exp(x, ln2_int, b_int, c_int)
+    s = np.maximum(e.sum(axis=-1, keepdims=True), 1)
+    factor = (np.int64(1) << 62) // s
+    p = (e * factor) >> (62 - prob_bits)
+    return np.minimum(p, (1 << prob_bits) - 1)
+
+
+def int_gelu(x: np.ndarray, b_int: int, one_int: int) -> np.ndarray:
+    """I-BERT i-GELU on x int (units S, zero point 0): returns acc (int64) in units S*sc/2,
+    sc = 0.2888*(S/sqrt2)^2, b_int = floor(1.769/(S/sqrt2)), one_int = floor(1/sc).
+
+    erf_int = sign(x) * (one_int - (min(|x|, b_int) - b_int)^2)   (erf(x*S/sqrt2) ~ erf_int*sc)
+    acc = x * (erf_int + one_int)                                     (gelu = x*S/2 * (1 + erf))
+    """
+    x = np.asarray(x, dtype=np.int64)
+    t = np.minimum(np.abs(x), b_int) - b_int
+    erf = np.sign(x) * (one_int - t * t)
+    return x * (erf + one_int)
+
+
+def isqrt(n: np.ndarray) -> np.ndarray:
+    """floor(sqrt(n)) of int64 n >= 0 by Newton's iteration x' = (x + n // x) >> 1 from
+    x0 = 2^ceil(bitlength(n)/2) (>= sqrt(n)), stopping when x' >= x. Returns 0 for n = 0."""
+    n = np.asarray(n, dtype=np.int64)
+    bl = np.zeros(n.shape, np.int64)
+    t = n.copy()
+    while np.any(t > 0):  # bit length, as the RTL's leading-zero count
+        bl += t > 0
+        t >>= 1
+    x = np.where(n > 0, np.int64(1) << ((bl + 1) // 2), 0)
+    active = n > 0
+    while np.any(active):
+        safe = np.where(active, x, 1)
+        nx = (safe + n // safe) >> 1
+        active = active & (nx < x)
+        x = np.where(active, nx, x)
+    return x
+
+
+def int_layer_norm(x: np.ndarray, gamma_int: np.ndarray, beta_int: np.ndarray, eps_int: int,
+                   frac_bits: int = 14) -> np.ndarray:
+    """Integer layer norm over the last axis (C channels) of x int (units S, zero point 0); returns
+    acc (int64) in units u = sqrt(C) * s_gamma / 2^frac_bits.
+
+    mean = floor(sum(x) / C); y = x - mean; var = sum(y^2) + eps_int (eps_int = round(C*eps/S^2));
+    std = isqrt(var) (>= 1 enforced); factor = floor(2^31 / std); z = (y * factor) >> (31 - frac_bits)
+    (z ~ y/std * 2^frac_bits, i.e. the normalised value / sqrt(C)); acc = z * gamma_int + beta_int.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    c = x.shape[-1]
+    mean = x.sum(axis=-1, keepdims=True) // c
+    y = x - mean
+    var = (y * y).sum(axis=-1, keepdims=True) + int(eps_int)
+    std = np.maximum(isqrt(var), 1)
+    factor = (np.int64(1) << 31) // std
+    z = (y * factor) >> (31 - frac_bits)
+    return z * np.asarray(gamma_int, np.int64) + np.asarray(beta_int, np.int64)

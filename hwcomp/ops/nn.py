@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ir.types import DType, TensorType
-from .registry import broadcast_shape, by_evaluation, op, same_type
+from .registry import broadcast_shape, by_evaluation, by_evaluation_needing, op, same_type
 
 
 def matmul_shape(a: tuple[int, ...], b: tuple[int, ...], node=None) -> tuple[int, ...]:
@@ -70,6 +70,16 @@ def _reduce(f):
             ax = None
         else:
             ax = tuple(int(a) for a in np.atleast_1d(axes))
+        if x.size == 0 and f in (_REDUCE["ReduceMax"], _REDUCE["ReduceMin"]):
+            is_max = f is _REDUCE["ReduceMax"]
+            if x.dtype == bool:
+                ident = not is_max
+            elif np.issubdtype(x.dtype, np.integer):
+                ident = np.iinfo(x.dtype).min if is_max else np.iinfo(x.dtype).max
+            else:
+                ident = -np.inf if is_max else np.inf
+            shape = np.sum(np.zeros(x.shape, np.int8), axis=ax, keepdims=keep).shape
+            return np.full(shape, ident, dtype=x.dtype)
         return np.asarray(f(x, ax, keep)).astype(x.dtype)
     return compute
 
@@ -86,7 +96,7 @@ _REDUCE = {
     "ReduceLogSumExp": lambda x, a, k: np.log(np.sum(np.exp(x), axis=a, keepdims=k)),
 }
 for _n, _f in _REDUCE.items():
-    op(_n, infer=by_evaluation)(_reduce(_f))
+    op(_n, infer=by_evaluation_needing(1))(_reduce(_f))
 
 
 def layer_norm_ref(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray | None, axis: int = -1,
@@ -134,8 +144,16 @@ def conv(node, x, w, b=None):
     dil = node.attr("dilations") or [1] * nd
     group = node.attr("group", 1)
     pads = node.attr("pads") or [0] * (2 * nd)
-    if node.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-        raise ShapeError(f"Conv auto_pad={node.attr('auto_pad')!r} is not supported: export with explicit pads")
+    auto_pad = node.attr("auto_pad", "NOTSET")
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pads = [0] * (2 * nd)
+        for i in range(nd):
+            in_sz, k = x.shape[2 + i], (w.shape[2 + i] - 1) * dil[i] + 1
+            total = max(0, (-(-in_sz // strides[i]) - 1) * strides[i] + k - in_sz)
+            small, big = total // 2, total - total // 2
+            pads[i], pads[i + nd] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+    elif auto_pad not in ("NOTSET", "VALID"):
+        raise ShapeError(f"Conv auto_pad={auto_pad!r} is not supported: export with explicit pads")
     if nd == 1:
         x, w = x[..., None], w[..., None]
         strides, dil, pads = list(strides) + [1], list(dil) + [1], [pads[0], 0, pads[1], 0]

@@ -112,6 +112,17 @@ def by_evaluation(node: Node, types, consts) -> list[TensorType]:
     return [TensorType(np.shape(o), DType.from_numpy(np.asarray(o).dtype)) for o in outs]
 
 
+def by_evaluation_needing(*const_idx: int) -> InferFn:
+    """Like by_evaluation, but the inputs at ``const_idx`` determine the output shape and must be known
+    at compile time (a clear ShapeError otherwise, instead of guessing from zeros)."""
+    def infer(node: Node, types, consts) -> list[TensorType]:
+        for i in const_idx:
+            if i < len(node.inputs) and node.inputs[i]:
+                need_const(node, consts, i, f"input {i}")
+        return by_evaluation(node, types, consts)
+    return infer
+
+
 def need_const(node: Node, consts, i: int, what: str) -> np.ndarray:
     c = consts[i] if i < len(consts) else None
     if c is None:

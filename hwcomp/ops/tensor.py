@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ir.types import DType, TensorType
-from .registry import by_evaluation, need_const, op, same_type
+from .registry import by_evaluation, by_evaluation_needing, need_const, op, same_type
 
 
 def _axes(node, axes_input, rank: int) -> list[int] | None:
@@ -84,7 +84,7 @@ def unsqueeze(node, x, axes=None):
     return x.reshape(_unsqueeze_shape(x.shape, [int(a) for a in np.atleast_1d(axes)]))
 
 
-@op("Squeeze", infer=by_evaluation)
+@op("Squeeze", infer=by_evaluation_needing(1))
 def squeeze(node, x, axes=None):
     ax = _axes(node, axes, x.ndim)
     return np.squeeze(x, axis=tuple(ax) if ax is not None else None)
@@ -95,7 +95,7 @@ def concat(node, *xs):
     return np.concatenate(xs, axis=node.attrs["axis"])
 
 
-@op("Split", infer=by_evaluation)
+@op("Split", infer=by_evaluation_needing(1))
 def split(node, x, split_sizes=None):
     axis = node.attr("axis", 0)
     sizes = node.attr("split") if split_sizes is None else split_sizes
@@ -107,7 +107,7 @@ def split(node, x, split_sizes=None):
     return tuple(np.split(x, idx, axis=axis))
 
 
-@op("Slice", infer=by_evaluation)
+@op("Slice", infer=by_evaluation_needing(1, 2, 3, 4))
 def slice_(node, x, starts=None, ends=None, axes=None, steps=None):
     starts = node.attr("starts") if starts is None else starts
     ends = node.attr("ends") if ends is None else ends
@@ -184,9 +184,16 @@ def scatter_elements(node, data, idx, upd):
     out = data.copy()
     axis = node.attr("axis", 0)
     idx = np.where(idx < 0, idx + data.shape[axis], idx)
-    if node.attr("reduction", "none") != "none":
-        raise ShapeError(f"ScatterElements reduction {node.attr('reduction')!r} is not supported")
-    np.put_along_axis(out, idx, upd, axis=axis)
+    red = node.attr("reduction", "none")
+    if red == "none":
+        np.put_along_axis(out, idx, upd, axis=axis)
+        return out
+    ufunc = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}.get(red)
+    if ufunc is None:
+        raise ShapeError(f"ScatterElements reduction {red!r} is not supported")
+    full = list(np.indices(idx.shape, sparse=True))
+    full[axis] = idx
+    ufunc.at(out, tuple(full), upd)
     return out
 
 
@@ -238,12 +245,12 @@ def constant_of_shape(node, shape):
     return np.full(tuple(int(s) for s in shape), value.reshape(-1)[0], dtype=value.dtype)
 
 
-@op("Range", infer=by_evaluation)
+@op("Range", infer=by_evaluation_needing(0, 1, 2))
 def range_(node, start, limit, delta):
     return np.arange(start, limit, delta, dtype=np.asarray(start).dtype)
 
 
-@op("Tile", infer=by_evaluation)
+@op("Tile", infer=by_evaluation_needing(1))
 def tile(node, x, reps):
     return np.tile(x, tuple(int(r) for r in reps))
 
@@ -269,7 +276,7 @@ def cumsum(node, x, axis):
     return out
 
 
-@op("Pad", infer=by_evaluation)
+@op("Pad", infer=by_evaluation_needing(1, 3))
 def pad(node, x, pads=None, value=None, axes=None):
     pads = node.attr("pads") if pads is None else pads
     r = x.ndim

@@ -98,17 +98,14 @@ def tokenize(sentences, seq_len: int = 128) -> dict[str, np.ndarray]:
     if isinstance(sentences, str):
         sentences = [sentences]
     tok = _tokenizer()
+    # tokenizer.json ships with padding/truncation to 128 enabled: do our own, per call.
+    tok.no_padding()
+    tok.enable_truncation(max_length=seq_len)  # truncation keeps [CLS] ... [SEP]
     ids = np.zeros((len(sentences), seq_len), np.int64)
     mask = np.zeros((len(sentences), seq_len), np.int64)
-    for i, s in enumerate(sentences):
-        e = tok.encode(s)
+    for i, e in enumerate(tok.encode_batch(list(sentences))):
         n = len(e.ids)
-        if n > seq_len:  # truncate but keep the trailing [SEP]
-            row = list(e.ids[: seq_len - 1]) + [e.ids[-1]]
-            n = seq_len
-        else:
-            row = e.ids
-        ids[i, :n] = row
+        ids[i, :n] = e.ids
         mask[i, :n] = 1
     return {"input_ids": ids, "attention_mask": mask}
 

@@ -1,0 +1,210 @@
+"""Calibration: run the float graph in the interpreter over calibration batches and derive activation
+ranges with one of three calibrators.
+
+One pass over the data collects, for every observed value, its min/max and a signed histogram on a
+symmetric range [-A, A] (``BINS`` bins). When a later batch exceeds A, A doubles and adjacent bin pairs
+merge, which is exact: no "too many bins" failure, no stored activations. All calibrators are then
+computed from the same statistics:
+
+- ``minmax``: the observed [min, max].
+- ``percentile``: the (100-p)/2 and (100+p)/2 percentiles of the values (p = 99.99 by default).
+- ``entropy``: TensorRT's KL-divergence threshold on |x| (2048 bins, 128 quantized levels), applied
+  symmetrically and intersected with [min, max].
+
+Only the values a pass asks for are observed; in particular the attention-mask arithmetic is never
+calibrated (masks stay float inputs of ``attention``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InputError, QuantizationError
+from ..interp import check_inputs, run
+from ..ir.graph import Graph
+
+log = logging.getLogger(__name__)
+
+CALIBRATORS = ("minmax", "percentile", "entropy")
+BINS = 4096  # signed histogram over [-A, A]: 2048 bins for |x|
+
+
+@dataclass
+class Stats:
+    """Running statistics of one value."""
+
+    lo: float = np.inf
+    hi: float = -np.inf
+    amax: float = 0.0  # histogram half-range A
+    hist: np.ndarray = field(default_factory=lambda: np.zeros(BINS, np.float64))
+    count: int = 0
+
+    def update(self, x: np.ndarray) -> None:
+        x = np.asarray(x, np.float32).ravel()
+        x = x[np.isfinite(x)]
+        if x.size == 0:
+            return
+        lo, hi = float(x.min()), float(x.max())
+        self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
+        m = max(abs(lo), abs(hi))
+        if self.amax == 0.0:
+            self.amax = m if m > 0 else 1e-8
+        while m > self.amax:  # double the range: merge bin pairs into the middle half (exact)
+            merged = self.hist.reshape(-1, 2).sum(axis=1)
+            self.hist = np.zeros(BINS, np.float64)
+            self.hist[BINS // 4: 3 * BINS // 4] = merged
+            self.amax *= 2.0
+        h, _ = np.histogram(x, bins=BINS, range=(-self.amax, self.amax))
+        self.hist += h
+        self.count += x.size
+
+    # ---- calibrators -------------------------------------------------------------------------------
+    def minmax(self) -> tuple[float, float]:
+        return self.lo, self.hi
+
+    def percentile(self, p: float = 99.99) -> tuple[float, float]:
+        cdf = np.cumsum(self.hist)
+        total = cdf[-1]
+        if total == 0:
+            return self.minmax()
+        edges = np.linspace(-self.amax, self.amax, BINS + 1)
+        lo_i = int(np.searchsorted(cdf, total * (100.0 - p) / 200.0, side="left"))
+        hi_i = int(np.searchsorted(cdf, total * (100.0 + p) / 200.0, side="left"))
+        lo, hi = float(edges[lo_i]), float(edges[min(hi_i + 1, BINS)])
+        return max(lo, self.lo), min(hi, self.hi)
+
+    def entropy(self, levels: int = 128) -> tuple[float, float]:
+        half = BINS // 2
+        absh = self.hist[half:] + self.hist[:half][::-1]  # |x| histogram, 2048 bins on [0, A]
+        t = kl_threshold(absh, levels)
+        amax = (t / absh.size) * self.amax
+        if amax <= 0:
+            return self.minmax()
+        return max(-amax, self.lo), min(amax, self.hi)
+
+    def range(self, method: str) -> tuple[float, float]:
+        if self.count == 0:
+            raise QuantizationError("no finite values were observed for this tensor during calibration")
+        if method == "minmax":
+            return self.minmax()
+        if method == "percentile":
+            return self.percentile()
+        if method == "entropy":
+            return self.entropy()
+        raise QuantizationError(f"unknown calibrator {method!r}; choose one of {', '.join(CALIBRATORS)}")
+
+
+def kl_threshold(hist: np.ndarray, levels: int = 128) -> int:
+    """TensorRT entropy calibration: the number of |x| bins i (levels <= i <= len(hist)) whose clipped
+    distribution P (outliers folded into the last bin) is closest in KL divergence to its quantization Q
+    onto ``levels`` levels. Returns len(hist) for degenerate histograms."""
+    hist = np.asarray(hist, np.float64)
+    n = hist.size
+    nz = np.nonzero(hist)[0]
+    if nz.size == 0 or nz[-1] < levels:
+        return int(nz[-1]) + 1 if nz.size else n
+    best_i, best_kl = n, np.inf
+    csum_tail = np.cumsum(hist[::-1])[::-1]  # csum_tail[i] = sum(hist[i:])
+    for i in range(levels, n + 1, 16 if n > 1024 else 1):
+        p = hist[:i].copy()
+        if i < n:
+            p[-1] += csum_tail[i]
+        if p.sum() == 0:
+            continue
+        # Q: merge the first i bins into `levels` chunks, spread each chunk's mass over its non-empty bins.
+        src = hist[:i]
+        lens = np.full(levels, i // levels)
+        lens[: i % levels] += 1  # np.array_split's chunking
+        starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+        sums = np.add.reduceat(src, starts)
+        cnts = np.add.reduceat((src > 0).astype(np.float64), starts)
+        per = np.where(cnts > 0, sums / np.maximum(cnts, 1), 0.0)
+        q = np.where(src > 0, np.repeat(per, lens), 0.0)
+        pm = p / p.sum()
+        qs = q.sum()
+        if qs == 0:
+            continue
+        qm = q / qs
+        mask = pm > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kl = float(np.sum(pm[mask] * np.log(pm[mask] / np.where(qm[mask] > 0, qm[mask], 1e-12))))
+        if kl < best_kl:
+            best_kl, best_i = kl, i
+    return best_i
+
+
+def validate_batches(g: Graph, batches: Sequence[Mapping[str, np.ndarray]] | None) -> list[dict[str, np.ndarray]]:
+    """Check calibration batches against the graph's inputs; split arrays whose leading axis is a multiple of
+    the graph's batch. Raises QuantizationError naming the problem."""
+    if batches is None or len(batches) == 0:
+        raise QuantizationError("empty calibration set: give at least one batch (--calib FILE.npz, keyed by "
+                                f"the graph inputs {', '.join(g.inputs)})")
+    out: list[dict[str, np.ndarray]] = []
+    for bi, b in enumerate(batches):
+        extra = sorted(set(b) - set(g.inputs))
+        missing = [i for i in g.inputs if i not in b]
+        if missing or extra:
+            raise QuantizationError(
+                f"calibration batch {bi}: names {sorted(b)} do not match the graph inputs "
+                f"{', '.join(f'{i}: {g.types[i]}' for i in g.inputs)}"
+                + (f" (missing {missing})" if missing else "") + (f" (unknown {extra})" if extra else ""))
+        n_split = None
+        for name in g.inputs:
+            want, got = g.types[name].shape, np.shape(b[name])
+            if got == want:
+                n_split = n_split or 1
+                continue
+            if len(got) == len(want) and len(want) >= 1 and got[1:] == want[1:] and want[0] and got[0] % want[0] == 0:
+                k = got[0] // want[0]
+                if n_split not in (None, k):
+                    raise QuantizationError(f"calibration batch {bi}: inputs have inconsistent leading sizes")
+                n_split = k
+                continue
+            raise QuantizationError(f"calibration batch {bi}: input {name!r} has shape {list(got)}, the graph "
+                                    f"expects {list(want)} (or a multiple of it along axis 0)")
+        for j in range(n_split or 1):
+            piece = {}
+            for name in g.inputs:
+                a = np.asarray(b[name])
+                rows = g.types[name].shape[0] if g.types[name].shape else 0
+                piece[name] = a if a.shape == g.types[name].shape else a[j * rows:(j + 1) * rows]
+            try:
+                out.append(check_inputs(g, piece))
+            except InputError as e:
+                raise QuantizationError(f"calibration batch {bi}: {e}") from None
+    return out
+
+
+def collect(g: Graph, batches: Sequence[Mapping[str, np.ndarray]], names: Iterable[str]) -> dict[str, Stats]:
+    """Run the float graph over the batches, gathering Stats for ``names`` (float values only)."""
+    batches = validate_batches(g, batches)
+    want = {n for n in names if n in g.types and g.types[n].dtype.is_float and n not in g.constants}
+    stats = {n: Stats() for n in want}
+
+    def observe(name: str, arr: np.ndarray) -> None:
+        s = stats.get(name)
+        if s is not None:
+            s.update(arr)
+
+    for i, b in enumerate(batches):
+        run(g, b, observer=observe)
+        log.info("calibration batch %d/%d", i + 1, len(batches))
+    for n in want:  # graph inputs are observed directly
+        if n in g.inputs:
+            for b in batches:
+                stats[n].update(b[n])
+    return stats
+
+
+def ranges(stats: Mapping[str, Stats], method: str) -> dict[str, tuple[float, float]]:
+    if method not in CALIBRATORS:
+        raise QuantizationError(f"unknown calibrator {method!r}; choose one of {', '.join(CALIBRATORS)}")
+    out = {}
+    for n, s in stats.items():
+        if s.count:
+            out[n] = s.range(method)
+    return out
