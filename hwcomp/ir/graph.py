@@ -77,9 +77,10 @@ class Graph:
     def add_node(self, op: str, inputs: list[str], out_types: list[TensorType], attrs: dict | None = None,
                  name: str | None = None, out_names: list[str] | None = None, index: int | None = None) -> list[str]:
         """Append (or insert at index) a node; returns the names of its outputs."""
-        name = self.fresh(name or op)
-        outs = [self.fresh(out_names[i] if out_names else f"{name}_out{i}" if len(out_types) > 1 else name)
+        base = name or op
+        outs = [self.fresh(out_names[i] if out_names else f"{base}_out{i}" if len(out_types) > 1 else base)
                 for i in range(len(out_types))]
+        name = outs[0] if len(outs) == 1 and not out_names else self.fresh(base)
         for o, t in zip(outs, out_types):
             self.types[o] = t
         node = Node(op, list(inputs), outs, dict(attrs or {}), name)

@@ -27,8 +27,8 @@ def print_graph(g) -> str:
         count, nbytes = g.param_count()
         lines.append(f"  // {n_const} constants, {count:,} parameters, {nbytes / 2**20:.2f} MiB")
         for k, v in g.constants.items():
-            if v.size <= 4:
-                lines.append(f"  %{k}: {g.types[k]} = const {np.asarray(v).tolist()}")
+            val = np.asarray(v).tolist() if v.size <= 4 else f"<{v.size} values>"
+            lines.append(f"  %{k}: {g.types[k]} = const {val}")
     for n in g.nodes:
         outs = ", ".join(f"%{o}: {g.types[o]}" if o in g.types else f"%{o}" for o in n.outputs)
         ins = ", ".join(f"%{i}" if i else "_" for i in n.inputs)
