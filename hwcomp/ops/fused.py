@@ -58,22 +58,34 @@ def add_layer_norm(node, x, residual, gamma, beta=None):
 
 
 def split_heads(x: np.ndarray, h: int) -> np.ndarray:
+    """[B, S, H*D] -> [B, H, S, D]."""
     b, s, hd = x.shape
     return x.reshape(b, s, h, hd // h).transpose(0, 2, 1, 3)
 
 
 def attention_ref(q, k, v, mask, num_heads: int, scale: float, causal: bool) -> np.ndarray:
-    qh, kh, vh = (split_heads(t, num_heads) for t in (q, k, v))
-    s = np.matmul(qh, kh.transpose(0, 1, 3, 2)) * np.asarray(scale, q.dtype)
+    """softmax(q_h k_hᵀ * scale + mask [+ causal]) v_h per head; rows masked entirely with -inf give 0.
+
+    Computed head by head with 2-D matmuls (numpy's stacked matmul is far slower for these shapes)."""
+    b, sq, hd = q.shape
+    sk, d = k.shape[1], hd // num_heads
+    dv = v.shape[-1] // num_heads
+    out = np.empty((b, sq, num_heads * dv), dtype=q.dtype)
+    sc = np.asarray(scale, q.dtype)
     if mask is not None:
-        s = s + mask
-    if causal:
-        sq, sk = s.shape[-2:]
-        s = np.where(np.tril(np.ones((sq, sk), bool), sk - sq), s, np.asarray(-np.inf, s.dtype))
-    p = softmax_ref(s.astype(q.dtype), -1)
-    o = np.matmul(p, vh)
-    b, h, sq, d = o.shape
-    return o.transpose(0, 2, 1, 3).reshape(b, sq, h * d).astype(q.dtype)
+        mask = np.broadcast_to(mask, (b, num_heads, sq, sk))
+    tri = np.tril(np.ones((sq, sk), bool), sk - sq) if causal else None
+    for bi in range(b):
+        for h in range(num_heads):
+            s = (q[bi, :, h * d:(h + 1) * d] @ k[bi, :, h * d:(h + 1) * d].T) * sc
+            if mask is not None:
+                s = s + mask[bi, h]
+            if tri is not None:
+                s = np.where(tri, s, np.asarray(-np.inf, s.dtype))
+            p = softmax_ref(s.astype(q.dtype), -1)
+            p = np.where(np.isnan(p), 0, p).astype(q.dtype)
+            out[bi, :, h * dv:(h + 1) * dv] = p @ v[bi, :, h * dv:(h + 1) * dv]
+    return out
 
 
 def _attention_infer(node, types, consts):
