@@ -1,0 +1,291 @@
+"""hwcomp IR -> TVM Relax (BlockBuilder).
+
+hwcomp lowers its own fused graph; it never hands the ONNX file to TVM's importer. Every IR value becomes
+a Relax variable; weights (constants with more than 64 elements) become function parameters (saved next
+to the compiled library), small constants are inlined. Fused ops (`dense`, `attention`, `layer_norm`,
+`add_layer_norm`, `gelu`) are emitted through :data:`FUSED_KERNELS` hooks, so a schedule in
+``hwcomp.schedules`` can replace the default composition of Relax ops by its own PrimFunc.
+
+``precision="fp16"`` computes floats in float16 (weights converted at compile time) with float32 for
+softmax and layer-norm statistics and float32 graph outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from hwcomp.errors import BackendError
+from hwcomp.ir import DType, Graph, Node
+
+PARAM_MIN_ELEMENTS = 65
+
+_BINARY = {"Add": "add", "Sub": "subtract", "Mul": "multiply", "Div": "divide", "Pow": "power",
+           "Equal": "equal", "Less": "less", "Greater": "greater", "LessOrEqual": "less_equal",
+           "GreaterOrEqual": "greater_equal", "And": "logical_and", "Or": "logical_or", "Max": "maximum",
+           "Min": "minimum"}
+_UNARY = {"Relu": ("nn", "relu"), "Tanh": ("", "tanh"), "Sigmoid": ("", "sigmoid"), "Erf": ("", "erf"),
+          "Sqrt": ("", "sqrt"), "Exp": ("", "exp"), "Log": ("", "log"), "Neg": ("", "negative"),
+          "Abs": ("", "abs"), "Not": ("", "logical_not"), "IsNaN": ("", "isnan"), "Floor": ("", "floor"),
+          "Ceil": ("", "ceil"), "Reciprocal": None, "Identity": None}
+
+
+@dataclass
+class LoweredModel:
+    mod: object  # tvm.IRModule
+    param_names: list[str]
+    params: dict[str, np.ndarray]
+    input_names: list[str]
+    output_names: list[str]
+    kernel_sources: dict[str, str] = field(default_factory=dict)  # fused node name -> "schedule"/"relax"
+
+
+# Hooks: op name -> fn(ctx, node, args) -> relax expr(s). Schedules register here (see hwcomp.schedules).
+FUSED_KERNELS: dict[str, Callable] = {}
+
+
+class _Ctx:
+    def __init__(self, bb, g: Graph, precision: str):
+        self.bb, self.g, self.precision = bb, g, precision
+        self.env: dict[str, object] = {}
+
+    def fdt(self, dt: DType) -> str:
+        """The compute dtype for an IR dtype under this precision."""
+        if dt.is_float:
+            return "float16" if self.precision == "fp16" else "float32"
+        return dt.value if dt is not DType.bool else "bool"
+
+    def emit(self, expr):
+        return self.bb.emit(expr)
+
+
+def _np_const(ctx: _Ctx, arr: np.ndarray, dt: DType):
+    from tvm import relax
+    a = np.asarray(arr)
+    if dt.is_float:
+        a = a.astype(ctx.fdt(dt))
+    elif dt is DType.bool:
+        a = a.astype(bool)
+    return relax.const(a, str(a.dtype))
+
+
+def lower_to_relax(g: Graph, precision: str = "fp32") -> LoweredModel:
+    import tvm
+    from tvm import relax
+
+    if precision not in ("fp32", "fp16"):
+        raise BackendError(f"precision {precision!r} is not one of fp32, fp16")
+    bb = relax.BlockBuilder()
+    ctx = _Ctx(bb, g, precision)
+    inputs = [relax.Var(i, relax.TensorType(list(g.types[i].shape), g.types[i].dtype.value
+                                            if not g.types[i].dtype.is_float else ctx.fdt(g.types[i].dtype)))
+              for i in g.inputs]
+    param_names = [k for k, v in g.constants.items() if v.size >= PARAM_MIN_ELEMENTS]
+    params = {k: (g.constants[k].astype(ctx.fdt(g.types[k].dtype)) if g.types[k].dtype.is_float
+                  else g.constants[k]) for k in param_names}
+    pvars = [relax.Var(_safe(k), relax.TensorType(list(params[k].shape), str(params[k].dtype))) for k in param_names]
+    with bb.function("main", inputs + pvars, attrs={"num_input": len(inputs)}):
+        with bb.dataflow():
+            for i, v in zip(g.inputs, inputs):
+                ctx.env[i] = v
+            for k, v in zip(param_names, pvars):
+                ctx.env[k] = v
+            for n in g.nodes:
+                outs = _lower_node(ctx, n)
+                if not isinstance(outs, (list, tuple)):
+                    outs = [outs]
+                for o, e in zip(n.outputs, outs):
+                    if o:
+                        ctx.env[o] = e
+            results = []
+            for o in g.outputs:
+                e = _value(ctx, o)
+                t = g.types[o]
+                if t.dtype.is_float and ctx.fdt(t.dtype) != "float32":
+                    e = bb.emit(relax.op.astype(e, "float32"))
+                results.append(e)
+            out = bb.emit_output(relax.Tuple(results) if len(results) > 1 else results[0])
+        bb.emit_func_output(out)
+    mod = bb.get()
+    return LoweredModel(mod, param_names, params, list(g.inputs), list(g.outputs))
+
+
+def _safe(name: str) -> str:
+    return "p_" + "".join(c if c.isalnum() else "_" for c in name)
+
+
+def _value(ctx: _Ctx, name: str):
+    if name in ctx.env:
+        return ctx.env[name]
+    if name in ctx.g.constants:
+        c = _np_const(ctx, ctx.g.constants[name], ctx.g.types[name].dtype)
+        ctx.env[name] = c
+        return c
+    raise BackendError(f"value {name!r} used before definition in lowering")
+
+
+def _ints(ctx: _Ctx, name: str) -> list[int]:
+    c = ctx.g.constants.get(name)
+    if c is None:
+        raise BackendError(f"value {name!r} must be a compile-time constant for the GPU backend")
+    return [int(x) for x in np.atleast_1d(c)]
+
+
+def _lower_node(ctx: _Ctx, n: Node):
+    from tvm import relax
+    R = relax.op
+    g, bb = ctx.g, ctx.bb
+    args = [(_value(ctx, i) if i else None) for i in n.inputs]
+    out_t = g.types[n.outputs[0]]
+    if n.op in FUSED_KERNELS:
+        r = FUSED_KERNELS[n.op](ctx, n, args)
+        if r is not None:
+            return r
+    if n.op in _BINARY:
+        a, b = args
+        if n.op == "Pow" and n.inputs[1] in g.constants and float(g.constants[n.inputs[1]].reshape(-1)[0]) == 2.0:
+            return bb.emit(R.multiply(a, a))
+        return bb.emit(getattr(R, _BINARY[n.op])(a, b))
+    if n.op in _UNARY:
+        spec = _UNARY[n.op]
+        if n.op == "Identity":
+            return args[0]
+        if n.op == "Reciprocal":
+            return bb.emit(R.divide(_np_const(ctx, np.array(1.0, np.float32), out_t.dtype), args[0]))
+        mod = getattr(R, spec[0]) if spec[0] else R
+        return bb.emit(getattr(mod, spec[1])(args[0]))
+    if n.op == "Cast":
+        return bb.emit(R.astype(args[0], ctx.fdt(out_t.dtype)))
+    if n.op in ("Reshape", "Flatten", "Unsqueeze", "Squeeze"):
+        return bb.emit(R.reshape(args[0], list(out_t.shape)))
+    if n.op == "Expand":
+        return bb.emit(R.broadcast_to(args[0], list(out_t.shape)))
+    if n.op == "Transpose":
+        return bb.emit(R.permute_dims(args[0], n.attr("perm")))
+    if n.op == "Where":
+        return bb.emit(R.where(args[0], args[1], args[2]))
+    if n.op == "Gather":
+        idx = args[1]
+        return bb.emit(R.take(args[0], idx, axis=n.attr("axis", 0)))
+    if n.op == "GatherND":
+        return bb.emit(R.gather_nd(args[0], args[1], batch_dims=n.attr("batch_dims", 0)))
+    if n.op == "Concat":
+        return bb.emit(R.concat([a for a in args], axis=n.attrs["axis"]))
+    if n.op == "Split":
+        axis = n.attr("axis", 0)
+        sizes = [g.types[o].shape[axis] for o in n.outputs]
+        idx = list(np.cumsum(sizes)[:-1])
+        t = bb.emit(R.split(args[0], [int(i) for i in idx], axis=axis))
+        return [bb.emit(relax.TupleGetItem(t, i)) for i in range(len(n.outputs))]
+    if n.op == "Slice":
+        starts, ends = _ints(ctx, n.inputs[1]), _ints(ctx, n.inputs[2])
+        rank = g.types[n.inputs[0]].rank
+        axes = _ints(ctx, n.inputs[3]) if n.input(3) else list(range(len(starts)))
+        steps = _ints(ctx, n.inputs[4]) if n.input(4) else [1] * len(starts)
+        axes = [a % rank for a in axes]
+        return bb.emit(R.strided_slice(args[0], axes, starts, ends, steps))
+    if n.op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin"):
+        axes = n.attr("axes")
+        if axes is None and n.input(1):
+            axes = _ints(ctx, n.inputs[1])
+        f = {"ReduceMean": R.mean, "ReduceSum": R.sum, "ReduceMax": R.max, "ReduceMin": R.min}[n.op]
+        return bb.emit(f(args[0], axis=list(axes) if axes is not None else None, keepdims=bool(n.attr("keepdims", 1))))
+    if n.op == "ReduceL2":
+        axes = n.attr("axes") or (_ints(ctx, n.inputs[1]) if n.input(1) else None)
+        return bb.emit(R.sqrt(R.sum(R.multiply(args[0], args[0]), axis=axes, keepdims=bool(n.attr("keepdims", 1)))))
+    if n.op == "Clip":
+        lo = float(g.constants[n.inputs[1]]) if n.input(1) else -np.inf
+        hi = float(g.constants[n.inputs[2]]) if n.input(2) else np.inf
+        return bb.emit(R.clip(args[0], lo, hi))
+    if n.op == "Softmax":
+        return _softmax(ctx, args[0], n.attr("axis", -1))
+    if n.op == "MatMul":
+        return bb.emit(R.matmul(args[0], args[1]))
+    if n.op == "dense":
+        return _dense(ctx, n, args)
+    if n.op == "gelu":
+        return bb.emit(R.nn.gelu_tanh(args[0]) if n.attr("approximate", "none") == "tanh" else R.nn.gelu(args[0]))
+    if n.op in ("layer_norm", "LayerNormalization"):
+        return _layer_norm(ctx, args[0], args[1], args[2] if len(args) > 2 else None, n.attr("epsilon", 1e-5))
+    if n.op == "add_layer_norm":
+        s = bb.emit(R.add(args[0], args[1]))
+        return [_layer_norm(ctx, s, args[2], args[3] if len(args) > 3 else None, n.attr("epsilon", 1e-5)), s]
+    if n.op == "attention":
+        return _attention(ctx, n, args)
+    raise BackendError(f"the cuda backend cannot lower op {n.op!r} (node {n.name!r}); it lowers "
+                       f"{', '.join(sorted(supported_ops()))}")
+
+
+def supported_ops() -> set[str]:
+    return set(_BINARY) | set(_UNARY) | {
+        "Cast", "Reshape", "Flatten", "Unsqueeze", "Squeeze", "Expand", "Transpose", "Where", "Gather", "GatherND",
+        "Concat", "Split", "Slice", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2", "Clip",
+        "Softmax", "MatMul", "dense", "gelu", "layer_norm", "LayerNormalization", "add_layer_norm", "attention"}
+
+
+def _softmax(ctx: _Ctx, x, axis: int):
+    from tvm import relax
+    R = relax.op
+    if ctx.precision == "fp16":
+        return ctx.emit(R.astype(R.nn.softmax(R.astype(x, "float32"), axis=axis), "float16"))
+    return ctx.emit(R.nn.softmax(x, axis=axis))
+
+
+def _layer_norm(ctx: _Ctx, x, gamma, beta, eps: float):
+    from tvm import relax
+    R = relax.op
+    if beta is None:
+        c = ctx.g.types  # beta defaults to zeros
+        beta = R.zeros_like(gamma)
+    if ctx.precision == "fp16":
+        y = R.nn.layer_norm(R.astype(x, "float32"), R.astype(gamma, "float32"), R.astype(beta, "float32"),
+                            axes=[-1], epsilon=float(eps))
+        return ctx.emit(R.astype(y, "float16"))
+    return ctx.emit(R.nn.layer_norm(x, gamma, beta, axes=[-1], epsilon=float(eps)))
+
+
+def _activation(ctx: _Ctx, y, act: str):
+    from tvm import relax
+    R = relax.op
+    if act == "none":
+        return y
+    f = {"gelu": R.nn.gelu, "gelu_tanh": R.nn.gelu_tanh, "relu": R.nn.relu, "tanh": R.tanh}[act]
+    return ctx.emit(f(y))
+
+
+def _dense(ctx: _Ctx, n: Node, args):
+    from tvm import relax
+    R = relax.op
+    y = ctx.emit(R.matmul(args[0], args[1]))
+    if len(args) > 2 and args[2] is not None:
+        y = ctx.emit(R.add(y, args[2]))
+    return _activation(ctx, y, n.attr("activation", "none"))
+
+
+def _attention(ctx: _Ctx, n: Node, args):
+    from tvm import relax
+    R = relax.op
+    g = ctx.g
+    q, k, v = args[:3]
+    mask = args[3] if len(args) > 3 else None
+    h = int(n.attrs["num_heads"])
+    b, sq, hd = g.types[n.inputs[0]].shape
+    sk = g.types[n.inputs[1]].shape[1]
+    dv = g.types[n.inputs[2]].shape[-1] // h
+    d = hd // h
+    qh = ctx.emit(R.permute_dims(R.reshape(q, [b, sq, h, d]), [0, 2, 1, 3]))
+    kt = ctx.emit(R.permute_dims(R.reshape(k, [b, sk, h, d]), [0, 2, 3, 1]))
+    vh = ctx.emit(R.permute_dims(R.reshape(v, [b, sk, h, dv]), [0, 2, 1, 3]))
+    s = ctx.emit(R.matmul(qh, kt, out_dtype="float32"))
+    s = ctx.emit(R.multiply(s, relax.const(np.float32(n.attrs["scale"]), "float32")))
+    if mask is not None:
+        s = ctx.emit(R.add(s, R.astype(mask, "float32")))
+    if n.attr("causal", 0):
+        tri = np.tril(np.ones((sq, sk), bool), sk - sq)
+        s = ctx.emit(R.where(relax.const(tri, "bool"), s, relax.const(np.float32(-np.inf), "float32")))
+    p = ctx.emit(R.nn.softmax(s, axis=-1))
+    p = ctx.emit(R.astype(p, ctx.fdt(g.types[n.inputs[0]].dtype)))
+    o = ctx.emit(R.matmul(p, vh))
+    return ctx.emit(R.reshape(R.permute_dims(o, [0, 2, 1, 3]), [b, sq, h * dv]))

@@ -1,0 +1,62 @@
+"""`hwcomp compile MODEL.onnx --target cuda|llvm|fpga|asic ... -o OUTDIR`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..artifact import get_backend
+from ..errors import HwcompError
+from ..passes import PassContext, run_pipeline
+from .app import app, console
+from .common import SHAPE_HELP, load_model, load_npz
+
+
+def quantize_graph(g, quant: str, calib: list[str] | None, calibrator: str, group: int, keep_float: list[str] | None,
+                   model_name: str | None = None):
+    """Apply hwcomp's quantization passes by mode name ("none" returns the graph unchanged)."""
+    if quant in ("none", "fp32", "fp16"):
+        return g
+    from ..passes import PASSES, get_pass  # noqa: F401  (loads every pass module)
+    name = {"int8": "quantize_int8", "w8": "quantize_w8", "w4": "quantize_w4"}.get(quant)
+    if name is None:
+        raise HwcompError(f"unknown --quant {quant!r}; choose none, int8, w8 or w4")
+    get_pass(name)
+    calib_sets = [load_npz(c) for c in (calib or [])]
+    ctx = PassContext(options={"calibration": calib_sets, "calibrator": calibrator, "group_size": group,
+                               "keep_float": list(keep_float or []), "model_name": model_name})
+    return run_pipeline(g, [name], ctx)
+
+
+@app.command("compile")
+def compile_(model: str = typer.Argument(..., help="model.onnx (float or QDQ) or graph.hwir"),
+             target: str = typer.Option(..., "--target", "-t", help="cuda | llvm | fpga | asic"),
+             output: str = typer.Option(..., "-o", "--output", help="artifact directory to write"),
+             shape: Optional[list[str]] = typer.Option(None, "--shape", help=SHAPE_HELP),
+             passes: Optional[str] = typer.Option(None, "--passes", help="pass pipeline (default: the target's)"),
+             quant: str = typer.Option("none", "--quant", help="none | int8 | w8 | w4"),
+             precision: str = typer.Option("fp16", "--precision", help="GPU float precision: fp16 | fp32"),
+             calib: Optional[list[str]] = typer.Option(None, "--calib", help="calibration .npz (repeatable)"),
+             calibrator: str = typer.Option("entropy", "--calibrator", help="minmax | percentile | entropy"),
+             group: int = typer.Option(128, "--group", help="group size for w4/w8"),
+             keep_float: Optional[list[str]] = typer.Option(None, "--keep-float", help="layer to keep in float"),
+             arch: str = typer.Option("sm_90", "--arch", help="CUDA arch (cuda target)"),
+             array: str = typer.Option("16x16", "--array", help="systolic array ROWSxCOLS (fpga/asic)"),
+             dataflow: str = typer.Option("ws", "--dataflow", help="ws | os (fpga/asic)"),
+             tuning_db: Optional[str] = typer.Option(None, "--tuning-db", help="MetaSchedule database dir (cuda/llvm)"),
+             ) -> None:
+    """Compile a model for a target and write a deployable artifact directory with report.json."""
+    backend = get_backend(target)
+    t0 = time.perf_counter()
+    g = load_model(model, shape)
+    g = run_pipeline(g, passes or backend.default_pipeline, PassContext())
+    g = quantize_graph(g, quant, calib, calibrator, group, keep_float, Path(model).stem)
+    report = backend.compile(g, Path(output), precision=precision, arch=arch, array=array, dataflow=dataflow,
+                             tuning_db=tuning_db, quant=quant, source=str(model))
+    console.print(f"compiled {model} for {target} in {time.perf_counter() - t0:.1f} s -> {output}")
+    for k in ("summary",):
+        if k in report:
+            console.print(report[k])
