@@ -65,7 +65,7 @@ def _np_const(ctx: _Ctx, arr: np.ndarray, dt: DType):
     from tvm import relax
     a = np.asarray(arr)
     if dt.is_float:
-        a = a.astype(ctx.fdt(dt))
+        a = _to_float(a, ctx.fdt(dt))
     elif dt is DType.bool:
         a = a.astype(bool)
     return relax.const(a, str(a.dtype))
@@ -83,7 +83,7 @@ def lower_to_relax(g: Graph, precision: str = "fp32") -> LoweredModel:
                                             if not g.types[i].dtype.is_float else ctx.fdt(g.types[i].dtype)))
               for i in g.inputs]
     param_names = [k for k, v in g.constants.items() if v.size >= PARAM_MIN_ELEMENTS]
-    params = {k: (g.constants[k].astype(ctx.fdt(g.types[k].dtype)) if g.types[k].dtype.is_float
+    params = {k: (_to_float(g.constants[k], ctx.fdt(g.types[k].dtype)) if g.types[k].dtype.is_float
                   else g.constants[k]) for k in param_names}
     pvars = [relax.Var(_safe(k), relax.TensorType(list(params[k].shape), str(params[k].dtype))) for k in param_names]
     with bb.function("main", inputs + pvars, attrs={"num_input": len(inputs)}):
@@ -110,6 +110,15 @@ def lower_to_relax(g: Graph, precision: str = "fp32") -> LoweredModel:
         bb.emit_func_output(out)
     mod = bb.get()
     return LoweredModel(mod, param_names, params, list(g.inputs), list(g.outputs))
+
+
+def _to_float(a: np.ndarray, dtype: str) -> np.ndarray:
+    """Cast to the compute float type, saturating to its finite range (mask constants such as
+    float32's lowest value must stay finite and very negative in float16, not become -inf)."""
+    if dtype == "float16":
+        fi = np.finfo(np.float16)
+        return np.clip(a, fi.min, fi.max).astype(np.float16)
+    return a.astype(dtype)
 
 
 def _safe(name: str) -> str:
