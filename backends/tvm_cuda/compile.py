@@ -54,7 +54,8 @@ def schedule_cuda(mod, precision: str):
     return dl.ApplyDefaultSchedule(*rules)(mod)
 
 
-def build(g: Graph, target_kind: str, arch: str, precision: str, tuning_db: str | None = None):
+def build(g: Graph, target_kind: str, arch: str, precision: str, tuning_db: str | None = None,
+          cuda_graph: bool = True):
     """Lower and compile; returns (executable, LoweredModel, schedule notes)."""
     import tvm
     from tvm import relax
@@ -70,7 +71,9 @@ def build(g: Graph, target_kind: str, arch: str, precision: str, tuning_db: str 
                 from .tuning import apply_database
                 mod = apply_database(mod, target, tuning_db)
             mod = schedule_cuda(mod, precision)
-            ex = tvm.compile(mod, target)
+            # Static shapes: let Relax capture the whole forward pass as one CUDA graph.
+            with tvm.transform.PassContext(opt_level=3, config={"relax.backend.use_cuda_graph": cuda_graph}):
+                ex = tvm.compile(mod, target)
     else:
         target = tvm.target.Target({"kind": "llvm"})
         mod = relax.get_pipeline("zero")(lm.mod)

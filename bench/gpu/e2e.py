@@ -1,0 +1,162 @@
+"""End-to-end GPU benchmark, run on the device machine: hwcomp (fp16; int8 where it lowers) vs PyTorch
+eager vs torch.compile(mode="reduce-overhead") vs stock TVM (its ONNX importer + dlight), BERT-base and
+GPT-2 small, seq 128, batch 1 and 32. Median of >= 30 timed runs after warm-up (CUDA events for torch,
+TVM's time_evaluator -- device-synchronised -- for TVM). Also checks hwcomp's GPU output against its
+interpreter. Writes one JSON file.
+
+    python bench/gpu/e2e.py --out $OUT/e2e.json [--models bert-base,gpt2-small] [--batches 1,32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+RUNS, WARMUP = 50, 10
+
+
+def cuda_time_ms(fn, runs=RUNS, warmup=WARMUP) -> float:
+    import torch
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(runs):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        fn()
+        e.record()
+        e.synchronize()
+        times.append(s.elapsed_time(e))
+    return statistics.median(times)
+
+
+def tvm_time_ms(vm, dev, args, runs=RUNS) -> float:
+    vm.set_input("main", *args)
+    vm.invoke_stateful("main")
+    dev.sync()
+    te = vm.time_evaluator("invoke_stateful", dev, number=1, repeat=runs, min_repeat_ms=0)
+    res = te("main")
+    return float(np.median(np.asarray(res.results))) * 1e3
+
+
+def bench_torch(name, batch, seq, feeds, dtype):
+    import torch
+    from hwcomp import zoo
+    kw = {"lm_head": True} if name.startswith("gpt2") else {}
+    mod, in_names, _ = zoo.build_torch(name, attn="sdpa", **kw)
+    mod = mod.to("cuda", dtype=dtype).eval()
+    args = [torch.from_numpy(feeds[n]).cuda() for n in in_names]
+    out = {}
+    with torch.inference_mode():
+        out["eager_ms"] = cuda_time_ms(lambda: mod(*args))
+        torch._dynamo.reset()
+        t = time.time()
+        cm = torch.compile(mod, mode="reduce-overhead")
+        for _ in range(3):
+            cm(*args)
+        out["compile_s"] = time.time() - t
+        out["torch_compile_ms"] = cuda_time_ms(lambda: cm(*args))
+        torch._dynamo.reset()
+    return out
+
+
+def bench_hwcomp(name, batch, seq, feeds, onnx_path, precision, quant, check):
+    import tvm
+    from tvm import relax
+    import hwcomp
+    from hwcomp.passes import run_pipeline
+    from hwcomp.backends.tvm_cuda.compile import build
+    from hwcomp.cli.compile import quantize_graph
+    t = time.time()
+    g = hwcomp.load_onnx(onnx_path, {k: v.shape for k, v in feeds.items()})
+    g = run_pipeline(g, "cuda")
+    if quant != "none":
+        g = quantize_graph(g, quant, None, "entropy", 128, None, name)
+    ex, lm = build(g, "cuda", "sm_90", precision)
+    res = {"compile_s": time.time() - t}
+    dev = tvm.cuda(0)
+    vm = relax.VirtualMachine(ex, dev)
+    args = [tvm.runtime.tensor(feeds[i], dev) for i in lm.input_names] + \
+           [tvm.runtime.tensor(lm.params[k], dev) for k in lm.param_names]
+    res["latency_ms"] = tvm_time_ms(vm, dev, args)
+    if check:
+        out = vm["main"](*args)
+        got = (out if len(g.outputs) == 1 else out[0]).numpy()
+        ref = hwcomp.run(g, feeds)[g.outputs[0]]
+        res["max_abs_err_vs_interpreter"] = float(np.abs(got.astype(np.float64) - ref).max())
+        res["ref_max_abs"] = float(np.abs(ref).max())
+        res["bit_exact"] = bool(np.array_equal(got, ref))
+    return res
+
+
+def bench_stock_tvm(onnx_path, feeds):
+    import onnx
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+    from tvm.s_tir import dlight as dl
+    t = time.time()
+    m = onnx.load(onnx_path)
+    mod = from_onnx(m, shape_dict={k: list(v.shape) for k, v in feeds.items()}, keep_params_in_input=False)
+    target = tvm.target.Target({"kind": "cuda", "arch": "sm_90"}, host={"kind": "llvm"})
+    with target:
+        mod = relax.get_pipeline("zero")(mod)
+        mod = dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
+                                      dl.gpu.GeneralReduction(), dl.gpu.Fallback())(mod)
+        ex = tvm.compile(mod, target)
+    dev = tvm.cuda(0)
+    vm = relax.VirtualMachine(ex, dev)
+    args = [tvm.runtime.tensor(feeds[k], dev) for k in feeds]
+    return {"compile_s": time.time() - t, "latency_ms_fp32": tvm_time_ms(vm, dev, args)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--models", default="bert-base,gpt2-small")
+    ap.add_argument("--batches", default="1,32")
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--peers", default="hwcomp,torch,stock_tvm")
+    ap.add_argument("--quant", default="none", help="also bench hwcomp with this --quant (int8, w4)")
+    a = ap.parse_args()
+    import torch
+    from hwcomp import zoo
+    peers = a.peers.split(",")
+    results = {"device": torch.cuda.get_device_name(0), "seq": a.seq, "runs": RUNS, "warmup": WARMUP, "rows": []}
+    for name in a.models.split(","):
+        kw = {"lm_head": True} if name.startswith("gpt2") else {}
+        onnx_path = str(zoo.get(name, exporter="legacy", attn="eager", **kw))
+        for batch in [int(b) for b in a.batches.split(",")]:
+            feeds = zoo.sample_inputs(name, batch=batch, seq=a.seq, seed=0, **kw)
+            row = {"model": name, "batch": batch}
+            for peer, fn in (("torch_fp16", lambda: bench_torch(name, batch, a.seq, feeds, torch.float16)),
+                             ("hwcomp_fp16", lambda: bench_hwcomp(name, batch, a.seq, feeds, onnx_path, "fp16", "none", batch == 1)),
+                             ("hwcomp_" + a.quant, lambda: bench_hwcomp(name, batch, a.seq, feeds, onnx_path, "fp16", a.quant, batch == 1)),
+                             ("stock_tvm", lambda: bench_stock_tvm(onnx_path, feeds))):
+                key = peer.split("_")[0] if peer != "stock_tvm" else "stock_tvm"
+                if key not in peers or (peer == "hwcomp_none") or (peer.startswith("hwcomp_") and peer != "hwcomp_fp16" and a.quant == "none"):
+                    continue
+                try:
+                    row[peer] = fn()
+                except Exception as e:  # record the failure with its cause, keep benchmarking
+                    row[peer] = {"error": f"{type(e).__name__}: {str(e)[:400]}", "trace": traceback.format_exc()[-1500:]}
+                print(json.dumps({name: batch, peer: row[peer]}), flush=True)
+            tc = row.get("torch_fp16", {}).get("torch_compile_ms")
+            hw = row.get("hwcomp_fp16", {}).get("latency_ms")
+            if tc and hw:
+                row["hwcomp_vs_torch_compile"] = hw / tc
+            results["rows"].append(row)
+            Path(a.out).write_text(json.dumps(results, indent=2))
+    Path(a.out).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
