@@ -79,7 +79,7 @@ def bench_hwcomp(name, batch, seq, feeds, onnx_path, precision, quant, check):
     g = hwcomp.load_onnx(onnx_path, {k: v.shape for k, v in feeds.items()})
     g = run_pipeline(g, "cuda")
     if quant != "none":
-        g = quantize_graph(g, quant, None, "entropy", 128, None, name)
+        g = quantize_graph(g, quant, None, "entropy", 128, None)
     ex, lm = build(g, "cuda", "sm_90", precision)
     res = {"compile_s": time.time() - t}
     dev = tvm.cuda(0)

@@ -10,25 +10,44 @@ import typer
 
 from ..artifact import get_backend
 from ..errors import HwcompError
-from ..passes import PassContext, run_pipeline
+import numpy as np
+
+from ..passes import PassContext, get_pass, run_pipeline
 from .app import app, console
 from .common import SHAPE_HELP, load_model, load_npz
 
 
+def builtin_calibration(g, n: int = 8) -> list[dict]:
+    """The zoo's calibration sentences, tokenized to the graph's input shape, for token-id models."""
+    from ..errors import QuantizationError
+
+    names = set(g.inputs)
+    if not names <= {"input_ids", "attention_mask", "token_type_ids"} or "input_ids" not in names:
+        raise QuantizationError("quantization needs calibration data for this model: pass --calib FILE.npz "
+                                f"(keyed by {', '.join(g.inputs)})")
+    from .. import zoo
+
+    batch, seq = g.types["input_ids"].shape
+    sets = zoo.calibration_inputs("minilm-l6", n=n, seq=seq, batch=batch)
+    if "token_type_ids" in names:
+        for s in sets:
+            s["token_type_ids"] = np.zeros_like(s["input_ids"])
+    return [{k: v for k, v in s.items() if k in names} for s in sets]
+
+
 def quantize_graph(g, quant: str, calib: list[str] | None, calibrator: str, group: int, keep_float: list[str] | None,
-                   model_name: str | None = None):
+                   extra: dict | None = None):
     """Apply hwcomp's quantization passes by mode name ("none" returns the graph unchanged)."""
     if quant in ("none", "fp32", "fp16"):
         return g
-    from ..passes import PASSES, get_pass  # noqa: F401  (loads every pass module)
     name = {"int8": "quantize_int8", "w8": "quantize_w8", "w4": "quantize_w4"}.get(quant)
     if name is None:
         raise HwcompError(f"unknown --quant {quant!r}; choose none, int8, w8 or w4")
     get_pass(name)
-    calib_sets = [load_npz(c) for c in (calib or [])]
-    ctx = PassContext(options={"calibration": calib_sets, "calibrator": calibrator, "group_size": group,
-                               "keep_float": list(keep_float or []), "model_name": model_name})
-    return run_pipeline(g, [name], ctx)
+    options = {"calibrator": calibrator, "group_size": group, "keep_float": list(keep_float or []), **(extra or {})}
+    if quant == "int8":
+        options["calib_inputs"] = [load_npz(c) for c in calib] if calib else builtin_calibration(g)
+    return run_pipeline(g, [name], PassContext(options=options))
 
 
 @app.command("compile")
@@ -53,7 +72,7 @@ def compile_(model: str = typer.Argument(..., help="model.onnx (float or QDQ) or
     t0 = time.perf_counter()
     g = load_model(model, shape)
     g = run_pipeline(g, passes or backend.default_pipeline, PassContext())
-    g = quantize_graph(g, quant, calib, calibrator, group, keep_float, Path(model).stem)
+    g = quantize_graph(g, quant, calib, calibrator, group, keep_float)
     report = backend.compile(g, Path(output), precision=precision, arch=arch, array=array, dataflow=dataflow,
                              tuning_db=tuning_db, quant=quant, source=str(model))
     console.print(f"compiled {model} for {target} in {time.perf_counter() - t0:.1f} s -> {output}")
