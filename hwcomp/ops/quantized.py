@@ -60,9 +60,15 @@ def _epilogue(node, acc: np.ndarray) -> np.ndarray:
 
 # ---- quantize / dequantize -----------------------------------------------------------------------------
 
+def _scale(node, rank: int) -> np.ndarray:
+    """The scale attr: a float, or a float32 vector along the last axis (per-channel smoothing)."""
+    return np.asarray(node.attrs["scale"], np.float32)
+
+
 def _q_infer(node, types, consts):
     bits, signed = int(node.attr("bits", 8)), bool(node.attr("signed", 1))
-    q = QuantParams(np.float32(node.attrs["scale"]), np.int32(node.attr("zero_point", 0)), bits, signed)
+    sc = _scale(node, types[0].rank)
+    q = QuantParams(sc, np.int32(node.attr("zero_point", 0)), bits, signed, axis=None if sc.ndim == 0 else -1)
     dt = _int_dtype(bits, node) if signed else {8: DType.uint8, 16: DType.uint16}[8 if bits <= 8 else 16]
     return [TensorType(types[0].shape, dt, q)]
 
@@ -70,10 +76,11 @@ def _q_infer(node, types, consts):
 @op("quantize", infer=_q_infer)
 def quantize(node, x):
     """q = clip(rint(x / scale) + zero_point, qmin, qmax): ONNX QuantizeLinear (float32 divide, round half to
-    even, saturate) with attrs scale (float), zero_point (int), bits (2..16), signed (0/1)."""
+    even, saturate) with attrs scale (float, or float32 [C] along the last axis: SmoothQuant-style
+    per-channel smoothing folded into the consumer's weights), zero_point (int), bits (2..16), signed (0/1)."""
     bits, signed = int(node.attr("bits", 8)), bool(node.attr("signed", 1))
     lo, hi = _qrange(bits, signed)
-    q = np.rint(np.asarray(x, np.float32) / np.float32(node.attrs["scale"])) + np.float32(node.attr("zero_point", 0))
+    q = np.rint(np.asarray(x, np.float32) / _scale(node, np.ndim(x))) + np.float32(node.attr("zero_point", 0))
     return np.clip(q, lo, hi).astype(_q_infer(node, [TensorType(np.shape(x), DType.float32)], [None])[0].dtype.numpy)
 
 
@@ -81,7 +88,7 @@ def quantize(node, x):
 def dequantize(node, q):
     """x = float32(q - zero_point) * scale (attrs scale, zero_point)."""
     d = (np.asarray(q).astype(np.int64) - int(node.attr("zero_point", 0))).astype(np.float32)
-    return d * np.float32(node.attrs["scale"])
+    return d * _scale(node, np.ndim(q))
 
 
 # ---- int8 dense ----------------------------------------------------------------------------------------

@@ -134,26 +134,57 @@ def _ranges(g: Graph, ctx: PassContext) -> tuple[dict[str, tuple[float, float]],
 def quantize_int8(g: Graph, ctx: PassContext) -> Graph:
     """Static int8 PTQ: dense -> quantize + qdense (per-channel int8 weights, int32 accumulation)."""
     bits = check_bits(ctx.get("bits", 8))
+    abits = check_bits(ctx.get("act_bits", bits), "act_bits")
     g = prepare(g)
-    rng, method = _ranges(g, ctx)
+    rng0, method = _ranges(g, ctx)
+    rng = dict(rng0)
     keep = list(ctx.get("keep_float") or [])
     only = ctx.get("only")
+    alpha = ctx.get("smooth_alpha", 0.5)
+    stats = ctx.get("calib_stats") or {}
+    targets = [n for n in g.nodes if n.op == "dense" and _is_weight_dense(g, n) and not _matches(n, keep)
+               and not (only and not _matches(n, only))]
+    smooth: dict[str, np.ndarray] = {}
+    if alpha is not None:  # SmoothQuant: x / c, w * c with c_k = amax(x_k)^a / amax(w_k)^(1-a), shared per input
+        users: dict[str, list[Node]] = {}
+        spat = list(ctx.get("smooth_layers") or ["*"])
+        for n in targets:
+            users.setdefault(n.inputs[0], []).append(n)
+        users = {x: ns for x, ns in users.items() if all(_matches(n, spat) for n in ns)}
+        for x, ns in users.items():
+            st = stats.get(x)
+            if st is None or st.chan_lo is None:
+                continue
+            ax = np.maximum(np.abs(st.chan_lo), np.abs(st.chan_hi)).astype(np.float64)
+            aw = np.max([np.abs(g.constants[n.inputs[1]]).max(axis=1) for n in ns], axis=0).astype(np.float64)
+            c = np.where((ax > 0) & (aw > 0), ax ** alpha / np.maximum(aw, 1e-12) ** (1 - alpha), 1.0)
+            # Normalise so that typical channels keep c = 1 and only outlier channels shrink (c > 1): an
+            # asymmetric range would otherwise grow on the side that channels with c < 1 stretch.
+            c = np.clip(c / np.median(c), 1.0, 1e4)
+            smooth[x] = c
+            lo, hi = float((st.chan_lo / c).min()), float((st.chan_hi / c).max())
+            rng[x] = (lo, hi)  # range of x / c (minmax over channels)
     b = _Builder(g)
     qcache: dict[str, tuple[str, float, int]] = {}
     n_q = 0
+    tset = {id(n) for n in targets}
     for n in b.old:
-        if n.op != "dense" or not _is_weight_dense(g, n) or _matches(n, keep) or (only and not _matches(n, only)):
+        if id(n) not in tset:
             b.keep(n)
             continue
         x = n.inputs[0]
         if x not in rng:
             raise QuantizationError(f"node {n.name!r} (dense): its input {x!r} was not observed in calibration")
+        c = smooth.get(x)
         if x not in qcache:
-            s, zp = act_qparams(*rng[x], bits)
-            qcache[x] = (b.add("quantize", [x], {"scale": s, "zero_point": zp, "bits": bits, "signed": 1},
+            s, zp = act_qparams(*rng[x], abits)
+            scale = s if c is None else (s * c).astype(np.float32)
+            qcache[x] = (b.add("quantize", [x], {"scale": scale, "zero_point": zp, "bits": abits, "signed": 1},
                                x.rsplit("/", 1)[-1] + "_q"), s, zp)
         xq, sx, zx = qcache[x]
         w = g.constants[n.inputs[1]].astype(np.float32)
+        if c is not None:
+            w = (w * c[:, None]).astype(np.float32)
         wq, sw = weight_per_channel(w, bits)
         acc_scale = (np.float64(sx) * sw.astype(np.float64)).astype(np.float32)
         ins = [xq, g.add_constant(n.inputs[1] + "_q", wq)]
@@ -163,12 +194,15 @@ def quantize_int8(g: Graph, ctx: PassContext) -> Graph:
                 raise QuantizationError(f"node {n.name!r} (dense): bias {n.inputs[2]!r} is not a constant")
             bq = np.clip(np.rint(bias.astype(np.float64) / acc_scale), INT32_MIN, INT32_MAX).astype(np.int32)
             ins.append(g.add_constant(n.inputs[2] + "_q", bq))
-        b.add("qdense", ins, {"x_zero_point": zx, "x_scale": sx, "w_scale": sw, "acc_scale": acc_scale,
-                              "out_scale": acc_scale, "out_dtype": "float32",
-                              "activation": n.attr("activation", "none")}, n.name, out=n.outputs[0])
+        attrs = {"x_zero_point": zx, "x_scale": sx, "w_scale": sw, "acc_scale": acc_scale, "out_scale": acc_scale,
+                 "out_dtype": "float32", "activation": n.attr("activation", "none"), "weight_name": n.inputs[1]}
+        if c is not None:
+            attrs["smooth"] = c.astype(np.float32)
+        b.add("qdense", ins, attrs, n.name, out=n.outputs[0])
         n_q += 1
     g.metadata["quant"] = {"mode": "int8", "calibrator": method, "bits": bits,
-                           "ranges": {k: [float(v[0]), float(v[1])] for k, v in rng.items()}}
+                           "ranges": {k: [float(v[0]), float(v[1])] for k, v in rng0.items()},
+                           "smooth_alpha": alpha}
     ctx.stats["quantize_int8"] = {"qdense": n_q, "calibrator": method}
     fold_requant(g)
     return g.remove_unused()
@@ -195,7 +229,8 @@ def _weight_only(g: Graph, ctx: PassContext, bits: int, name: str) -> Graph:
                g.add_constant(n.inputs[1] + "_zero", zero)]
         if n.op == "dense" and n.input(2):
             ins.append(n.inputs[2])
-        b.add("wdense", ins, {"group_size": group, "bits": bits, "activation": n.attr("activation", "none")},
+        b.add("wdense", ins, {"group_size": group, "bits": bits, "activation": n.attr("activation", "none"),
+                              "weight_name": n.inputs[1]},
               n.name, out=n.outputs[0])
         n_q += 1
     g.metadata["quant"] = {"mode": f"w{bits}", "bits": bits, "group_size": group}
@@ -302,7 +337,7 @@ def integer_nonlinear(g: Graph, ctx: PassContext) -> Graph:
 # ---- peephole rules ------------------------------------------------------------------------------------
 
 def _same_q(a: Node, q: Node) -> bool:
-    return (np.float32(a.attrs["scale"]) == np.float32(q.attrs["scale"])
+    return (np.array_equal(np.asarray(a.attrs["scale"], np.float32), np.asarray(q.attrs["scale"], np.float32))
             and int(a.attr("zero_point", 0)) == int(q.attr("zero_point", 0)))
 
 
@@ -349,7 +384,7 @@ def fold_requant(g: Graph) -> Graph:
                 continue
             users = cons.get(n.outputs[0], [])
             sq = n.attr("out_scale_q")
-            if users and all(u.op == "dequantize" and np.float32(u.attrs["scale"]) == np.float32(sq)
+            if users and all(u.op == "dequantize" and np.array_equal(np.asarray(u.attrs["scale"], np.float32), np.float32(sq))
                              and int(u.attr("zero_point", 0)) == int(n.attr("out_zero_point", 0)) for u in users):
                 for k in ("multiplier", "shift", "out_zero_point", "out_bits", "out_scale_q"):
                     n.attrs.pop(k, None)

@@ -10,6 +10,8 @@ computed from the same statistics:
 - ``percentile``: the (100-p)/2 and (100+p)/2 percentiles of the values (p = 99.99 by default).
 - ``entropy``: TensorRT's KL-divergence threshold on |x| (2048 bins, 128 quantized levels), applied
   symmetrically and intersected with [min, max].
+- ``mse``: the range (each end shrunk independently from [min, max]) minimising the expected squared
+  quantization error (clipping + rounding noise) over the histogram.
 
 Only the values a pass asks for are observed; in particular the attention-mask arithmetic is never
 calibrated (masks stay float inputs of ``attention``).
@@ -29,7 +31,7 @@ from ..ir.graph import Graph
 
 log = logging.getLogger(__name__)
 
-CALIBRATORS = ("minmax", "percentile", "entropy")
+CALIBRATORS = ("minmax", "percentile", "entropy", "mse")
 BINS = 4096  # signed histogram over [-A, A]: 2048 bins for |x|
 
 
@@ -42,9 +44,19 @@ class Stats:
     amax: float = 0.0  # histogram half-range A
     hist: np.ndarray = field(default_factory=lambda: np.zeros(BINS, np.float64))
     count: int = 0
+    chan_lo: np.ndarray | None = None  # per-channel (last axis) min / max, for smoothing
+    chan_hi: np.ndarray | None = None
 
     def update(self, x: np.ndarray) -> None:
-        x = np.asarray(x, np.float32).ravel()
+        x = np.asarray(x, np.float32)
+        if x.ndim >= 1 and x.size and np.all(np.isfinite(x)):
+            x2 = x.reshape(-1, x.shape[-1])
+            lo_c, hi_c = x2.min(axis=0), x2.max(axis=0)
+            if self.chan_lo is None or self.chan_lo.shape != lo_c.shape:
+                self.chan_lo, self.chan_hi = lo_c, hi_c
+            else:
+                self.chan_lo, self.chan_hi = np.minimum(self.chan_lo, lo_c), np.maximum(self.chan_hi, hi_c)
+        x = x.ravel()
         x = x[np.isfinite(x)]
         if x.size == 0:
             return
@@ -86,6 +98,26 @@ class Stats:
             return self.minmax()
         return max(-amax, self.lo), min(amax, self.hi)
 
+    def mse(self, bits: int = 8, steps: int = 40) -> tuple[float, float]:
+        """The [lo, hi] (shrunk from [min, max], each end independently) minimising the expected squared
+        error of asymmetric ``bits``-bit quantization over the histogram: clipping error outside, step^2/12
+        rounding noise inside."""
+        centers = (np.arange(BINS) + 0.5) * (2 * self.amax / BINS) - self.amax
+        h = self.hist
+        lo0, hi0 = min(self.lo, 0.0), max(self.hi, 0.0)
+        fr = np.linspace(0.05, 1.0, steps)
+        best, arg = np.inf, (lo0, hi0)
+        for lo in lo0 * fr if lo0 < 0 else [0.0]:
+            his = hi0 * fr if hi0 > 0 else np.array([0.0])
+            step = np.maximum((his - lo) / ((1 << bits) - 1), 1e-12)
+            clip_err = np.where(centers[None, :] > his[:, None], (centers[None, :] - his[:, None]) ** 2, 0.0) \
+                + np.where(centers < lo, (centers - lo) ** 2, 0.0)[None, :]
+            err = (clip_err * h).sum(1) + step ** 2 / 12 * h.sum()
+            i = int(err.argmin())
+            if err[i] < best:
+                best, arg = float(err[i]), (float(lo), float(his[i]))
+        return arg
+
     def range(self, method: str) -> tuple[float, float]:
         if self.count == 0:
             raise QuantizationError("no finite values were observed for this tensor during calibration")
@@ -95,6 +127,8 @@ class Stats:
             return self.percentile()
         if method == "entropy":
             return self.entropy()
+        if method == "mse":
+            return self.mse()
         raise QuantizationError(f"unknown calibrator {method!r}; choose one of {', '.join(CALIBRATORS)}")
 
 
@@ -179,18 +213,41 @@ def validate_batches(g: Graph, batches: Sequence[Mapping[str, np.ndarray]] | Non
     return out
 
 
-def collect(g: Graph, batches: Sequence[Mapping[str, np.ndarray]], names: Iterable[str]) -> dict[str, Stats]:
-    """Run the float graph over the batches, gathering Stats for ``names`` (float values only)."""
+def token_mask_input(g: Graph) -> str | None:
+    """The graph's [batch, seq] 0/1 token mask input (``attention_mask``), if it has one."""
+    for name in g.inputs:
+        t = g.types[name]
+        if "mask" in name.lower() and t.rank == 2 and t.dtype.is_int:
+            return name
+    return None
+
+
+def collect(g: Graph, batches: Sequence[Mapping[str, np.ndarray]], names: Iterable[str],
+            token_mask: str | None | bool = True) -> dict[str, Stats]:
+    """Run the float graph over the batches, gathering Stats for ``names`` (float values only).
+
+    ``token_mask`` (default: the graph's ``attention_mask``-like input): values of shape [B, S, ...]
+    are observed only at positions where the mask is non-zero, so padding tokens (whose results the
+    model discards) do not widen the ranges. ``False`` observes everything.
+    """
     batches = validate_batches(g, batches)
     want = {n for n in names if n in g.types and g.types[n].dtype.is_float and n not in g.constants}
     stats = {n: Stats() for n in want}
+    mname = token_mask_input(g) if token_mask is True else (token_mask or None)
+    if mname is not None and mname not in g.inputs:
+        raise QuantizationError(f"token mask {mname!r} is not a graph input ({', '.join(g.inputs)})")
+    cur: dict[str, np.ndarray | None] = {"mask": None}
 
     def observe(name: str, arr: np.ndarray) -> None:
         s = stats.get(name)
         if s is not None:
+            m = cur["mask"]
+            if m is not None and arr.ndim >= 2 and arr.shape[:2] == m.shape:
+                arr = arr[m]
             s.update(arr)
 
     for i, b in enumerate(batches):
+        cur["mask"] = np.asarray(b[mname]) != 0 if mname is not None else None
         run(g, b, observer=observe)
         log.info("calibration batch %d/%d", i + 1, len(batches))
     for n in want:  # graph inputs are observed directly

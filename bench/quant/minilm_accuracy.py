@@ -1,0 +1,77 @@
+"""MiniLM-L6 (real weights) int8 / w8 / w4 accuracy: hwcomp vs ONNX Runtime quantize_static.
+
+Calibration: the zoo's calibration sentences; evaluation: its held-out eval sentences (sentence-embedding
+cosine to float32 and top-1 nearest-neighbour agreement). Writes bench/quant/minilm_accuracy.json.
+
+    python bench/quant/minilm_accuracy.py [--seq 64] [--batch 8] [--ncalib 32] [--ort]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hwcomp import zoo
+from hwcomp.frontend.onnx import load_onnx
+from hwcomp.interp import run
+from hwcomp.passes import PassContext, run_pipeline
+from hwcomp.quant.evaluate import embedding_report, run_batches
+
+
+def batches_of(sents, batch, seq):
+    n = len(sents) - len(sents) % batch
+    return [zoo.tokenize(sents[i:i + batch], seq) for i in range(0, n, batch)]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seq", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--ncalib", type=int, default=32)
+    ap.add_argument("--ort", action="store_true", help="also run ORT quantize_static (QDQ, per-channel)")
+    ap.add_argument("--modes", default="int8,int8+inl,w8,w4")
+    ap.add_argument("-o", "--out", default=str(Path(__file__).with_suffix(".json")))
+    a = ap.parse_args(argv)
+    path = zoo.get("minilm-l6")
+    shapes = {"input_ids": (a.batch, a.seq), "attention_mask": (a.batch, a.seq)}
+    g = run_pipeline(load_onnx(path, shapes), "default")
+    calib = batches_of(zoo.calibration_sentences()[: a.ncalib], a.batch, a.seq)
+    ev = batches_of(zoo.eval_sentences(), a.batch, a.seq)
+    t = time.time()
+    ref = run_batches(lambda b: run(g, b), ev)["sentence_embedding"]
+    res = {"model": "minilm-l6", "seq": a.seq, "calib_sentences": len(calib) * a.batch,
+           "eval_sentences": len(ref), "float_eval_s": round(time.time() - t, 1), "results": {}}
+    ctx = PassContext({"calib_inputs": calib})
+    for mode in a.modes.split(","):
+        cals = ["minmax", "percentile", "entropy"] if mode.startswith("int8") else [None]
+        for c in cals:
+            ctx.options["calibrator"] = c or "percentile"
+            t = time.time()
+            if mode == "int8":
+                q = run_pipeline(g, ["quantize_int8"], ctx)
+            elif mode == "int8+inl":
+                q = run_pipeline(g, ["quantize_int8", "integer_nonlinear"], ctx)
+            else:
+                q = run_pipeline(g, [f"quantize_{mode}"], ctx)
+            tq = time.time() - t
+            got = run_batches(lambda b: run(q, b), ev)["sentence_embedding"]
+            key = mode + (f"/{c}" if c else "/g128")
+            res["results"][key] = {**embedding_report(ref, got), "quantize_s": round(tq, 1)}
+            print(key, res["results"][key], flush=True)
+    if a.ort:
+        from hwcomp.quant.ort_baseline import ort_static
+        for c in ("MinMax", "Percentile", "Entropy"):
+            try:
+                got = ort_static(path, calib, ev, c)
+                res["results"][f"ort_static_qdq/{c}"] = embedding_report(ref, got)
+            except Exception as e:  # ORT's own failures are part of the comparison
+                res["results"][f"ort_static_qdq/{c}"] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+            print(c, res["results"][f"ort_static_qdq/{c}"], flush=True)
+    Path(a.out).write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
