@@ -205,7 +205,8 @@ module accel_top #(
         .a_line(vec_rdata_a), .b_line(vec_rdata_b), .y_line(vu_y), .ok(vu_ok));
 
     // ---- helpers -----------------------------------------------------------------------------------
-    function [15:0] line_bytes(input [7:0] bufsel);
+    function [15:0] line_bytes;
+        input [7:0] bufsel;
         case (bufsel)
             BUF_IN:  line_bytes = ROWS16;
             BUF_W:   line_bytes = COLS16;

@@ -33,10 +33,10 @@ module dram_model #(
     always @(posedge clk) begin
         if (ren)
             for (i = 0; i < BUS_BYTES; i = i + 1)
-                rdata[8*i +: 8] <= mem[(raddr[AW-1:0] + i[AW-1:0]) % DRAM_BYTES];
+                rdata[8*i +: 8] <= mem[raddr[AW-1:0] + i[AW-1:0]];  // AW-bit sum wraps
         if (wen)
             for (i = 0; i < BUS_BYTES; i = i + 1)
-                if (wstrb[i]) mem[(waddr[AW-1:0] + i[AW-1:0]) % DRAM_BYTES] <= wdata[8*i +: 8];
+                if (wstrb[i]) mem[waddr[AW-1:0] + i[AW-1:0]] <= wdata[8*i +: 8];
         dump_q <= dump;
         if (dump && !dump_q && $value$plusargs("DRAM_DUMP=%s", fname)) $writememh(fname, mem);
     end

@@ -26,10 +26,13 @@ module vec_lane (
     wire signed [8:0]  dif = a9 - b9;
     wire signed [15:0] prod = a * b;
 
-    function [7:0] sat9(input [8:0] v);
+    // (old-style function ports: pyverilog does not parse ANSI function headers)
+    function [7:0] sat9;
+        input [8:0] v;
         sat9 = ($signed(v) > 9'sd127) ? 8'h7f : (($signed(v) < -9'sd128) ? 8'h80 : v[7:0]);
     endfunction
-    function [7:0] sat16(input [15:0] v);
+    function [7:0] sat16;
+        input [15:0] v;
         sat16 = ($signed(v) > 16'sd127) ? 8'h7f : (($signed(v) < -16'sd128) ? 8'h80 : v[7:0]);
     endfunction
 

@@ -23,7 +23,9 @@ async def pe_matches_register_model(dut) -> None:
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     for sig in (dut.calc, dut.load, dut.shift, dut.clear, dut.a_in, dut.b_in, dut.p_in):
         sig.value = 0
-    # a_q, b_q, p_q after reset-free initialisation (the PE's `initial` zeroes them)
+    for _ in range(2):  # the clock's first edge is at t=0: let it pass with idle inputs
+        await RisingEdge(dut.clk)
+    # a_q, b_q, p_q after reset-free initialisation (the PE's `initial` zeroes them, idle keeps them)
     a_q = b_q = p_q = 0
     checked = 0
     corner = [-128, 127, -1, 0, 1]

@@ -76,7 +76,8 @@ class _Instr:
         return out
 
     def __str__(self) -> str:
-        args = ", ".join(f"{f.name}={getattr(self, f.name)!s}" for f in fields(self))
+        vals = {f.name: getattr(self, f.name) for f in fields(self)}
+        args = ", ".join(f"{k}={v.name if isinstance(v, enum.Enum) else v}" for k, v in vals.items())
         return f"{self.opcode.name}({args})"
 
 
