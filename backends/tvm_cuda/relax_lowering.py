@@ -223,6 +223,8 @@ def _lower_node(ctx: _Ctx, n: Node):
         return [_layer_norm(ctx, s, args[2], args[3] if len(args) > 3 else None, n.attr("epsilon", 1e-5)), s]
     if n.op == "attention":
         return _attention(ctx, n, args)
+    if n.op in _QUANT_LOWERINGS:
+        return _QUANT_LOWERINGS[n.op](ctx, n, args)
     raise BackendError(f"the cuda backend cannot lower op {n.op!r} (node {n.name!r}); it lowers "
                        f"{', '.join(sorted(supported_ops()))}")
 
@@ -231,7 +233,8 @@ def supported_ops() -> set[str]:
     return set(_BINARY) | set(_UNARY) | {
         "Cast", "Reshape", "Flatten", "Unsqueeze", "Squeeze", "Expand", "Transpose", "Where", "Gather", "GatherND",
         "Concat", "Split", "Slice", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2", "Clip",
-        "Softmax", "MatMul", "dense", "gelu", "layer_norm", "LayerNormalization", "add_layer_norm", "attention"}
+        "Softmax", "MatMul", "dense", "gelu", "layer_norm", "LayerNormalization", "add_layer_norm", "attention"
+    } | set(_QUANT_LOWERINGS)
 
 
 def _softmax(ctx: _Ctx, x, axis: int):
@@ -298,3 +301,92 @@ def _attention(ctx: _Ctx, n: Node, args):
     p = ctx.emit(R.astype(p, ctx.fdt(g.types[n.inputs[0]].dtype)))
     o = ctx.emit(R.matmul(p, vh))
     return ctx.emit(R.reshape(R.permute_dims(o, [0, 2, 1, 3]), [b, sq, h * dv]))
+
+
+# ---- quantized ops (integer semantics exactly as hwcomp/ops/quantized.py and intmath.py) -------------------
+def _c(arr, dtype: str):
+    from tvm import relax
+    return relax.const(np.asarray(arr).astype(dtype), dtype)
+
+
+def _requantize(ctx: _Ctx, acc, multiplier, shift, zp: int, lo: int, hi: int, out_dtype: str):
+    """((acc * m + 2^(s-1)) >> s) + zp, saturated: int64 arithmetic, arithmetic shift (floor)."""
+    from tvm import relax
+    R = relax.op
+    m = np.asarray(multiplier, np.int64)
+    s = np.asarray(shift, np.int64)
+    a = R.astype(acc, "int64")
+    y = R.right_shift(R.add(R.multiply(a, _c(m, "int64")), _c(np.left_shift(np.int64(1), s - 1), "int64")),
+                      _c(s, "int64"))
+    y = R.add(y, _c(zp, "int64"))
+    y = R.minimum(R.maximum(y, _c(lo, "int64")), _c(hi, "int64"))
+    return ctx.emit(R.astype(y, out_dtype))
+
+
+def _qepilogue(ctx: _Ctx, n: Node, acc):
+    from tvm import relax
+    R = relax.op
+    if n.attr("out_dtype", "int8") == "float32":
+        y = ctx.emit(R.multiply(R.astype(acc, "float32"), _c(n.attrs["out_scale"], "float32")))
+        y = _activation(ctx, y, n.attr("activation", "none"))
+        return ctx.emit(R.astype(y, ctx.fdt(DType.float32))) if ctx.precision == "fp16" else y
+    bits = int(n.attr("out_bits", 8))
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    zp = int(n.attr("out_zero_point", 0))
+    out_dtype = ctx.g.types[n.outputs[0]].dtype.value
+    y = _requantize(ctx, acc, n.attrs["multiplier"], n.attrs["shift"], zp, lo, hi, out_dtype)
+    if n.attr("activation", "none") == "relu":
+        y = ctx.emit(R.maximum(y, _c(zp, out_dtype)))
+    return y
+
+
+def _lower_quantize(ctx: _Ctx, n: Node, args):
+    from tvm import relax
+    R = relax.op
+    bits, signed = int(n.attr("bits", 8)), bool(n.attr("signed", 1))
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    x = R.astype(args[0], "float32")
+    q = R.add(R.round(R.divide(x, _c(n.attrs["scale"], "float32"))), _c(float(n.attr("zero_point", 0)), "float32"))
+    q = R.minimum(R.maximum(q, _c(float(lo), "float32")), _c(float(hi), "float32"))
+    return ctx.emit(R.astype(q, ctx.g.types[n.outputs[0]].dtype.value))
+
+
+def _lower_dequantize(ctx: _Ctx, n: Node, args):
+    from tvm import relax
+    R = relax.op
+    d = R.astype(R.subtract(R.astype(args[0], "int64"), _c(int(n.attr("zero_point", 0)), "int64")), "float32")
+    y = R.multiply(d, _c(n.attrs["scale"], "float32"))
+    return ctx.emit(R.astype(y, ctx.fdt(DType.float32)) if ctx.precision == "fp16" else y)
+
+
+def _lower_qdense(ctx: _Ctx, n: Node, args):
+    from tvm import relax
+    R = relax.op
+    x, w = args[0], args[1]
+    xz = int(n.attr("x_zero_point", 0))
+    if xz:
+        x = ctx.emit(R.subtract(R.astype(x, "int32"), _c(xz, "int32")))
+        w = ctx.emit(R.astype(w, "int32"))
+    acc = ctx.emit(R.matmul(x, w, out_dtype="int32"))
+    if len(args) > 2 and args[2] is not None:
+        acc = ctx.emit(R.add(acc, args[2]))  # int32 wrap-around, like the accumulator
+    return _qepilogue(ctx, n, acc)
+
+
+def _lower_wdense(ctx: _Ctx, n: Node, args):
+    from tvm import relax
+    R = relax.op
+    x, wq, scale, zero = args[:4]
+    k = ctx.g.types[n.inputs[1]].shape[0]
+    idx = _c(np.arange(k) // int(n.attrs["group_size"]), "int32")
+    fdt = "float16" if ctx.precision == "fp16" else "float32"
+    w = R.multiply(R.astype(R.subtract(R.astype(wq, "int32"), R.astype(R.take(zero, idx, axis=0), "int32")), fdt),
+                   R.astype(R.take(scale, idx, axis=0), fdt))
+    y = ctx.emit(R.matmul(R.astype(x, fdt), w))
+    if len(args) > 4 and args[4] is not None:
+        y = ctx.emit(R.add(y, R.astype(args[4], fdt)))
+    return _activation(ctx, y, n.attr("activation", "none"))
+
+
+_QUANT_LOWERINGS: dict[str, Callable] = {"quantize": _lower_quantize, "dequantize": _lower_dequantize,
+                                          "qdense": _lower_qdense, "wdense": _lower_wdense}
