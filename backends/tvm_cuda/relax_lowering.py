@@ -388,5 +388,121 @@ def _lower_wdense(ctx: _Ctx, n: Node, args):
     return _activation(ctx, y, n.attr("activation", "none"))
 
 
+def _i64(x):
+    from tvm import relax
+    return relax.op.astype(x, "int64")
+
+
+def _i_exp(ctx: _Ctx, x, ln2: int, b: int, c: int, max_shift: int = 30):
+    """intmath.i_exp: x <= 0 int64 -> max(r*(r+b)+c, 0) >> z, z = floor(x/ln2), r = x - z*ln2."""
+    from tvm import relax
+    R = relax.op
+    x = R.maximum(x, _c(max_shift * ln2, "int64"))
+    z = ctx.emit(R.floor_divide(x, _c(ln2, "int64")))
+    r = ctx.emit(R.subtract(x, R.multiply(z, _c(ln2, "int64"))))
+    poly = R.add(R.multiply(r, R.add(r, _c(b, "int64"))), _c(c, "int64"))
+    return ctx.emit(R.right_shift(R.maximum(poly, _c(0, "int64")), z))
+
+
+def _int_softmax(ctx: _Ctx, x, ln2: int, b: int, c: int, pb: int):
+    """intmath.int_softmax over the last axis (int64 in, int64 probabilities in units 2^-pb out)."""
+    from tvm import relax
+    R = relax.op
+    x = ctx.emit(R.subtract(x, R.max(x, axis=[-1], keepdims=True)))
+    e = _i_exp(ctx, x, ln2, b, c)
+    s = ctx.emit(R.maximum(R.sum(e, axis=[-1], keepdims=True), _c(1, "int64")))
+    factor = ctx.emit(R.floor_divide(_c(np.int64(1) << np.int64(62), "int64"), s))
+    p = R.right_shift(R.multiply(e, factor), _c(62 - pb, "int64"))
+    return ctx.emit(R.minimum(p, _c((1 << pb) - 1, "int64")))
+
+
+def _lower_int_softmax(ctx: _Ctx, n: Node, args):
+    from tvm import relax
+    pb = int(n.attr("prob_bits", 8))
+    p = _int_softmax(ctx, _i64(args[0]), int(n.attrs["exp_ln2"]), int(n.attrs["exp_b"]), int(n.attrs["exp_c"]), pb)
+    return ctx.emit(relax.op.astype(p, "uint16" if pb > 8 else "uint8"))
+
+
+def _lower_int_gelu(ctx: _Ctx, n: Node, args):
+    """intmath.int_gelu: x*(sign(x)*(one - (min(|x|,b)-b)^2) + one), then the epilogue."""
+    from tvm import relax
+    R = relax.op
+    x = ctx.emit(_i64(args[0]))
+    b, one = int(n.attrs["b_int"]), int(n.attrs["one_int"])
+    t = ctx.emit(R.subtract(R.minimum(R.abs(x), _c(b, "int64")), _c(b, "int64")))
+    erf = R.multiply(R.sign(x), R.subtract(_c(one, "int64"), R.multiply(t, t)))
+    acc = ctx.emit(R.multiply(x, R.add(erf, _c(one, "int64"))))
+    return _qepilogue(ctx, n, acc)
+
+
+def _isqrt(ctx: _Ctx, v, iters: int = 40):
+    """intmath.isqrt by a fixed number of guarded Newton steps: from x0 >= sqrt(v) the iteration decreases
+    monotonically to floor(sqrt(v)) and then stops (nx >= x), so enough steps give the same fixed point."""
+    from tvm import relax
+    R = relax.op
+    # x0 = 2^ceil(bitlength/2) >= sqrt(v): bit length from float64 log2 is exact enough for a start value
+    # as long as x0 >= sqrt(v); use 2^31 for every element (v < 2^62), which converges within 40 steps.
+    x = ctx.emit(R.where(R.greater(v, _c(0, "int64")), _c(np.int64(1) << np.int64(31), "int64"), _c(0, "int64")))
+    one = _c(1, "int64")
+    for _ in range(iters):
+        safe = R.maximum(x, one)
+        nx = R.right_shift(R.add(safe, R.floor_divide(v, safe)), one)
+        x = ctx.emit(R.where(R.less(nx, x), nx, x))
+    return x
+
+
+def _lower_int_layer_norm(ctx: _Ctx, n: Node, args):
+    from tvm import relax
+    R = relax.op
+    x = ctx.emit(_i64(args[0]))
+    c = ctx.g.types[n.inputs[0]].shape[-1]
+    fb = int(n.attr("frac_bits", 14))
+    mean = R.floor_divide(R.sum(x, axis=[-1], keepdims=True), _c(c, "int64"))
+    y = ctx.emit(R.subtract(x, mean))
+    var = ctx.emit(R.add(R.sum(R.multiply(y, y), axis=[-1], keepdims=True), _c(int(n.attrs["eps_int"]), "int64")))
+    std = ctx.emit(R.maximum(_isqrt(ctx, var), _c(1, "int64")))
+    factor = R.floor_divide(_c(np.int64(1) << np.int64(31), "int64"), std)
+    z = R.right_shift(R.multiply(y, factor), _c(31 - fb, "int64"))
+    acc = ctx.emit(R.add(R.multiply(z, _c(n.attrs["gamma_int"], "int64")), _c(n.attrs["beta_int"], "int64")))
+    return _qepilogue(ctx, n, acc)
+
+
+def _lower_qattention(ctx: _Ctx, n: Node, args):
+    from tvm import relax
+    R = relax.op
+    g = ctx.g
+    q, k, v = args[:3]
+    mask = args[3] if len(args) > 3 else None
+    h = int(n.attrs["num_heads"])
+    ss = float(n.attrs["score_scale"])
+    pb = int(n.attr("prob_bits", 8))
+    b, sq, hd = g.types[n.inputs[0]].shape
+    sk = g.types[n.inputs[1]].shape[1]
+    d, dv = hd // h, g.types[n.inputs[2]].shape[-1] // h
+    qh = R.permute_dims(R.reshape(q, [b, sq, h, d]), [0, 2, 1, 3])
+    kt = R.permute_dims(R.reshape(k, [b, sk, h, d]), [0, 2, 3, 1])
+    acc = ctx.emit(_i64(R.matmul(qh, kt, out_dtype="int32")))
+    if mask is not None:
+        m = R.round(R.divide(R.astype(mask, "float64"), _c(ss, "float64")))
+        m = R.minimum(R.maximum(m, _c(-(2.0 ** 30), "float64")), _c(2.0 ** 30, "float64"))
+        acc = ctx.emit(R.add(acc, R.astype(m, "int64")))
+    if n.attr("causal", 0):
+        tri = np.tril(np.ones((sq, sk), bool), sk - sq)
+        acc = ctx.emit(R.where(relax.const(tri, "bool"), acc, _c(-(1 << 30), "int64")))
+    if n.attr("softmax", "int") == "int":
+        p = _int_softmax(ctx, acc, int(n.attrs["exp_ln2"]), int(n.attrs["exp_b"]), int(n.attrs["exp_c"]), pb)
+    else:
+        pf = R.nn.softmax(R.astype(R.multiply(R.astype(acc, "float64"), _c(ss, "float64")), "float32"), axis=-1)
+        p = R.minimum(R.maximum(R.round(R.multiply(pf, _c(float(1 << pb), "float32"))), _c(0.0, "float32")),
+                      _c(float((1 << pb) - 1), "float32"))
+        p = ctx.emit(R.astype(p, "int64"))
+    vh = R.astype(R.permute_dims(R.reshape(v, [b, sk, h, dv]), [0, 2, 1, 3]), "int32")
+    acc2 = ctx.emit(R.matmul(R.astype(p, "int32"), vh, out_dtype="int32"))
+    acc2 = ctx.emit(R.reshape(R.permute_dims(acc2, [0, 2, 1, 3]), [b, sq, h * dv]))
+    return _qepilogue(ctx, n, acc2)
+
+
 _QUANT_LOWERINGS: dict[str, Callable] = {"quantize": _lower_quantize, "dequantize": _lower_dequantize,
-                                          "qdense": _lower_qdense, "wdense": _lower_wdense}
+                                          "qdense": _lower_qdense, "wdense": _lower_wdense,
+                                          "int_softmax": _lower_int_softmax, "int_gelu": _lower_int_gelu,
+                                          "int_layer_norm": _lower_int_layer_norm, "qattention": _lower_qattention}
