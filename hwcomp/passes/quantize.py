@@ -162,8 +162,14 @@ def quantize_int8(g: Graph, ctx: PassContext) -> Graph:
             # asymmetric range would otherwise grow on the side that channels with c < 1 stretch.
             c = np.clip(c / np.median(c), 1.0, 1e4)
             smooth[x] = c
-            lo, hi = float((st.chan_lo / c).min()), float((st.chan_hi / c).max())
-            rng[x] = (lo, hi)  # range of x / c (minmax over channels)
+            rng[x] = (float((st.chan_lo / c).min()), float((st.chan_hi / c).max()))  # minmax of x / c
+        if smooth and method != "minmax":  # the calibrator on the statistics of x / c: a second pass
+            key = ("smooth", alpha, tuple(sorted(smooth)), tuple(ctx.get("smooth_layers") or ["*"]))
+            st2 = ctx.options.setdefault("calib_stats_smooth", {}).get(key)
+            if st2 is None:
+                st2 = cal.collect(g, ctx.get("calib_inputs"), smooth.keys(), divide=smooth)
+                ctx.options["calib_stats_smooth"][key] = st2
+            rng.update(cal.ranges(st2, method))
     b = _Builder(g)
     qcache: dict[str, tuple[str, float, int]] = {}
     n_q = 0
@@ -365,7 +371,8 @@ def fold_requant(g: Graph) -> Graph:
                         continue
                 if (src is not None and src.op in _INT_PRODUCERS and src.attr("out_dtype") == "float32"
                         and src.attr("activation", "none") == "none" and len(cons.get(src.outputs[0], [])) == 1
-                        and src.outputs[0] not in g.outputs and n.attr("signed", 1) and int(n.attr("bits", 8)) in (8, 16)):
+                        and src.outputs[0] not in g.outputs and n.outputs[0] not in g.outputs and n.attr("signed", 1) and int(n.attr("bits", 8)) in (8, 16)
+                        and np.ndim(n.attrs["scale"]) == 0):
                     bits = int(n.attr("bits", 8))
                     src.attrs.update(_requant_attrs(src.attrs["acc_scale"], float(n.attrs["scale"]),
                                                     int(n.attr("zero_point", 0)), bits))
@@ -389,12 +396,13 @@ def fold_requant(g: Graph) -> Graph:
                 for k in ("multiplier", "shift", "out_zero_point", "out_bits", "out_scale_q"):
                     n.attrs.pop(k, None)
                 n.attrs.update({"out_dtype": "float32", "out_scale": n.attrs["acc_scale"]})
-                y = users[0].outputs[0]
+                y, old = users[0].outputs[0], n.outputs[0]  # the float value keeps its name (graph outputs too)
                 for u in users:
-                    g.replace_uses(u.outputs[0], n.outputs[0])
                     g.nodes.remove(u)
-                # keep the float value's name for readability
-                g.types[n.outputs[0]] = g.types[y]
+                for u in users[1:]:
+                    g.replace_uses(u.outputs[0], y)
+                n.outputs[0] = y
+                g.types.pop(old, None)
                 changed = True
                 break
         if changed:

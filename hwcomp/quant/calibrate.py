@@ -223,13 +223,15 @@ def token_mask_input(g: Graph) -> str | None:
 
 
 def collect(g: Graph, batches: Sequence[Mapping[str, np.ndarray]], names: Iterable[str],
-            token_mask: str | None | bool = True) -> dict[str, Stats]:
+            token_mask: str | None | bool = True, divide: Mapping[str, np.ndarray] | None = None) -> dict[str, Stats]:
     """Run the float graph over the batches, gathering Stats for ``names`` (float values only).
 
     ``token_mask`` (default: the graph's ``attention_mask``-like input): values of shape [B, S, ...]
     are observed only at positions where the mask is non-zero, so padding tokens (whose results the
-    model discards) do not widen the ranges. ``False`` observes everything.
+    model discards) do not widen the ranges. ``False`` observes everything. ``divide`` maps a value to a
+    per-channel (last axis) divisor applied before observing (the statistics of x / c for smoothed inputs).
     """
+    divide = dict(divide or {})
     batches = validate_batches(g, batches)
     want = {n for n in names if n in g.types and g.types[n].dtype.is_float and n not in g.constants}
     stats = {n: Stats() for n in want}
@@ -244,6 +246,8 @@ def collect(g: Graph, batches: Sequence[Mapping[str, np.ndarray]], names: Iterab
             m = cur["mask"]
             if m is not None and arr.ndim >= 2 and arr.shape[:2] == m.shape:
                 arr = arr[m]
+            if name in divide:
+                arr = arr / divide[name]
             s.update(arr)
 
     for i, b in enumerate(batches):
