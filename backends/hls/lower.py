@@ -149,8 +149,15 @@ class Emitter:
     def emit(self, line: str) -> None:
         self.body.append("    " + line)
 
+    def scratch(self, ctype: str, size: int, comment: str) -> str:
+        """A static buffer that is no graph value (e.g. the integer attention mask)."""
+        cname = self.fresh("s")
+        self.buffers.append((cname, ctype, size, comment))
+        return cname
+
     def epilogue(self, node: Node, channels: int) -> tuple[str, str]:
-        """(Epilogue struct name, output C type) from the node's requantization / float epilogue attrs."""
+        """(the four epilogue arguments "mult, shift, fscale, params", output C type) from the node's
+        requantization / float epilogue attrs."""
         act = node.attr("activation", "none")
         if act not in ("none", "relu"):
             raise HardwareError(f"node {node.name!r} ({node.op}): activation {act!r} in the epilogue is not "
@@ -161,8 +168,8 @@ class Emitter:
             sc = np.asarray(node.attrs["out_scale"], np.float32).reshape(-1)
             self._check_channels(node, "out_scale", sc.size, channels)
             k = self.const(sc, "float", f"{node.name} out_scale")
-            self.emit(f"const hwc::Epilogue {name} = {{nullptr, nullptr, 0, 0, 0, 0, {k}, {int(sc.size > 1)}, {relu}}};")
-            return name, "float"
+            self.emit(f"const hwc::Epilogue {name} = {{0, 0, 0, 0, {int(sc.size > 1)}, {relu}}};")
+            return f"hwc::kNoneI32, hwc::kNoneI32, {k}, {name}", "float"
         bits = int(node.attr("out_bits", 8))
         lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
         m = np.asarray(node.attrs["multiplier"], np.int32).reshape(-1)
@@ -174,9 +181,9 @@ class Emitter:
         km = self.const(m, "int32_t", f"{node.name} multiplier")
         ks = self.const(s, "int32_t", f"{node.name} shift")
         zp = int(node.attr("out_zero_point", 0))
-        self.emit(f"const hwc::Epilogue {name} = {{{km}, {ks}, {int(m.size > 1)}, {zp}, {c_literal(lo, 'int64_t')}, "
-                  f"{c_literal(hi, 'int64_t')}, nullptr, 0, {relu}}};")
-        return name, {8: "int8_t", 16: "int16_t"}.get(bits, "int32_t")
+        self.emit(f"const hwc::Epilogue {name} = {{{int(m.size > 1)}, {zp}, {c_literal(lo, 'int64_t')}, "
+                  f"{c_literal(hi, 'int64_t')}, 0, {relu}}};")
+        return f"{km}, {ks}, hwc::kNoneF32, {name}", {8: "int8_t", 16: "int16_t"}.get(bits, "int32_t")
 
     @staticmethod
     def _check_channels(node: Node, what: str, n: int, channels: int) -> None:
@@ -221,7 +228,7 @@ def _qdense(e: Emitter, n: Node) -> None:
     _expect(e, n, w, _is_int, "integer weights")
     k, nn = e.shape(w)
     m = e.size(x) // k
-    bias = e.value(n.input(2), n) if n.input(2) else "nullptr"
+    bias = f"{e.value(n.input(2), n)}, 1" if n.input(2) else "hwc::kNoneI32, 0"
     xs, ws = e.value(x, n), e.value(w, n)
     epi, octype = e.epilogue(n, nn)
     y = e.define(n.outputs[0], n)
@@ -242,7 +249,8 @@ def _qattention(e: Emitter, n: Node) -> None:
     b, sq, hd = e.shape(q)
     sk, hdv = e.shape(k)[1], e.shape(v)[2]
     d, dv = hd // h, hdv // h
-    mask = "hwc::MaskView{nullptr, 0, 0, 0, 0}"
+    mask = "hwc::kNoneI64, 0, hwc::MaskStrides{0, 0, 0, 0}"
+    ss = float(n.attrs["score_scale"])
     if n.input(3):
         mname = n.inputs[3]
         _expect(e, n, mname, lambda dt: dt is DType.float32, "a float32 additive mask")
@@ -252,12 +260,13 @@ def _qattention(e: Emitter, n: Node) -> None:
                                 "to [B, H, Sq, Sk]")
         full = (1,) * (4 - len(ms)) + ms
         strides = [int(np.prod(full[i + 1:], dtype=np.int64)) if full[i] > 1 else 0 for i in range(4)]
-        mask = f"hwc::MaskView{{{e.value(mname, n)}, {', '.join(map(str, strides))}}}"
+        mi = e.scratch("int64_t", e.size(mname), f"{mname} in score units ({n.name})")
+        e.emit(f"hwc::mask_to_int({e.value(mname, n)}, {e.size(mname)}, {c_literal(ss, 'double')}, {mi});")
+        mask = f"{mi}, 1, hwc::MaskStrides{{{', '.join(map(str, strides))}}}"
     epi, octype = e.epilogue(n, hdv)
     y = e.define(n.outputs[0], n)
-    ss = float(n.attrs["score_scale"])
     e.emit(f"hwc::qattention<{sk}, {max(d, 1)}>({e.value(q, n)}, {e.value(k, n)}, {e.value(v, n)}, {mask}, {b}, {sq}, "
-           f"{sk}, {h}, {d}, {dv}, {int(n.attr('causal', 0))}, {c_literal(ss, 'double')}, "
+           f"{sk}, {h}, {d}, {dv}, {int(n.attr('causal', 0))}, "
            f"{c_literal(int(n.attrs['exp_ln2']), 'int64_t')}, {c_literal(int(n.attrs['exp_b']), 'int64_t')}, "
            f"{c_literal(int(n.attrs['exp_c']), 'int64_t')}, {int(n.attr('prob_bits', 8))}, {epi}, {y});")
     e.kernels.add("qattention")
@@ -272,7 +281,7 @@ def _int_gelu(e: Emitter, n: Node) -> None:
     xs = e.value(x, n)
     y = e.define(n.outputs[0], n)
     e.emit(f"hwc::int_gelu({xs}, {e.size(x)}, {c_literal(int(n.attrs['b_int']), 'int64_t')}, "
-           f"{c_literal(int(n.attrs['one_int']), 'int64_t')}, {epi}, {ch}, {y});")
+           f"{c_literal(int(n.attrs['one_int']), 'int64_t')}, {ch}, {epi}, {y});")
     e.kernels.add("int_gelu")
 
 

@@ -41,23 +41,27 @@ static inline int64_t requantize(int64_t acc, int32_t m, int32_t s, int32_t zp, 
 }
 
 // The epilogue of one output channel: integer requantization (+ relu as max(y, zp)) or the float dequant
-// epilogue float32(acc) * out_scale (+ relu). `m_step` / `f_step` are 1 for per-channel, 0 for per-tensor.
+// epilogue float32(acc) * out_scale (+ relu). Only scalars here (no pointers in structs, for synthesis): the
+// per-channel vectors travel as separate array arguments `mult`, `shift`, `fscale` (a one-entry dummy where
+// unused, see kNone*); `m_step` / `f_step` are 1 for per-channel vectors, 0 for per-tensor scalars.
 struct Epilogue {
-    const int32_t* mult;
-    const int32_t* shift;
     int m_step;
     int32_t zp;
     int64_t lo, hi;
-    const float* fscale;
     int f_step;
     int relu;
 };
 
+static const int32_t kNoneI32[1] = {0};
+static const float kNoneF32[1] = {0.0f};
+static const int64_t kNoneI64[1] = {0};
+
 template <typename OutT>
 struct Epi {
-    static inline OutT apply(int64_t acc, int ch, const Epilogue& e) {
+    static inline OutT apply(int64_t acc, int ch, const int32_t* mult, const int32_t* shift, const float* fscale,
+                             const Epilogue& e) {
 #pragma HLS INLINE
-        int64_t y = requantize(acc, e.mult[ch * e.m_step], e.shift[ch * e.m_step], e.zp, e.lo, e.hi);
+        int64_t y = requantize(acc, mult[ch * e.m_step], shift[ch * e.m_step], e.zp, e.lo, e.hi);
         if (e.relu && y < e.zp) y = e.zp;
         return (OutT)y;
     }
@@ -65,13 +69,17 @@ struct Epi {
 
 template <>
 struct Epi<float> {
-    static inline float apply(int64_t acc, int ch, const Epilogue& e) {
+    static inline float apply(int64_t acc, int ch, const int32_t* mult, const int32_t* shift, const float* fscale,
+                              const Epilogue& e) {
 #pragma HLS INLINE
-        float y = (float)acc * e.fscale[ch * e.f_step];
+        float y = (float)acc * fscale[ch * e.f_step];
         if (e.relu && y < 0.0f) y = 0.0f;
         return y;
     }
 };
+
+#define HWC_EPI_ARGS const int32_t *mult, const int32_t *shift, const float *fscale, const Epilogue &e
+#define HWC_EPI mult, shift, fscale, e
 
 // ---- tiled int8 GEMM with the requantization epilogue (qdense) --------------------------------------------
 
@@ -80,8 +88,8 @@ struct Epi<float> {
 // multiply-accumulate is the systolic array: fully unrolled, one row of A per cycle (II=1).
 // Partial tiles are padded with x_zp (A) and 0 (W), which contribute exactly 0 to every sum.
 template <int TM, int TN, int TK, typename XT, typename WT, typename OutT>
-void qdense(const XT* x, const WT* w, const int32_t* bias, int M, int K, int N, int32_t x_zp,
-            const Epilogue& e, OutT* y) {
+void qdense(const XT* x, const WT* w, const int32_t* bias, int has_bias, int M, int K, int N, int32_t x_zp,
+            HWC_EPI_ARGS, OutT* y) {
     XT a_buf[TM][TK];
     WT w_buf[TK][TN];
     int32_t acc[TM][TN];
@@ -94,7 +102,7 @@ void qdense(const XT* x, const WT* w, const int32_t* bias, int M, int K, int N, 
         init:
             for (int i = 0; i < mt; ++i) {
 #pragma HLS PIPELINE II=1
-                for (int j = 0; j < TN; ++j) acc[i][j] = (bias && n0 + j < N) ? bias[n0 + j] : 0;
+                for (int j = 0; j < TN; ++j) acc[i][j] = (has_bias && n0 + j < N) ? bias[n0 + j] : 0;
             }
             for (int k0 = 0; k0 < K; k0 += TK) {
             load_w:
@@ -124,7 +132,7 @@ void qdense(const XT* x, const WT* w, const int32_t* bias, int M, int K, int N, 
             for (int i = 0; i < mt; ++i) {
                 for (int j = 0; j < TN; ++j) {
 #pragma HLS PIPELINE II=1
-                    if (n0 + j < N) y[(int64_t)(m0 + i) * N + n0 + j] = Epi<OutT>::apply(acc[i][j], n0 + j, e);
+                    if (n0 + j < N) y[(int64_t)(m0 + i) * N + n0 + j] = Epi<OutT>::apply(acc[i][j], n0 + j, HWC_EPI);
                 }
             }
         }
@@ -191,7 +199,7 @@ void int_softmax(const InT* x, int rows, int n, int64_t ln2, int64_t b, int64_t 
 
 // i-GELU, elementwise: t = min(|x|, b) - b; erf = sign(x) * (one - t*t); acc = x * (erf + one); epilogue.
 template <typename InT, typename OutT>
-void int_gelu(const InT* x, int64_t n, int64_t b_int, int64_t one_int, const Epilogue& e, int channels, OutT* y) {
+void int_gelu(const InT* x, int64_t n, int64_t b_int, int64_t one_int, int channels, HWC_EPI_ARGS, OutT* y) {
 gelu:
     for (int64_t i = 0; i < n; ++i) {
 #pragma HLS PIPELINE II=1
@@ -199,7 +207,7 @@ gelu:
         const int64_t t = sub64(min64(v < 0 ? -v : v, b_int), b_int);
         const int64_t sgn = v > 0 ? 1 : (v < 0 ? -1 : 0);
         const int64_t erf = mul64(sgn, sub64(one_int, mul64(t, t)));
-        y[i] = Epi<OutT>::apply(mul64(v, add64(erf, one_int)), (int)(i % channels), e);
+        y[i] = Epi<OutT>::apply(mul64(v, add64(erf, one_int)), (int)(i % channels), HWC_EPI);
     }
 }
 
@@ -228,7 +236,7 @@ newton:
 // acc = z * gamma + beta; epilogue per channel.
 template <int CMAX, typename InT, typename OutT>
 void int_layer_norm(const InT* x, int rows, int C, const int32_t* gamma, const int32_t* beta, int64_t eps,
-                    int frac, const Epilogue& e, OutT* y) {
+                    int frac, HWC_EPI_ARGS, OutT* y) {
     int64_t xr[CMAX];
     for (int r = 0; r < rows; ++r) {
         int64_t sum = 0;
@@ -253,26 +261,38 @@ void int_layer_norm(const InT* x, int rows, int C, const int32_t* gamma, const i
         for (int j = 0; j < C; ++j) {
 #pragma HLS PIPELINE II=1
             const int64_t z = mul64(sub64(xr[j], mean), factor) >> (31 - frac);
-            y[(int64_t)r * C + j] = Epi<OutT>::apply(add64(mul64(z, gamma[j]), beta[j]), j, e);
+            y[(int64_t)r * C + j] = Epi<OutT>::apply(add64(mul64(z, gamma[j]), beta[j]), j, HWC_EPI);
         }
     }
 }
 
 // ---- integer multi-head attention (quantized.qattention, softmax="int") ------------------------------------
 
-// Additive float mask broadcast to [B, H, Sq, Sk] through element strides (0 on broadcast dims).
-struct MaskView {
-    const float* data;
+// The additive float mask in score units, converted once per mask element (not per head and score):
+// m = clip(rint(float64(mask) / score_scale), -2^30, 2^30) (quantized.qattention's host-side conversion).
+static void mask_to_int(const float* mask, int64_t n, double score_scale, int64_t* m) {
+mask_cvt:
+    for (int64_t i = 0; i < n; ++i) {
+#pragma HLS PIPELINE II=1
+        const double big = (double)((int64_t)1 << 30);
+        double t = rint((double)mask[i] / score_scale);
+        t = t < -big ? -big : (t > big ? big : t);
+        m[i] = (int64_t)t;
+    }
+}
+
+// Element strides of the integer mask broadcast to [B, H, Sq, Sk] (0 on broadcast dims).
+struct MaskStrides {
     int64_t sb, sh, sq, sk;
 };
 
 // q [B, Sq, H*D], k [B, Sk, H*D], v [B, Sk, H*Dv] int8 (zero point 0) -> y [B, Sq, H*Dv]:
-// scores = wrap_int32(q_h . k_h) + clip(rint(mask / score_scale), -2^30, 2^30) (causal: -2^30 above the
+// scores = wrap_int32(q_h . k_h) + mask_int (has_mask; see mask_to_int) (causal: -2^30 above the
 // diagonal), p = softmax_row (I-BERT), acc = wrap_int32(p . v_h), epilogue per output channel h*Dv + d.
 template <int SKMAX, int DMAX, typename QT, typename OutT>
-void qattention(const QT* q, const QT* k, const QT* v, MaskView mask, int B, int Sq, int Sk, int H, int D, int Dv,
-                int causal, double score_scale, int64_t ln2, int64_t eb, int64_t ec, int pb, const Epilogue& e,
-                OutT* y) {
+void qattention(const QT* q, const QT* k, const QT* v, const int64_t* mask, int has_mask, MaskStrides ms, int B,
+                int Sq, int Sk, int H, int D, int Dv, int causal, int64_t ln2, int64_t eb, int64_t ec, int pb,
+                HWC_EPI_ARGS, OutT* y) {
     int64_t sc[SKMAX], p[SKMAX];
     QT qrow[DMAX];
 #pragma HLS ARRAY_PARTITION variable=qrow complete
@@ -289,12 +309,7 @@ void qattention(const QT* q, const QT* k, const QT* v, MaskView mask, int B, int
                     for (int d = 0; d < D; ++d)
                         s = add32(s, (int32_t)qrow[d] * (int32_t)k[((int64_t)b * Sk + j) * HD + h * D + d]);
                     int64_t t = (int64_t)s;
-                    if (mask.data) {
-                        double mv = rint((double)mask.data[b * mask.sb + h * mask.sh + i * mask.sq + j * mask.sk] /
-                                         score_scale);
-                        mv = mv < -(double)big ? -(double)big : (mv > (double)big ? (double)big : mv);
-                        t = add64(t, (int64_t)mv);
-                    }
+                    if (has_mask) t = add64(t, mask[b * ms.sb + h * ms.sh + i * ms.sq + j * ms.sk]);
                     if (causal && j > i + (Sk - Sq)) t = -big;
                     sc[j] = t;
                 }
@@ -305,7 +320,7 @@ void qattention(const QT* q, const QT* k, const QT* v, MaskView mask, int B, int
                     int32_t s = 0;
                     for (int j = 0; j < Sk; ++j)
                         s = add32(s, (int32_t)p[j] * (int32_t)v[((int64_t)b * Sk + j) * HDv + h * Dv + d]);
-                    y[((int64_t)b * Sq + i) * HDv + h * Dv + d] = Epi<OutT>::apply(s, h * Dv + d, e);
+                    y[((int64_t)b * Sq + i) * HDv + h * Dv + d] = Epi<OutT>::apply(s, h * Dv + d, HWC_EPI);
                 }
             }
         }
