@@ -10,7 +10,8 @@ and C-simulate it with g++.
     model.h/.cpp   the top function ``model(inputs..., big weights..., outputs...)``, one kernel call per node
     tb.cpp         C-simulation testbench: ``csim inputs.bin weights.bin outputs.bin`` (raw little-endian)
     run_hls.tcl    Vitis HLS script (csim_design + csynth_design) at the HardwareParams clock
-    model.json     manifest: ports (value name, dtype, shape, byte offset), kernels, tiles
+    model.json     manifest: ports (value name, dtype, shape, byte offset), kernels, tiles, a first-order
+                   latency estimate (backends/hls/estimate.py)
 
 ``csim(outdir, inputs)`` compiles model.cpp + tb.cpp with ``g++ -O2 -std=c++17`` (binary cached per
 content hash), runs it and returns the graph outputs as numpy arrays.
@@ -33,6 +34,7 @@ from hwcomp.errors import BackendError, HardwareError, InputError, SimulationErr
 from hwcomp.hardware import HardwareParams
 from hwcomp.ir.graph import Graph
 
+from .estimate import estimate
 from .lower import CTYPES, EMITTERS, Emitter, Port, c_literal, gemm_tiles
 
 log = logging.getLogger(__name__)
@@ -227,6 +229,7 @@ def emit_hls(graph: Graph, outdir: Path, hw: HardwareParams, *, inline_limit: in
                          "offset": c.offset} for c in e.consts if c.external],
         "inline_constants": sum(1 for c in e.consts if not c.external),
         "cxx_flags": list(CXX_FLAGS),
+        "estimate": estimate(graph, hw),
     }
     files = {
         "hwcomp_hls.h": (INCLUDE / "hwcomp_hls.h").read_bytes(),
@@ -249,7 +252,7 @@ def emit_hls(graph: Graph, outdir: Path, hw: HardwareParams, *, inline_limit: in
     log.info("HLS project for %d nodes written to %s (%d kernels, %d B in weights.bin)", len(graph.nodes), outdir,
              len(e.kernels), len(wbin))
     return {"files": sorted(files), "kernels": sorted(e.kernels), "tiles": manifest["tiles"], "top": "model",
-            "outdir": str(outdir), "weights_bin_bytes": len(wbin)}
+            "outdir": str(outdir), "weights_bin_bytes": len(wbin), "estimate": manifest["estimate"]}
 
 
 # ---- C simulation ------------------------------------------------------------------------------------------

@@ -186,3 +186,14 @@ def test_small_hw_is_used_for_tiles(tmp_path):
     cfg = (tmp_path / "hw_config.h").read_text()
     assert "#define HWC_TK 4" in cfg and "#define HWC_TN 8" in cfg
     assert "hwc::qdense<HWC_TM, HWC_TN, HWC_TK>" in (tmp_path / "model.cpp").read_text()
+
+
+def test_estimate_counts_gemm_tiles():
+    from backends.hls.estimate import estimate, qdense_cycles
+    # M=37 -> tiles of 16, 16, 5 rows; N=45 -> 6 column tiles of 8; K=70 -> 18 K-slices of 4.
+    per_tile = [mt + 18 * (4 + 2 * mt) + mt * 8 for mt in (16, 16, 5)]
+    assert qdense_cycles(37, 70, 45, SMALL_HW) == 6 * sum(per_tile)
+    g, _ = _qdense_graph()
+    est = estimate(g, SMALL_HW)
+    assert est["by_op"] == {"qdense": 3 * 6 * sum(per_tile)}
+    assert 0 < est["qdense_mac_utilization"] <= 1 and est["latency_us"] == est["cycles"] / SMALL_HW.clock_mhz
