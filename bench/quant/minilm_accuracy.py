@@ -32,7 +32,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--ncalib", type=int, default=32)
     ap.add_argument("--ort", action="store_true", help="also run ORT quantize_static (QDQ, per-channel)")
-    ap.add_argument("--modes", default="int8,int8+inl,w8,w4")
+    ap.add_argument("--modes", default="int8,int8-nosmooth,int8+inl,w8,w4")
     ap.add_argument("-o", "--out", default=str(Path(__file__).with_suffix(".json")))
     a = ap.parse_args(argv)
     path = zoo.get("minilm-l6")
@@ -45,12 +45,17 @@ def main(argv=None):
     res = {"model": "minilm-l6", "seq": a.seq, "calib_sentences": len(calib) * a.batch,
            "eval_sentences": len(ref), "float_eval_s": round(time.time() - t, 1), "results": {}}
     ctx = PassContext({"calib_inputs": calib})
+    res["note"] = ("int8: static PTQ, per-channel int8 weights, per-tensor int8 activations (SmoothQuant alpha 0.75 "
+                   "folded into weights unless -nosmooth), attention/softmax/layernorm float; int8+inl: also I-BERT "
+                   "integer softmax/GELU/layernorm; w8/w4: weight-only group 128; ort_static_qdq: onnxruntime "
+                   "quantize_static QDQ per-channel on the same calibration batches")
     for mode in a.modes.split(","):
-        cals = ["minmax", "percentile", "entropy"] if mode.startswith("int8") else [None]
+        cals = ["minmax", "percentile", "entropy", "mse"] if mode.startswith("int8") else [None]
         for c in cals:
             ctx.options["calibrator"] = c or "percentile"
+            ctx.options["smooth_alpha"] = None if mode == "int8-nosmooth" else 0.75
             t = time.time()
-            if mode == "int8":
+            if mode in ("int8", "int8-nosmooth"):
                 q = run_pipeline(g, ["quantize_int8"], ctx)
             elif mode == "int8+inl":
                 q = run_pipeline(g, ["quantize_int8", "integer_nonlinear"], ctx)

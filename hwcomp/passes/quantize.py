@@ -140,7 +140,7 @@ def quantize_int8(g: Graph, ctx: PassContext) -> Graph:
     rng = dict(rng0)
     keep = list(ctx.get("keep_float") or [])
     only = ctx.get("only")
-    alpha = ctx.get("smooth_alpha", 0.5)
+    alpha = ctx.get("smooth_alpha", 0.75)
     stats = ctx.get("calib_stats") or {}
     targets = [n for n in g.nodes if n.op == "dense" and _is_weight_dense(g, n) and not _matches(n, keep)
                and not (only and not _matches(n, only))]

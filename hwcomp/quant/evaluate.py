@@ -13,7 +13,8 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = np.asarray(a, np.float64).reshape(len(a), -1)
     b = np.asarray(b, np.float64).reshape(len(b), -1)
     na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-    return (a * b).sum(1) / np.maximum(na * nb, 1e-30)
+    both_zero = (na == 0) & (nb == 0)
+    return np.where(both_zero, 1.0, (a * b).sum(1) / np.maximum(na * nb, 1e-30))
 
 
 def nn_agreement(ref: np.ndarray, got: np.ndarray) -> float:
