@@ -41,7 +41,8 @@ def _out_type(node, shape: tuple[int, ...]) -> TensorType:
     bits = int(node.attr("out_bits", 8))
     q = None
     if node.attr("out_scale_q") is not None:
-        q = QuantParams(np.float32(node.attrs["out_scale_q"]), np.int32(node.attr("out_zero_point", 0)), bits)
+        sc = np.asarray(node.attrs["out_scale_q"], np.float32)
+        q = QuantParams(sc, np.int32(node.attr("out_zero_point", 0)), bits, axis=None if sc.ndim == 0 else -1)
     return TensorType(shape, _int_dtype(bits, node), q)
 
 
@@ -138,7 +139,8 @@ def wdense(node, x, wq, scale, zero, bias=None):
     wq int [K, N] holding `bits`-bit unsigned codes (0..2^bits-1), scale float32 / zero int [ceil(K/group), N]
     (asymmetric, group-wise along K); activations stay float."""
     w = dequant_grouped(wq, scale, zero, int(node.attrs["group_size"]))
-    y = np.matmul(x.astype(np.float32), w)
+    x = np.asarray(x, np.float32)
+    y = np.matmul(x.reshape(-1, x.shape[-1]), w).reshape(x.shape[:-1] + (w.shape[1],))  # one 2-D GEMM
     if bias is not None:
         y = y + bias
     return activation_ref(y.astype(np.float32), node.attr("activation", "none"))

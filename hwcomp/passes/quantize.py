@@ -258,10 +258,12 @@ def quantize_w4(g: Graph, ctx: PassContext) -> Graph:
 
 # ---- integer nonlinears -------------------------------------------------------------------------------
 
-def _requant_attrs(acc_scale, out_scale: float, out_zp: int, bits: int) -> dict:
-    m, s = quantize_multiplier(np.asarray(acc_scale, np.float64) / out_scale)
+def _requant_attrs(acc_scale, out_scale, out_zp: int, bits: int) -> dict:
+    """Requantization attrs; out_scale may be a vector along the last axis (a smoothed consumer's scale)."""
+    out_scale = np.asarray(out_scale, np.float32)
+    m, s = quantize_multiplier(np.asarray(acc_scale, np.float64) / out_scale.astype(np.float64))
     return {"multiplier": m, "shift": s, "out_zero_point": int(out_zp), "out_bits": bits, "out_dtype": f"int{bits}",
-            "out_scale_q": float(out_scale)}
+            "out_scale_q": float(out_scale) if out_scale.ndim == 0 else out_scale}
 
 
 @graph_pass("integer_nonlinear", requires=("quantize_int8",))
@@ -351,7 +353,8 @@ def fold_requant(g: Graph) -> Graph:
     """Peephole rules to a fixpoint:
     1. dequantize(v) -> quantize with the same scale/zero point (and v's bit width) => v.
     2. integer producer with out_dtype float32 whose only consumer is a signed quantize (8/16 bits), and
-       no float activation => the producer requantizes (multiplier/shift from acc_scale / scale).
+       no float activation => the producer requantizes (multiplier/shift from acc_scale / scale; a
+       per-channel smoothing scale gives per-channel multipliers along the last axis).
     3. integer producer whose every consumer is a dequantize of its own parameters => float epilogue
        (out_scale = acc_scale), the dequantizes removed.
     """
@@ -371,10 +374,10 @@ def fold_requant(g: Graph) -> Graph:
                         continue
                 if (src is not None and src.op in _INT_PRODUCERS and src.attr("out_dtype") == "float32"
                         and src.attr("activation", "none") == "none" and len(cons.get(src.outputs[0], [])) == 1
-                        and src.outputs[0] not in g.outputs and n.outputs[0] not in g.outputs and n.attr("signed", 1) and int(n.attr("bits", 8)) in (8, 16)
-                        and np.ndim(n.attrs["scale"]) == 0):
+                        and src.outputs[0] not in g.outputs and n.outputs[0] not in g.outputs
+                        and n.attr("signed", 1) and int(n.attr("bits", 8)) in (8, 16)):
                     bits = int(n.attr("bits", 8))
-                    src.attrs.update(_requant_attrs(src.attrs["acc_scale"], float(n.attrs["scale"]),
+                    src.attrs.update(_requant_attrs(src.attrs["acc_scale"], n.attrs["scale"],
                                                     int(n.attr("zero_point", 0)), bits))
                     src.attrs.pop("out_scale", None)
                     g.types[src.outputs[0]] = g.types[n.outputs[0]]

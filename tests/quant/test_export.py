@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from hwcomp.errors import QuantizationError
-from hwcomp.frontend.onnx import from_onnx, load_onnx
+from hwcomp.frontend.onnx import load_onnx
 from hwcomp.interp import run
 from hwcomp.passes import PassContext, run_pipeline
 from hwcomp.quant.export import export_qdq

@@ -63,7 +63,6 @@ def test_integer_nonlinear_per_op_selection_keeps_the_rest_float(bert_tiny):
 
 def test_keep_float_and_only_select_layers(bert_tiny):
     _, g, calib, _ = bert_tiny
-    stats = None
     ctx = PassContext({"calib_inputs": calib, "keep_float": ["*intermediate*"]})
     q = run_pipeline(g, ["quantize_int8"], ctx)
     assert q.op_histogram()["dense"] == 2 and q.op_histogram()["qdense"] == 10
