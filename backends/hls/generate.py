@@ -35,6 +35,7 @@ from hwcomp.hardware import HardwareParams
 from hwcomp.ir.graph import Graph
 
 from .estimate import estimate
+from . import lower_glue  # noqa: F401  (registers the glue emitters)
 from .lower import CTYPES, EMITTERS, Emitter, Port, c_literal, gemm_tiles
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ SMALL_HW = HardwareParams(rows=4, cols=8, input_sp_bytes=4 * 16, weight_sp_bytes
 
 
 def make_graph(inputs: dict[str, np.ndarray], consts: dict[str, np.ndarray],
-               nodes: list[tuple[str, list[str], dict, str]], outputs: list[str]) -> Graph:
+               nodes: list[tuple[str, list[str], dict, str | list[str]]], outputs: list[str]) -> Graph:
     """Graph from (op, inputs, attrs, output) tuples; output types come from each op's shape inference."""
     g = Graph("hls_test")
     for name, a in {**inputs, **consts}.items():
@@ -35,10 +35,11 @@ def make_graph(inputs: dict[str, np.ndarray], consts: dict[str, np.ndarray],
     g.inputs = list(inputs)
     g.constants = {k: np.asarray(v) for k, v in consts.items()}
     for op, ins, attrs, out in nodes:
-        node = Node(op, list(ins), [out], dict(attrs), f"{op}_{out}")
+        outs = [out] if isinstance(out, str) else list(out)
+        node = Node(op, list(ins), outs, dict(attrs), f"{op}_{outs[0]}")
         types = [g.types[i] if i else None for i in ins]
-        (t,) = OPS[op].infer(node, types, [g.constants.get(i) for i in ins])
-        g.types[out] = t
+        for o, t in zip(outs, OPS[op].infer(node, types, [g.constants.get(i) for i in ins])):
+            g.types[o] = t
         g.nodes.append(node)
     g.outputs = list(outputs)
     hwcomp.verify(g)
@@ -63,7 +64,7 @@ def bit_exact(tmp_path: Path, csim_cache: Path):
         got = csim(out, feeds, cache_dir=csim_cache)
         ref = hwcomp.run(g, feeds)
         for name in g.outputs:
-            a, b = np.asarray(ref[name]), got[name]
+            a, b = np.ascontiguousarray(ref[name]), got[name]
             assert b.dtype == a.dtype and b.shape == a.shape, (name, a.dtype, b.dtype, a.shape, b.shape)
             if not np.array_equal(a.view(np.uint8), np.ascontiguousarray(b).view(np.uint8)):
                 bad = np.flatnonzero(a.reshape(-1) != b.reshape(-1))

@@ -54,26 +54,31 @@ def test_quantized_mlp_bit_exact(bit_exact):
     assert got["h1"].dtype == np.int8 and got["h1"].min() >= -4  # relu clamps at the zero point
 
 
-@pytest.fixture(scope="module")
-def bert_tiny_q():
-    """bert-tiny (2 layers, hidden 128, 2 heads) at seq 16 -> default pipeline -> int8 + I-BERT nonlinears."""
+def _quantized(model: str, seq: int = 16):
+    """zoo model at seq -> default pipeline -> int8 + I-BERT nonlinears; every integer activation of the
+    kernels is exposed as an extra output so that it is compared bit for bit too."""
     from hwcomp import zoo
     from hwcomp.passes import PassContext, run_pipeline
 
-    shapes = {"input_ids": (1, 16), "attention_mask": (1, 16)}
-    g = hwcomp.load_onnx(zoo.get("bert-tiny"), shapes)
+    feeds = zoo.sample_inputs(model, 1, seq, seed=5)
+    g = hwcomp.load_onnx(zoo.get(model), {k: v.shape for k, v in feeds.items()})
     g = run_pipeline(g, "default")
-    calib = [zoo.sample_inputs("bert-tiny", 1, 16, seed=s) for s in range(2)]
+    calib = [zoo.sample_inputs(model, 1, seq, seed=s) for s in range(2)]
     q = run_pipeline(g, ["quantize_int8", "integer_nonlinear"],
                      PassContext(options={"calib_inputs": calib, "smooth_alpha": None}))
-    feeds = zoo.sample_inputs("bert-tiny", 1, 16, seed=5)
-    feeds["attention_mask"][0, 11:] = 0  # padded tail: the additive mask reaches qattention
-    # Expose the integer activations of every kernel kind too, so that they are compared bit for bit.
-    hist = q.op_histogram()
-    assert hist["qattention"] == 2 and hist["int_gelu"] == 2 and hist["int_layer_norm"] >= 4
+    feeds["attention_mask"][0, (3 * seq) // 4:] = 0  # padded tail: the additive mask reaches qattention
     extra = [n.outputs[0] for n in q.nodes if n.op in ("qattention", "int_gelu", "int_layer_norm", "qdense")
              and q.types[n.outputs[0]].dtype.is_int]
     q.outputs = list(q.outputs) + extra
+    return q, feeds
+
+
+@pytest.fixture(scope="module")
+def bert_tiny_q():
+    """bert-tiny (2 layers, hidden 128, 2 heads) at seq 16."""
+    q, feeds = _quantized("bert-tiny")
+    hist = q.op_histogram()
+    assert hist["qattention"] == 2 and hist["int_gelu"] == 2 and hist["int_layer_norm"] >= 4
     return q, feeds
 
 
@@ -94,6 +99,13 @@ def test_bert_tiny_regeneration_byte_identical(bert_tiny_q, tmp_path):
     for name in info["files"]:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     assert info["weights_bin_bytes"] > 0  # the 30522x128 embedding table is streamed, not inlined
+
+
+def test_gpt2_tiny_quantized_bit_exact(bit_exact):
+    """GPT-2: fused-QKV Split, causal + padding mask as the additive qattention mask, on an 8x8 array."""
+    g, feeds = _quantized("gpt2-tiny")
+    assert "Split" in g.op_histogram() and g.op_histogram()["qattention"] == 2
+    bit_exact(g, feeds, HardwareParams.from_string("8x8"))
 
 
 def test_regeneration_identical_across_hash_seeds(tmp_path):
