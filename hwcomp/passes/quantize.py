@@ -342,6 +342,16 @@ def integer_nonlinear(g: Graph, ctx: PassContext) -> Graph:
     return g.remove_unused()
 
 
+@graph_pass("fold_qdq")
+def fold_qdq_pass(g: Graph, ctx: PassContext) -> Graph:
+    """QDQ-wrapped MatMuls (QuantizeLinear -> DequantizeLinear -> dense by int8-grid weights) -> qdense."""
+    from ..quant.fold import fold_qdq
+
+    g, n = fold_qdq(g)
+    ctx.stats["fold_qdq"] = {"qdense": n}
+    return g
+
+
 # ---- peephole rules ------------------------------------------------------------------------------------
 
 def _same_q(a: Node, q: Node) -> bool:

@@ -87,3 +87,39 @@ def test_export_rejects_integer_nonlinear_ops(bert_tiny, tmp_path):
     q = run_pipeline(g, ["quantize_int8", "integer_nonlinear"], PassContext({"calib_inputs": calib}))
     with pytest.raises(QuantizationError, match="cannot express the integer ops"):
         export_qdq(path, q, tmp_path / "x.onnx")
+
+
+def test_fold_qdq_turns_exported_qdq_back_into_qdense(bert_tiny, tmp_path):
+    path, g, calib, ev = bert_tiny
+    q = run_pipeline(g, ["quantize_int8"], PassContext({"calib_inputs": calib}))
+    out = tmp_path / "bert_q.onnx"
+    export_qdq(path, q, out)
+    imported = run_pipeline(load_onnx(out, {"input_ids": (2, 16), "attention_mask": (2, 16)}), "default")
+    ctx = PassContext(verify_each=True)
+    folded = run_pipeline(imported, ["fold_qdq"], ctx)
+    assert ctx.stats["fold_qdq"]["qdense"] == 12 and "QuantizeLinear" not in folded.op_histogram()
+    a, b = run(folded, ev[0])["last_hidden_state"], run(q, ev[0])["last_hidden_state"]
+    assert np.abs(a - b).max() < 0.02 * np.abs(b).max()
+
+
+def test_fold_qdq_reads_ort_quantize_static_output(bert_tiny, tmp_path):
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    path, g, calib, ev = bert_tiny
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(calib)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    out = tmp_path / "ort_q.onnx"
+    quantize_static(str(path), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    imported = run_pipeline(load_onnx(out, {"input_ids": (2, 16), "attention_mask": (2, 16)}), "default")
+    ctx = PassContext()
+    folded = run_pipeline(imported, ["fold_qdq"], ctx)
+    assert ctx.stats["fold_qdq"]["qdense"] >= 1
+    a, b = run(folded, ev[0])["last_hidden_state"], run(imported, ev[0])["last_hidden_state"]
+    assert np.abs(a - b).max() < 0.05 * np.abs(b).max()
