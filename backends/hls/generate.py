@@ -262,12 +262,14 @@ _SOURCES = ("hwcomp_hls.h", "hw_config.h", "weights.h", "model.h", "model.cpp", 
 
 
 def build_csim(outdir: Path, cache_dir: Path | None = None, cxx: str | None = None) -> Path:
-    """Compile the testbench (g++ -O2 -std=c++17); the binary is cached under the hash of the sources."""
+    """Compile the testbench (g++ -O2 -std=c++17); the binary is cached under the hash of the sources, the
+    flags and the compiler's version, in ``cache_dir`` (default ``outdir/build``)."""
     outdir = Path(outdir)
     cxx = cxx or os.environ.get("CXX", "g++")
     if shutil.which(cxx) is None:
         raise BackendError(f"C++ compiler {cxx!r} not found: install g++ (>= 9) or set CXX")
-    h = hashlib.sha256(" ".join((cxx, *CXX_FLAGS)).encode())
+    ver = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    h = hashlib.sha256(" ".join((cxx, *CXX_FLAGS, ver)).encode())
     for name in _SOURCES:
         h.update(name.encode() + b"\0" + (outdir / name).read_bytes())
     cache = Path(cache_dir) if cache_dir else outdir / "build"

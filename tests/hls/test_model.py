@@ -54,7 +54,7 @@ def test_quantized_mlp_bit_exact(bit_exact):
     assert got["h1"].dtype == np.int8 and got["h1"].min() >= -4  # relu clamps at the zero point
 
 
-def _quantized(model: str, seq: int = 16):
+def _quantized(model: str, seq: int = 16, smooth: bool = False):
     """zoo model at seq -> default pipeline -> int8 + I-BERT nonlinears; every integer activation of the
     kernels is exposed as an extra output so that it is compared bit for bit too."""
     from hwcomp import zoo
@@ -65,7 +65,7 @@ def _quantized(model: str, seq: int = 16):
     g = run_pipeline(g, "default")
     calib = [zoo.sample_inputs(model, 1, seq, seed=s) for s in range(2)]
     q = run_pipeline(g, ["quantize_int8", "integer_nonlinear"],
-                     PassContext(options={"calib_inputs": calib, "smooth_alpha": None}))
+                     PassContext(options={"calib_inputs": calib, **({} if smooth else {"smooth_alpha": None})}))
     feeds["attention_mask"][0, (3 * seq) // 4:] = 0  # padded tail: the additive mask reaches qattention
     extra = [n.outputs[0] for n in q.nodes if n.op in ("qattention", "int_gelu", "int_layer_norm", "qdense")
              and q.types[n.outputs[0]].dtype.is_int]
@@ -106,6 +106,16 @@ def test_gpt2_tiny_quantized_bit_exact(bit_exact):
     g, feeds = _quantized("gpt2-tiny")
     assert "Split" in g.op_histogram() and g.op_histogram()["qattention"] == 2
     bit_exact(g, feeds, HardwareParams.from_string("8x8"))
+
+
+def test_bert_tiny_smoothquant_default_bit_exact(bit_exact):
+    """The quantizer's defaults (SmoothQuant smoothing: per-channel quantize scales, per-channel requantization
+    into smoothed consumers)."""
+    g, feeds = _quantized("bert-tiny", smooth=True)
+    per_channel = [n for n in g.nodes if np.size(n.attrs.get("scale", 1)) > 1 or
+                   (n.op != "qdense" and np.size(n.attrs.get("multiplier", 1)) > 1)]
+    assert per_channel
+    bit_exact(g, feeds, HardwareParams())
 
 
 def test_regeneration_identical_across_hash_seeds(tmp_path):
