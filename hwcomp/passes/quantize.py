@@ -15,7 +15,7 @@ region for ``qattention``/``int_gelu``/``int_layer_norm`` and the peephole rules
 epilogues into TFLite requantization wherever an integer op consumes the result.
 
 Options (``PassContext.options``): ``calib_inputs`` (list of feed dicts), ``calibrator``
-(minmax/percentile/entropy, default percentile), ``calib_stats`` (precomputed, reused), ``keep_float``
+(minmax/percentile/entropy/mse, default minmax: the best on MiniLM with smoothing), ``calib_stats`` (precomputed, reused), ``keep_float``
 (node / weight / value names or fnmatch patterns), ``only`` (quantize just these dense nodes; sensitivity
 analysis), ``bits`` (activation and weight width, default 8), ``group_size`` (w8/w4, default 128),
 ``integer_ops`` (subset of softmax/gelu/layer_norm, default all), ``ln_input_bits`` (default 16),
@@ -118,7 +118,7 @@ def observed_values(g: Graph) -> set[str]:
 
 
 def _ranges(g: Graph, ctx: PassContext) -> tuple[dict[str, tuple[float, float]], str]:
-    method = ctx.get("calibrator", "percentile")
+    method = ctx.get("calibrator", "minmax")
     if method not in cal.CALIBRATORS:
         raise QuantizationError(f"unknown calibrator {method!r}; choose one of {', '.join(cal.CALIBRATORS)}")
     stats = ctx.get("calib_stats")
