@@ -261,7 +261,8 @@ def emit_hls(graph: Graph, outdir: Path, hw: HardwareParams, *, inline_limit: in
 _SOURCES = ("hwcomp_hls.h", "hw_config.h", "weights.h", "model.h", "model.cpp", "tb.cpp")
 
 
-def build_csim(outdir: Path, cache_dir: Path | None = None, cxx: str | None = None) -> Path:
+def build_csim(outdir: Path, cache_dir: Path | None = None, cxx: str | None = None,
+               cxx_flags: tuple[str, ...] = CXX_FLAGS) -> Path:
     """Compile the testbench (g++ -O2 -std=c++17); the binary is cached under the hash of the sources, the
     flags and the compiler's version, in ``cache_dir`` (default ``outdir/build``)."""
     outdir = Path(outdir)
@@ -269,7 +270,7 @@ def build_csim(outdir: Path, cache_dir: Path | None = None, cxx: str | None = No
     if shutil.which(cxx) is None:
         raise BackendError(f"C++ compiler {cxx!r} not found: install g++ (>= 9) or set CXX")
     ver = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-    h = hashlib.sha256(" ".join((cxx, *CXX_FLAGS, ver)).encode())
+    h = hashlib.sha256(" ".join((cxx, *cxx_flags, ver)).encode())
     for name in _SOURCES:
         h.update(name.encode() + b"\0" + (outdir / name).read_bytes())
     cache = Path(cache_dir) if cache_dir else outdir / "build"
@@ -278,7 +279,7 @@ def build_csim(outdir: Path, cache_dir: Path | None = None, cxx: str | None = No
     if exe.exists():
         return exe
     tmp = exe.with_name(exe.name + f".{os.getpid()}.tmp")
-    cmd = [cxx, *CXX_FLAGS, "-I", str(outdir), str(outdir / "model.cpp"), str(outdir / "tb.cpp"), "-o", str(tmp)]
+    cmd = [cxx, *cxx_flags, "-I", str(outdir), str(outdir / "model.cpp"), str(outdir / "tb.cpp"), "-o", str(tmp)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise BackendError(f"g++ failed on the HLS project {outdir} (exit {r.returncode}):\n{r.stderr[-4000:]}")
@@ -286,9 +287,10 @@ def build_csim(outdir: Path, cache_dir: Path | None = None, cxx: str | None = No
     return exe
 
 
-def csim(outdir: Path, inputs: dict[str, np.ndarray], *, cache_dir: Path | None = None,
-         timeout: float = 600.0) -> dict[str, np.ndarray]:
-    """Compile (cached) and run the C simulation of the project in ``outdir``; returns the graph outputs."""
+def csim(outdir: Path, inputs: dict[str, np.ndarray], *, cache_dir: Path | None = None, timeout: float = 600.0,
+         cxx_flags: tuple[str, ...] = CXX_FLAGS) -> dict[str, np.ndarray]:
+    """Compile (cached) and run the C simulation of the project in ``outdir``; returns the graph outputs.
+    ``cxx_flags`` replaces ``-O2 -std=c++17`` (e.g. to add ``-fsanitize=undefined,address``)."""
     outdir = Path(outdir)
     manifest = json.loads((outdir / "model.json").read_text())
     blob = bytearray()
@@ -304,7 +306,7 @@ def csim(outdir: Path, inputs: dict[str, np.ndarray], *, cache_dir: Path | None 
         except TypeError as err:
             raise InputError(f"csim: input {p['name']!r} has dtype {a.dtype}, expected {p['dtype']}") from err
         blob.extend(np.ascontiguousarray(a).astype(dt.newbyteorder("<")).tobytes())
-    exe = build_csim(outdir, cache_dir)
+    exe = build_csim(outdir, cache_dir, cxx_flags=cxx_flags)
     with tempfile.TemporaryDirectory(prefix="hwcomp-csim-") as td:
         fin, fout = Path(td) / "inputs.bin", Path(td) / "outputs.bin"
         fin.write_bytes(bytes(blob))

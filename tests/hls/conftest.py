@@ -15,7 +15,7 @@ if str(ROOT) not in sys.path:  # same convention as tests/rtl: run from a checko
     sys.path.insert(0, str(ROOT))
 
 import hwcomp  # noqa: E402
-from backends.hls.generate import csim, emit_hls  # noqa: E402
+from backends.hls.generate import CXX_FLAGS, csim, emit_hls  # noqa: E402
 from hwcomp.hardware import HardwareParams  # noqa: E402
 from hwcomp.ir.graph import Graph, Node  # noqa: E402
 from hwcomp.ir.types import DType, TensorType  # noqa: E402
@@ -54,14 +54,16 @@ def csim_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def bit_exact(tmp_path: Path, csim_cache: Path):
-    """run(g, feeds, hw=..., **emit_kw) -> (hls outputs, interpreter outputs), asserting equal bits."""
+    """run(g, feeds, hw=..., cxx_flags=..., **emit_kw) -> (hls outputs, interpreter outputs), asserting
+    equal bits."""
     if shutil.which("g++") is None:
         pytest.skip("g++ unavailable")
 
-    def run(g: Graph, feeds: dict[str, np.ndarray], hw: HardwareParams = SMALL_HW, **emit_kw):
+    def run(g: Graph, feeds: dict[str, np.ndarray], hw: HardwareParams = SMALL_HW, *,
+            cxx_flags: tuple[str, ...] = CXX_FLAGS, **emit_kw):
         out = tmp_path / "hls"
         emit_hls(g, out, hw, **emit_kw)
-        got = csim(out, feeds, cache_dir=csim_cache)
+        got = csim(out, feeds, cache_dir=csim_cache, cxx_flags=cxx_flags)
         ref = hwcomp.run(g, feeds)
         for name in g.outputs:
             a, b = np.ascontiguousarray(ref[name]), got[name]

@@ -197,3 +197,38 @@ def test_estimate_counts_gemm_tiles():
     est = estimate(g, SMALL_HW)
     assert est["by_op"] == {"qdense": 3 * 6 * sum(per_tile)}
     assert 0 < est["qdense_mac_utilization"] <= 1 and est["latency_us"] == est["cycles"] / SMALL_HW.clock_mhz
+
+
+SANITIZE = ("-O1", "-std=c++17", "-fsanitize=undefined,address", "-fno-sanitize-recover=undefined")
+
+
+def test_kernels_free_of_undefined_behaviour(bit_exact):
+    """The wrap-around GEMM (int32 overflow on purpose), layer norm extremes and softmax clamps, compiled with
+    UBSan + ASan: no signed overflow, bad shift or out-of-bounds access, and still bit-exact."""
+    import shutil
+    import subprocess
+
+    probe = subprocess.run(["g++", "-fsanitize=undefined,address", "-x", "c++", "-", "-o", "/dev/null"],
+                           input="int main() { return 0; }", capture_output=True, text=True) if shutil.which("g++") else None
+    if probe is None or probe.returncode != 0:
+        import pytest
+        pytest.skip("g++ sanitizers unavailable")
+    rng = RNG(5)
+    k = 70000  # 70000 * (-128 - 127) * -128 > 2^31: the int32 accumulator wraps
+    x = np.full((2, k), -128, np.int8)
+    w = rng.integers(-128, 128, (k, 3), dtype=np.int8)
+    w[:, 0] = -128
+    mult, shift = _mult([0.7, 1e-6, 0.9])
+    c = 64
+    xl = rng.integers(-32767, 32768, (3, c), dtype=np.int16)
+    ln2, b, cc = exp_constants(1e-3)
+    gam = rng.integers(-32767, 32768, c).astype(np.int32)
+    lm, ls = _mult(1e-6)
+    g = make_graph({"x": x, "xl": xl}, {"w": w}, [
+        ("qdense", ["x", "w"], {"x_zero_point": 127, "multiplier": mult, "shift": shift}, "y"),
+        ("int_layer_norm", ["xl"], {"gamma_int": gam, "beta_int": gam, "eps_int": 0, "multiplier": lm, "shift": ls},
+         "yl"),
+        ("int_softmax", ["xl"], {"exp_ln2": ln2, "exp_b": b, "exp_c": cc, "prob_bits": 16}, "p"),
+    ], ["y", "yl", "p"])
+    assert (x[:1].astype(np.int64) - 127) @ w[:, :1].astype(np.int64) > intmath.INT32_MAX
+    bit_exact(g, {"x": x, "xl": xl}, cxx_flags=SANITIZE, inline_limit=4096)
