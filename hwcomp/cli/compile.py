@@ -36,7 +36,7 @@ def builtin_calibration(g, n: int = 8) -> list[dict]:
 
 
 def quantize_graph(g, quant: str, calib: list[str] | None, calibrator: str, group: int, keep_float: list[str] | None,
-                   extra: dict | None = None):
+                   extra: dict | None = None, integer_only: bool = False):
     """Apply hwcomp's quantization passes by mode name ("none" returns the graph unchanged)."""
     if quant in ("none", "fp32", "fp16"):
         return g
@@ -47,7 +47,8 @@ def quantize_graph(g, quant: str, calib: list[str] | None, calibrator: str, grou
     options = {"calibrator": calibrator, "group_size": group, "keep_float": list(keep_float or []), **(extra or {})}
     if quant == "int8":
         options["calib_inputs"] = [load_npz(c) for c in calib] if calib else builtin_calibration(g)
-    return run_pipeline(g, [name], PassContext(options=options))
+    seq = [name] + (["integer_nonlinear"] if integer_only and quant == "int8" else [])
+    return run_pipeline(g, seq, PassContext(options=options))
 
 
 @app.command("compile")
@@ -66,13 +67,18 @@ def compile_(model: str = typer.Argument(..., help="model.onnx (float or QDQ) or
              array: str = typer.Option("16x16", "--array", help="systolic array ROWSxCOLS (fpga/asic)"),
              dataflow: str = typer.Option("ws", "--dataflow", help="ws | os (fpga/asic)"),
              tuning_db: Optional[str] = typer.Option(None, "--tuning-db", help="MetaSchedule database dir (cuda/llvm)"),
+             integer_only: Optional[bool] = typer.Option(None, "--integer-only/--float-nonlinear",
+                                                         help="int8: I-BERT integer softmax/GELU/layer norm (default: "
+                                                              "on for fpga/asic, off for cuda/llvm)"),
              ) -> None:
     """Compile a model for a target and write a deployable artifact directory with report.json."""
     backend = get_backend(target)
     t0 = time.perf_counter()
     g = load_model(model, shape)
     g = run_pipeline(g, passes or backend.default_pipeline, PassContext())
-    g = quantize_graph(g, quant, calib, calibrator, group, keep_float)
+    if integer_only is None:
+        integer_only = target in ("fpga", "asic")
+    g = quantize_graph(g, quant, calib, calibrator, group, keep_float, integer_only=integer_only)
     report = backend.compile(g, Path(output), precision=precision, arch=arch, array=array, dataflow=dataflow,
                              tuning_db=tuning_db, quant=quant, source=str(model))
     console.print(f"compiled {model} for {target} in {time.perf_counter() - t0:.1f} s -> {output}")

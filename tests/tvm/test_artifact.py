@@ -81,3 +81,23 @@ def test_unknown_target(cli, tiny):
     path, d, feeds = tiny
     res = cli("compile", path, "--target", "tpu", "-o", d / "tpu", *_shape_args(feeds))
     assert res.code == 2 and "unknown target 'tpu'" in res.err
+
+
+def test_int8_integer_only_llvm_artifact_is_bit_exact_with_interpreter(cli, tiny):
+    """The integer-only int8 graph (I-BERT softmax/GELU/layer norm) gives the interpreter's bits when
+    compiled through TVM: the cross-check users get between the reference, the GPU and the RTL."""
+    import hwcomp
+    from hwcomp.cli.compile import quantize_graph
+    from hwcomp.passes import run_pipeline
+
+    path, d, feeds = tiny
+    res = cli("compile", path, "--target", "llvm", "--quant", "int8", "--integer-only", "-o", d / "int8",
+              *_shape_args(feeds))
+    assert res.code == 0, res.err
+    res = cli("run", d / "int8", "--inputs", d / "in.npz", "--output", d / "int8_out.npz")
+    assert res.code == 0, res.err
+    got = np.load(d / "int8_out.npz")["last_hidden_state"]
+    g = hwcomp.load(d / "int8" / "graph.hwir")
+    assert "qattention" in g.op_histogram() and "int_layer_norm" in g.op_histogram()
+    ref = hwcomp.run(g, feeds)["last_hidden_state"]
+    np.testing.assert_array_equal(got, ref)
