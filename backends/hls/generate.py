@@ -8,7 +8,8 @@ and C-simulate it with g++.
     weights.h      constant arrays (weights, multipliers, shifts, ...) up to ``inline_limit`` bytes each
     weights.bin    larger constants (e.g. embedding tables), each its own m_axi port of ``model``
     model.h/.cpp   the top function ``model(inputs..., big weights..., outputs...)``, one kernel call per node
-    tb.cpp         C-simulation testbench: ``csim inputs.bin weights.bin outputs.bin`` (raw little-endian)
+    tb.cpp         C-simulation testbench: ``csim inputs.bin weights.bin outputs.bin [expected.bin]`` (raw
+                   little-endian; self-checking with expected.bin, see write_vectors)
     run_hls.tcl    Vitis HLS script (csim_design + csynth_design) at the HardwareParams clock
     model.json     manifest: ports (value name, dtype, shape, byte offset), kernels, tiles, a first-order
                    latency estimate (backends/hls/estimate.py)
@@ -142,14 +143,15 @@ def _hw_config_h(hw: HardwareParams) -> str:
 
 
 def _tb_cpp(e: Emitter, in_bytes: int, w_bytes: int) -> str:
-    lines = [HEADER.rstrip(), "// C-simulation testbench: csim INPUTS.bin WEIGHTS.bin OUTPUTS.bin (raw little-endian, C order).",
+    lines = [HEADER.rstrip(), "// C-simulation testbench: csim INPUTS.bin WEIGHTS.bin OUTPUTS.bin [EXPECTED.bin]",
+             "// (raw little-endian, C order). With EXPECTED.bin it self-checks: exit 1 when any output byte differs.",
              "#include <cstdio>", "#include <cstring>", "#include <vector>", "", '#include "model.h"', "",
              "static bool read_file(const char* path, std::vector<char>& buf) {",
              "    FILE* f = std::fopen(path, \"rb\");", "    if (!f) return false;", "    char tmp[1 << 16];",
              "    size_t n;", "    while ((n = std::fread(tmp, 1, sizeof tmp, f)) > 0) buf.insert(buf.end(), tmp, tmp + n);",
              "    std::fclose(f);", "    return true;", "}", "",
-             "int main(int argc, char** argv) {", "    if (argc != 4) {",
-             "        std::fprintf(stderr, \"usage: %s INPUTS.bin WEIGHTS.bin OUTPUTS.bin\\n\", argv[0]);",
+             "int main(int argc, char** argv) {", "    if (argc != 4 && argc != 5) {",
+             "        std::fprintf(stderr, \"usage: %s INPUTS.bin WEIGHTS.bin OUTPUTS.bin [EXPECTED.bin]\\n\", argv[0]);",
              "        return 2;", "    }", "    std::vector<char> in, wb;",
              "    if (!read_file(argv[1], in) || !read_file(argv[2], wb)) {",
              "        std::fprintf(stderr, \"csim: cannot read %s or %s\\n\", argv[1], argv[2]);", "        return 2;", "    }",
@@ -171,9 +173,19 @@ def _tb_cpp(e: Emitter, in_bytes: int, w_bytes: int) -> str:
            [f"{p.cname}.data()" for p in e.outputs]
     lines.append(f"    model({', '.join(args)});")
     lines += ["    FILE* f = std::fopen(argv[3], \"wb\");", "    if (!f) return 2;"]
+    out_bytes = sum(p.size * _csize(p.ctype) for p in e.outputs)
+    lines.append("    std::vector<char> got;")
     for p in e.outputs:
-        lines.append(f"    std::fwrite({p.cname}.data(), 1, {p.size * _csize(p.ctype)}, f);")
-    lines += ["    return std::fclose(f) == 0 ? 0 : 2;", "}"]
+        n = p.size * _csize(p.ctype)
+        lines.append(f"    got.insert(got.end(), (const char*){p.cname}.data(), (const char*){p.cname}.data() + {n});")
+    lines += ["    std::fwrite(got.data(), 1, got.size(), f);", "    if (std::fclose(f) != 0) return 2;",
+              "    if (argc == 5) {", "        std::vector<char> want;",
+              f"        if (!read_file(argv[4], want) || want.size() != {out_bytes}u) {{",
+              f"            std::fprintf(stderr, \"csim: %s must hold {out_bytes} bytes\\n\", argv[4]);",
+              "            return 2;", "        }", "        size_t bad = 0;",
+              "        for (size_t i = 0; i < got.size(); ++i) bad += got[i] != want[i];",
+              "        std::printf(\"csim: %zu of %zu output bytes differ from %s\\n\", bad, got.size(), argv[4]);",
+              "        return bad ? 1 : 0;", "    }", "    return 0;", "}"]
     return "\n".join(lines) + "\n"
 
 
@@ -190,7 +202,10 @@ def _tcl(hw: HardwareParams, part: str) -> str:
             "open_project -reset hwcomp_hls\nset_top model\nadd_files model.cpp -cflags \"-std=c++17\"\n"
             "add_files -tb tb.cpp -cflags \"-std=c++17\"\nopen_solution -reset solution1 -flow_target vitis\n"
             f"set_part {{{part}}}\ncreate_clock -period {1000.0 / hw.clock_mhz:.4f} -name default\n"
-            "csim_design -argv \"inputs.bin weights.bin outputs.bin\"\ncsynth_design\nexit\n")
+            "# test vectors: backends.hls.generate.write_vectors(outdir, inputs, expected)\n"
+            "set tb_args \"[file normalize inputs.bin] [file normalize weights.bin] [file normalize outputs.bin] "
+            "[file normalize expected.bin]\"\n"
+            "csim_design -argv $tb_args\ncsynth_design\n# cosim_design -argv $tb_args\nexit\n")
 
 
 def emit_hls(graph: Graph, outdir: Path, hw: HardwareParams, *, inline_limit: int = DEFAULT_INLINE_LIMIT,
@@ -287,29 +302,48 @@ def build_csim(outdir: Path, cache_dir: Path | None = None, cxx: str | None = No
     return exe
 
 
+def _pack(ports: list[dict], values: dict[str, np.ndarray], what: str) -> bytes:
+    """Concatenate ``values`` in port order as raw little-endian C-order bytes, checking names and shapes."""
+    blob = bytearray()
+    for p in ports:
+        if p["name"] not in values:
+            raise InputError(f"csim: {what} {p['name']!r} is missing (expected {[q['name'] for q in ports]})")
+        a = np.asarray(values[p["name"]])
+        if tuple(a.shape) != tuple(p["shape"]):
+            raise InputError(f"csim: {what} {p['name']!r} has shape {a.shape}, expected {tuple(p['shape'])}")
+        dt = np.dtype(p["dtype"]) if p["dtype"] != "bool" else np.dtype(np.uint8)
+        try:
+            a = a.astype(dt, casting="same_kind") if a.dtype != np.bool_ else a.astype(dt)
+        except TypeError as err:
+            raise InputError(f"csim: {what} {p['name']!r} has dtype {a.dtype}, expected {p['dtype']}") from err
+        blob.extend(np.ascontiguousarray(a).astype(dt.newbyteorder("<")).tobytes())
+    return bytes(blob)
+
+
+def write_vectors(outdir: Path, inputs: dict[str, np.ndarray], expected: dict[str, np.ndarray] | None = None) -> list[str]:
+    """Write inputs.bin (and expected.bin, e.g. the interpreter's outputs) into the project for the
+    self-checking testbench (Vitis csim_design / cosim_design through run_hls.tcl)."""
+    outdir = Path(outdir)
+    manifest = json.loads((outdir / "model.json").read_text())
+    (outdir / "inputs.bin").write_bytes(_pack(manifest["inputs"], inputs, "input"))
+    written = ["inputs.bin"]
+    if expected is not None:
+        (outdir / "expected.bin").write_bytes(_pack(manifest["outputs"], expected, "expected output"))
+        written.append("expected.bin")
+    return written
+
+
 def csim(outdir: Path, inputs: dict[str, np.ndarray], *, cache_dir: Path | None = None, timeout: float = 600.0,
          cxx_flags: tuple[str, ...] = CXX_FLAGS) -> dict[str, np.ndarray]:
     """Compile (cached) and run the C simulation of the project in ``outdir``; returns the graph outputs.
     ``cxx_flags`` replaces ``-O2 -std=c++17`` (e.g. to add ``-fsanitize=undefined,address``)."""
     outdir = Path(outdir)
     manifest = json.loads((outdir / "model.json").read_text())
-    blob = bytearray()
-    for p in manifest["inputs"]:
-        if p["name"] not in inputs:
-            raise InputError(f"csim: input {p['name']!r} is missing (expected {[q['name'] for q in manifest['inputs']]})")
-        a = np.asarray(inputs[p["name"]])
-        if tuple(a.shape) != tuple(p["shape"]):
-            raise InputError(f"csim: input {p['name']!r} has shape {a.shape}, expected {tuple(p['shape'])}")
-        dt = np.dtype(p["dtype"]) if p["dtype"] != "bool" else np.dtype(np.uint8)
-        try:
-            a = a.astype(dt, casting="same_kind") if a.dtype != np.bool_ else a.astype(dt)
-        except TypeError as err:
-            raise InputError(f"csim: input {p['name']!r} has dtype {a.dtype}, expected {p['dtype']}") from err
-        blob.extend(np.ascontiguousarray(a).astype(dt.newbyteorder("<")).tobytes())
+    blob = _pack(manifest["inputs"], inputs, "input")
     exe = build_csim(outdir, cache_dir, cxx_flags=cxx_flags)
     with tempfile.TemporaryDirectory(prefix="hwcomp-csim-") as td:
         fin, fout = Path(td) / "inputs.bin", Path(td) / "outputs.bin"
-        fin.write_bytes(bytes(blob))
+        fin.write_bytes(blob)
         try:
             r = subprocess.run([str(exe), str(fin), str(outdir / "weights.bin"), str(fout)], capture_output=True,
                                text=True, timeout=timeout)
@@ -327,4 +361,4 @@ def csim(outdir: Path, inputs: dict[str, np.ndarray], *, cache_dir: Path | None 
     return res
 
 
-__all__ = ["CTYPES", "build_csim", "csim", "emit_hls", "supported_ops"]
+__all__ = ["CTYPES", "build_csim", "csim", "emit_hls", "supported_ops", "write_vectors"]

@@ -162,3 +162,23 @@ def test_csim_rejects_missing_input(tmp_path):
     emit_hls(g, tmp_path, SMALL_HW)
     with pytest.raises(InputError, match="input 'x' is missing"):
         csim(tmp_path, {})
+
+
+def test_testbench_self_checks_against_expected(tmp_path, csim_cache):
+    """write_vectors + tb.cpp's 4th argument: exit 0 on the interpreter's outputs, 1 with one flipped byte."""
+    from backends.hls.generate import build_csim, write_vectors
+
+    g, feeds = _mlp()
+    emit_hls(g, tmp_path, SMALL_HW)
+    ref = hwcomp.run(g, feeds)
+    assert write_vectors(tmp_path, feeds, ref) == ["inputs.bin", "expected.bin"]
+    exe = build_csim(tmp_path, csim_cache)
+    args = [str(exe)] + [str(tmp_path / f) for f in ("inputs.bin", "weights.bin", "outputs.bin", "expected.bin")]
+    ok = subprocess.run(args, capture_output=True, text=True)
+    assert ok.returncode == 0 and "0 of" in ok.stdout
+    want = bytearray((tmp_path / "expected.bin").read_bytes())
+    want[5] ^= 1
+    (tmp_path / "expected.bin").write_bytes(bytes(want))
+    bad = subprocess.run(args, capture_output=True, text=True)
+    assert bad.returncode == 1 and "1 of" in bad.stdout
+    assert "[file normalize expected.bin]" in (tmp_path / "run_hls.tcl").read_text()
