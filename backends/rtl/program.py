@@ -91,25 +91,17 @@ def pack_params(hw: HardwareParams, multiplier: np.ndarray, shift: np.ndarray, z
     return rec.reshape(-1)
 
 
-def matmul_requant(hw: HardwareParams, a: np.ndarray, b: np.ndarray, multiplier: np.ndarray | int,
-                   shift: np.ndarray | int, zero_point: np.ndarray | int = 0, bias: np.ndarray | None = None,
-                   *, tile_m: int | None = None, tile_k: int | None = None, base: int = 0) -> BuiltProgram:
-    """Build the program and DRAM image of one int8 matmul + requant (see the module docstring)."""
-    a = np.asarray(a, np.int8)
-    b = np.asarray(b, np.int8)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
-        raise HardwareError(f"matmul shapes {a.shape} x {b.shape} do not agree")
-    m, k = a.shape
-    n = b.shape[1]
+def plan_matmul(hw: HardwareParams, m: int, k: int, n: int, *, bias: bool = False, tile_m: int | None = None,
+                tile_k: int | None = None, base: int = 0) -> tuple[MatmulLayout, list[Instr]]:
+    """DRAM layout and instruction stream of an [m, k] x [k, n] matmul + requant (no data needed:
+    the cost model calls this directly)."""
+    if min(m, k, n) < 1:
+        raise HardwareError(f"matmul {m}x{k}x{n} has an empty dimension")
     r, c = hw.rows, hw.cols
-    mult = np.broadcast_to(np.asarray(multiplier, np.int64), (n,))
-    sh = np.broadcast_to(np.asarray(shift, np.int64), (n,))
-    zp = np.broadcast_to(np.asarray(zero_point, np.int64), (n,))
     ws = hw.dataflow == "ws"
     kp = _ceil(k, r) if ws else k
     np_ = _ceil(n, c)
     mp = m if ws else _ceil(m, r)
-
     off = base
     a_off = off
     off = _align(off + (m * kp if ws else k * mp))
@@ -118,7 +110,7 @@ def matmul_requant(hw: HardwareParams, a: np.ndarray, b: np.ndarray, multiplier:
     p_off = off
     off = _align(off + np_ * 8)
     bias_off = None
-    if bias is not None:
+    if bias:
         bias_off = off
         off = _align(off + 4 * np_)
     y_off = off
@@ -126,24 +118,6 @@ def matmul_requant(hw: HardwareParams, a: np.ndarray, b: np.ndarray, multiplier:
     if off > hw.dram_bytes:
         raise HardwareError(f"the matmul needs {off} bytes of DRAM, the hardware has {hw.dram_bytes}")
     lo = MatmulLayout(m, k, n, mp, kp, np_, a_off, b_off, p_off, bias_off, y_off, off)
-
-    dram = np.zeros(hw.dram_bytes, np.uint8)
-    if ws:
-        ap = np.zeros((m, kp), np.int8)
-        ap[:, :k] = a
-    else:
-        ap = np.zeros((k, mp), np.int8)
-        ap[:, :m] = a.T
-    dram[a_off: a_off + ap.size] = ap.view(np.uint8).reshape(-1)
-    bp = np.zeros((kp, np_), np.int8)
-    bp[:k, :n] = b
-    dram[b_off: b_off + bp.size] = bp.view(np.uint8).reshape(-1)
-    pk = pack_params(hw, mult, sh, zp)
-    dram[p_off: p_off + pk.size] = pk
-    if bias is not None:
-        bb = np.zeros(np_, "<i4")
-        bb[:n] = np.asarray(bias, np.int64)
-        dram[bias_off: bias_off + 4 * np_] = bb.view(np.uint8)
 
     prog: list[Instr] = []
     if ws:
@@ -175,6 +149,41 @@ def matmul_requant(hw: HardwareParams, a: np.ndarray, b: np.ndarray, multiplier:
                 prog.append(Requant(0, 0, r))
                 prog.append(Store(Buffer.VECTOR, 0, r, y_off + m0 * np_ + n0, np_))
     prog.append(Halt())
+    return lo, prog
+
+
+def matmul_requant(hw: HardwareParams, a: np.ndarray, b: np.ndarray, multiplier: np.ndarray | int,
+                   shift: np.ndarray | int, zero_point: np.ndarray | int = 0, bias: np.ndarray | None = None,
+                   *, tile_m: int | None = None, tile_k: int | None = None, base: int = 0) -> BuiltProgram:
+    """Build the program and DRAM image of one int8 matmul + requant (see the module docstring)."""
+    a = np.asarray(a, np.int8)
+    b = np.asarray(b, np.int8)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise HardwareError(f"matmul shapes {a.shape} x {b.shape} do not agree")
+    m, k = a.shape
+    n = b.shape[1]
+    lo, prog = plan_matmul(hw, m, k, n, bias=bias is not None, tile_m=tile_m, tile_k=tile_k, base=base)
+    mult = np.broadcast_to(np.asarray(multiplier, np.int64), (n,))
+    sh = np.broadcast_to(np.asarray(shift, np.int64), (n,))
+    zp = np.broadcast_to(np.asarray(zero_point, np.int64), (n,))
+
+    dram = np.zeros(hw.dram_bytes, np.uint8)
+    if hw.dataflow == "ws":
+        ap = np.zeros((m, lo.kp), np.int8)
+        ap[:, :k] = a
+    else:
+        ap = np.zeros((k, lo.mp), np.int8)
+        ap[:, :m] = a.T
+    dram[lo.a: lo.a + ap.size] = ap.view(np.uint8).reshape(-1)
+    bp = np.zeros((lo.kp, lo.np_), np.int8)
+    bp[:k, :n] = b
+    dram[lo.b: lo.b + bp.size] = bp.view(np.uint8).reshape(-1)
+    pk = pack_params(hw, mult, sh, zp)
+    dram[lo.params: lo.params + pk.size] = pk
+    if bias is not None and lo.bias is not None:
+        bb = np.zeros(lo.np_, "<i4")
+        bb[:n] = np.asarray(bias, np.int64)
+        dram[lo.bias: lo.bias + 4 * lo.np_] = bb.view(np.uint8)
     return BuiltProgram(prog, dram, lo)
 
 

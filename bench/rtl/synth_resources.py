@@ -35,8 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
     ap.add_argument("--xilinx-32", action="store_true", help="also run synth_xilinx on 32x32")
     ap.add_argument("--timeout", type=float, default=1800.0)
+    ap.add_argument("--flows", nargs="+", default=["xilinx", "generic"], choices=["xilinx", "generic"])
+    ap.add_argument("--merge", nargs="+", type=Path, help="merge JSON files of earlier runs into --out")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.merge:
+        return merge(args.merge, args.out)
 
     version = subprocess.run([yosys_path(), "-V"], capture_output=True, text=True).stdout.strip()
     report: dict = {
@@ -50,9 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         hw = HardwareParams.from_string(size)
         entry: dict = {"params": hw.verilog_params()}
         report["results"][size] = entry
-        jobs = [("generic", synth_generic)]
-        if size != "32x32" or args.xilinx_32:
-            jobs.insert(0, ("xilinx", synth_xilinx))
+        jobs = [(f, {"xilinx": synth_xilinx, "generic": synth_generic}[f]) for f in args.flows
+                if f != "xilinx" or size != "32x32" or args.xilinx_32]
         for name, fn in jobs:
             log.info("%s %s ...", size, name)
             try:
@@ -67,6 +70,19 @@ def main(argv: list[str] | None = None) -> int:
                 entry[name] = {"error": str(e)[:500]}
                 log.info("  failed: %s", str(e)[:200])
             args.out.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+def merge(parts: list[Path], out: Path) -> int:
+    """Combine per-size / per-flow JSON files (e.g. runs done in parallel) into one report."""
+    report: dict = {}
+    for part in sorted(parts):
+        d = json.loads(part.read_text())
+        results = d.pop("results")
+        report.update({k: v for k, v in d.items() if k != "results"})
+        for size, entry in results.items():
+            report.setdefault("results", {}).setdefault(size, {}).update(entry)
+    out.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     return 0
 
 

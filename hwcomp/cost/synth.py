@@ -54,9 +54,24 @@ def yosys_path() -> str:
     return exe
 
 
+# Parameters each synthesizable top takes from HardwareParams.verilog_params().
+TOP_PARAMS: dict[str, tuple[str, ...] | None] = {
+    "accel_top": None,  # all of them
+    "systolic_array": ("ROWS", "COLS", "DATAFLOW"),
+    "pe": ("DATAFLOW",),
+    "requant": (),
+}
+
+
 def _script_head(hw: HardwareParams, top: str) -> list[str]:
+    if top not in TOP_PARAMS:
+        raise BackendError(f"cannot synthesize {top!r}: known tops are {', '.join(TOP_PARAMS)}")
     lines = [f"read_verilog -defer {RTL_DIR / s}" for s in SOURCES]
-    sets = " ".join(f"-set {k} {v}" for k, v in hw.verilog_params().items())
+    keys = TOP_PARAMS[top]
+    params = {k: v for k, v in hw.verilog_params().items() if keys is None or k in keys}
+    if not params:
+        return lines + [f"hierarchy -check -top {top}"]
+    sets = " ".join(f"-set {k} {v}" for k, v in params.items())
     lines += [f"chparam {sets} {top}", f"hierarchy -check -top {top}"]
     return lines
 
@@ -74,7 +89,9 @@ def _run_yosys(script: list[str], top: str, timeout_s: float) -> tuple[dict, flo
             raise BackendError(f"yosys did not finish in {timeout_s:.0f} s") from e
         elapsed = time.monotonic() - t0
         if proc.returncode != 0 or not stat.exists():
-            raise BackendError(f"yosys failed (exit {proc.returncode}): {(proc.stderr or proc.stdout)[-2000:]}")
+            lines = (proc.stdout + proc.stderr).splitlines()
+            errors = [ln for ln in lines if "ERROR" in ln] or lines[-5:]
+            raise BackendError(f"yosys failed (exit {proc.returncode}): " + "\n".join(errors)[-2000:])
         text = stat.read_text()
     # yosys 0.23 prints the `-top` hierarchy as plain text inside the JSON: keep only JSON lines.
     keep = [ln for ln in text.splitlines()
@@ -141,8 +158,10 @@ def synth_xilinx(hw: HardwareParams, *, top: str = "accel_top", timeout_s: float
     return XilinxResources(hw.name, lut, ff, dsp, bram, lutram, cells.get("CARRY4", 0), round(secs, 2), cells)
 
 
-def sram_bits(hw: HardwareParams) -> int:
+def sram_bits(hw: HardwareParams, top: str = "accel_top") -> int:
     """Bits of every memory in accel_top: four scratchpads (vector twice: two read ports) + imem."""
+    if top != "accel_top":
+        return 0
     return 8 * (hw.input_sp_bytes + hw.weight_sp_bytes + hw.acc_sp_bytes + 2 * hw.vector_sp_bytes) \
         + 128 * hw.imem_depth
 
@@ -162,6 +181,6 @@ def synth_generic(hw: HardwareParams, *, top: str = "accel_top", timeout_s: floa
     logic = {k: v for k, v in cells.items() if not k.startswith("$mem")}
     area = sum(CELL_AREA_UM2.get(k, DEFAULT_CELL_UM2) * v for k, v in logic.items())
     flops = sum(v for k, v in logic.items() if "DFF" in k)
-    bits = sram_bits(hw)
+    bits = sram_bits(hw, top)
     return GenericArea(hw.name, sum(logic.values()), flops, mems, bits, round(area, 1),
                        round(bits * SRAM_UM2_PER_BIT, 1), round(secs, 2), cells)

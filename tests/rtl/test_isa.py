@@ -99,3 +99,16 @@ def test_model_rejects_out_of_range_scratchpad_lines() -> None:
     hw = HardwareParams.from_string("4x4")
     with pytest.raises(HardwareError, match="exceed the 256-line scratchpad"):
         AccelModel(hw).run([Load(Buffer.INPUT, 250, 10, 0, 4), Halt()], np.zeros(hw.dram_bytes, np.uint8))
+
+
+@pytest.mark.parametrize("dataflow", ["ws", "os"])
+def test_matmul_cost_equals_the_model_run(dataflow: str) -> None:
+    from backends.rtl.cost import matmul_cost
+
+    hw = HardwareParams.from_string(f"4x4-{dataflow}", dram_bytes=1 << 14)
+    rng = np.random.default_rng(1)
+    a, b, mult, sh, zp, bb, _ = _problem(rng, 9, 13, 6, True)
+    built = matmul_requant(hw, a, b, mult, sh, zp, bb)
+    cost = matmul_cost(hw, 9, 13, 6, bias=True)
+    assert cost.cycles == AccelModel(hw).run(built.program, built.dram).cycles
+    assert 0 < cost.utilization < 1 and cost.macs == 9 * 13 * 6

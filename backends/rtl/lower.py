@@ -1,0 +1,431 @@
+"""Lower a quantized hwcomp graph (after ``quantize_int8`` + ``integer_nonlinear``) to the accelerator.
+
+The result is a :class:`Plan`: a static DRAM image (weights, folded biases, requant parameters), a table of
+DRAM-resident tensors, and an ordered list of steps, each either
+
+* a :class:`HwSegment`: consecutive hardware nodes lowered to one instruction stream (split into chunks of
+  at most ``imem_depth`` words, each ending in HALT); the host writes the segment's host-produced inputs into
+  DRAM before it and reads its outputs back after it; or
+* a :class:`HostStep`: a node (or a matmul's epilogue) the host executes in numpy with the interpreter's own
+  op implementation. Host steps are listed by name in ``report.json``; they never count as hardware.
+
+What runs where (WS dataflow):
+
+==============================  =============================================================================
+hardware                        ``qdense`` with int8 x, constant int8 [K, N] weights: the matmul on the array
+                                (x zero point folded into the int32 bias: ``bias - x_zp * colsum(w)``, exact mod
+                                2^32), and, for an int8 output, the requantization (requant unit) and relu
+                                (vector unit ``MAX`` against a line of zero points)
+host epilogue                   ``qdense`` with a float32 or 16-bit epilogue: the hardware stores the raw int32
+                                accumulators, the host applies ``float32(acc) * out_scale`` / 16-bit requantize
+host (no vector kernel yet)     ``qattention``, ``int_softmax``, ``int_gelu``, ``int_layer_norm``, ``quantize``,
+                                ``dequantize``, residual ``Add`` and the embedding / mask glue (``GLUE_OPS``)
+rejected (HardwareError)        float compute (``dense``, ``MatMul``, ``attention``, ``Softmax``, ...), ``wdense``
+==============================  =============================================================================
+
+DRAM layout: int8 activations are ``[M, Cp]`` row-major (M = product of the leading dims, Cp = C rounded up
+to lcm(rows, cols)); raw accumulators ``[M, Np]`` int32 (Np = N rounded up to cols). Padding bytes are never
+read as data: padded weight rows are zero. Every region is 64-byte aligned; constants come first, then
+activations in order of first definition (no reuse: simple and debuggable).
+
+WS tiling of one qdense ``[M, K] x [K, N]`` (the controller executes one instruction at a time, so there is
+no DMA/compute overlap to double-buffer; the tiling minimises reloads instead): per N tile of ``cols``
+columns the weight strip ``[Kp, cols]`` is loaded once when it fits the weight scratchpad; the whole input
+``[M, Kp]`` stays resident in the input scratchpad when it fits (loaded once per node), else each
+``[tm, rows]`` input tile is loaded per (N tile, M tile, K tile).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hwcomp.errors import HardwareError
+from hwcomp.hardware import HardwareParams
+from hwcomp.ir.graph import Graph, Node
+from hwcomp.ir.types import DType
+
+from .isa import Buffer, Halt, Instr, Load, Matmul, Requant, Store, Vector, VecOp
+from .isa_model import instr_cycles
+
+ALIGN = 64
+MAX_STRIDE = (1 << 20) - 1
+
+# Ops the host runs with the interpreter's implementation, and why (shown in report.json).
+HOST_OPS: dict[str, str] = {
+    "qattention": "integer attention: no softmax kernel in the vector unit yet",
+    "int_softmax": "no i-exp/row-sum kernel in the vector unit yet",
+    "int_gelu": "no i-GELU kernel in the vector unit yet",
+    "int_layer_norm": "no mean/isqrt kernel in the vector unit yet",
+    "quantize": "float -> int conversion of model inputs / residual sums (float on the host)",
+    "dequantize": "int -> float conversion for the float residual path",
+}
+GLUE_OPS = {"Gather", "Add", "Sub", "Mul", "Cast", "Flatten", "Reshape", "Where", "And", "Or", "Not", "Equal",
+            "Unsqueeze", "Squeeze", "Expand", "Concat", "Slice", "Shape", "ConstantOfShape", "Transpose",
+            "Split", "Identity", "Range", "Less", "Greater", "Neg", "Div"}
+FLOAT_COMPUTE = {"dense", "MatMul", "Gemm", "attention", "Softmax", "layer_norm", "add_layer_norm", "gelu",
+                 "LayerNormalization", "Gelu", "Erf", "Tanh", "Sqrt", "Pow", "ReduceMean", "Conv"}
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b) * b
+
+
+def _align(x: int) -> int:
+    return _ceil(x, ALIGN)
+
+
+@dataclass(frozen=True)
+class Tensor2D:
+    """A DRAM-resident value: ``[m, cp]`` row-major elements of ``dtype`` (int8 or int32) at ``addr``;
+    the logical value is ``[:, :c]`` reshaped to ``shape``."""
+
+    value: str
+    addr: int
+    m: int
+    c: int
+    cp: int
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def elem(self) -> int:
+        return np.dtype(self.dtype).itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.m * self.cp * self.elem
+
+    def pack(self, x: np.ndarray) -> np.ndarray:
+        buf = np.zeros((self.m, self.cp), self.dtype)
+        buf[:, : self.c] = np.asarray(x).reshape(self.m, self.c)
+        return buf.view(np.uint8).reshape(-1)
+
+    def unpack(self, raw: np.ndarray) -> np.ndarray:
+        a = np.ascontiguousarray(raw[: self.nbytes]).view(self.dtype).reshape(self.m, self.cp)
+        return a[:, : self.c].reshape(self.shape).copy()
+
+    def to_json(self) -> dict:
+        return {"value": self.value, "addr": self.addr, "m": self.m, "c": self.c, "cp": self.cp,
+                "dtype": self.dtype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Tensor2D:
+        return cls(d["value"], d["addr"], d["m"], d["c"], d["cp"], d["dtype"], tuple(d["shape"]))
+
+
+@dataclass
+class Phase:
+    """One node's share of a segment (for per-phase cycles and MAC utilisation)."""
+
+    node: str
+    op: str
+    macs: int
+    first: int      # index of the node's first instruction in the segment's flat program
+    count: int      # number of its instructions
+
+    def to_json(self) -> dict:
+        return {"node": self.node, "op": self.op, "macs": self.macs, "first": self.first, "count": self.count}
+
+
+@dataclass
+class HwSegment:
+    index: int
+    program: list[Instr]                       # flat, without HALTs
+    writes: list[str] = field(default_factory=list)   # values the host writes before the segment
+    reads: list[str] = field(default_factory=list)    # values read back after it
+    phases: list[Phase] = field(default_factory=list)
+
+    def chunks(self, imem_depth: int) -> list[list[Instr]]:
+        """The program in pieces of at most ``imem_depth`` words, each ending with HALT (scratchpads and the
+        requant parameters persist across a HALT/start, so a split point needs no state)."""
+        n = imem_depth - 1
+        return [self.program[i: i + n] + [Halt()] for i in range(0, max(len(self.program), 1), n)]
+
+    @property
+    def macs(self) -> int:
+        return sum(p.macs for p in self.phases)
+
+
+@dataclass
+class HostStep:
+    node: str
+    op: str
+    kind: str      # "node": run the op; "epilogue": apply the node's epilogue to its raw accumulators
+    reason: str
+
+
+@dataclass
+class Plan:
+    hw: HardwareParams
+    image: np.ndarray                          # static DRAM image (uint8, hw.dram_bytes)
+    tensors: dict[str, Tensor2D]
+    steps: list[HwSegment | HostStep]
+    const_bytes: int
+    act_bytes: int
+
+    @property
+    def segments(self) -> list[HwSegment]:
+        return [s for s in self.steps if isinstance(s, HwSegment)]
+
+
+def acc_name(value: str) -> str:
+    """Name of the raw-accumulator tensor of a qdense whose epilogue runs on the host."""
+    return f"{value}#acc"
+
+
+def pack_params(cols: int, multiplier: np.ndarray, shift: np.ndarray, zero_point: np.ndarray) -> np.ndarray:
+    """Per-channel requant records (int32 multiplier, u8 shift, i8 zero point, 2 pad) for the PARAM buffer;
+    padded channels get a harmless 2^30 >> 31."""
+    n = multiplier.size
+    np_ = _ceil(n, cols)
+    mult = np.full(np_, 1 << 30, np.int64)
+    sh = np.full(np_, 31, np.int64)
+    zp = np.zeros(np_, np.int64)
+    mult[:n], sh[:n], zp[:n] = multiplier, shift, zero_point
+    rec = np.zeros((np_, 8), np.uint8)
+    rec[:, 0:4] = mult.astype("<i4").view(np.uint8).reshape(np_, 4)
+    rec[:, 4] = sh.astype(np.uint8)
+    rec[:, 5] = zp.astype(np.int8).view(np.uint8)
+    return rec.reshape(-1)
+
+
+class _Lowerer:
+    def __init__(self, g: Graph, hw: HardwareParams) -> None:
+        if hw.dataflow != "ws":
+            raise HardwareError(f"dataflow {hw.dataflow!r}: the compiler lowers whole models for the weight-"
+                                "stationary array only (os needs transposed activations in DRAM, which the line-"
+                                "granular DMA cannot produce); compile with --dataflow ws")
+        self.g, self.hw = g, hw
+        self.pad = math.lcm(hw.rows, hw.cols)
+        self.chunks: list[tuple[int, np.ndarray]] = []   # (addr, bytes) of the static image
+        self.off = 0
+        self.tensors: dict[str, Tensor2D] = {}
+        self.steps: list[HwSegment | HostStep] = []
+        self.seg: HwSegment | None = None
+        self.on_host: set[str] = set(g.inputs) | set(g.constants)   # values the host holds
+        self.in_dram: set[str] = set()
+        self.consumers: dict[str, list[int]] = {}
+        for i, n in enumerate(g.nodes):
+            for v in n.inputs:
+                if v:
+                    self.consumers.setdefault(v, []).append(i)
+
+    # ---- DRAM allocation ---------------------------------------------------------------------------
+    def _alloc(self, nbytes: int) -> int:
+        addr = self.off
+        self.off = _align(self.off + nbytes)
+        return addr
+
+    def const(self, data: np.ndarray) -> int:
+        raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+        addr = self._alloc(raw.size)
+        self.chunks.append((addr, raw))
+        return addr
+
+    def tensor(self, value: str, dtype: str, shape: tuple[int, ...], *, cp: int | None = None) -> Tensor2D:
+        t = self.tensors.get(value)
+        if t is not None:
+            return t
+        c = shape[-1] if shape else 1
+        m = int(np.prod(shape[:-1], dtype=np.int64)) if len(shape) > 1 else 1
+        t = Tensor2D(value, 0, m, c, cp or _ceil(c, self.pad), dtype, tuple(shape))
+        t = Tensor2D(value, self._alloc(t.nbytes), t.m, t.c, t.cp, t.dtype, t.shape)
+        self.tensors[value] = t
+        return t
+
+    # ---- steps ---------------------------------------------------------------------------------------
+    def _segment(self) -> HwSegment:
+        if self.seg is None:
+            self.seg = HwSegment(len([s for s in self.steps if isinstance(s, HwSegment)]), [])
+            self.steps.append(self.seg)
+        return self.seg
+
+    def _host(self, node: Node, kind: str, reason: str) -> None:
+        self._close()
+        self.steps.append(HostStep(node.name, node.op, kind, reason))
+
+    def _close(self) -> None:
+        """End the current hardware segment: read back what the host (or the caller) needs later."""
+        self.seg = None
+
+    def _need_input(self, value: str) -> Tensor2D:
+        """A value a hardware node reads: host-held values are written into DRAM before the segment."""
+        t = self.g.types[value]
+        tt = self.tensor(value, "int8", t.shape)
+        if value not in self.in_dram:
+            seg = self._segment()
+            seg.writes.append(value)
+            self.in_dram.add(value)
+        return tt
+
+    def _produced(self, value: str, raw: Tensor2D) -> None:
+        seg = self._segment()
+        seg.reads.append(raw.value)
+        self.in_dram.add(raw.value)
+
+    # ---- nodes ---------------------------------------------------------------------------------------
+    def lower(self) -> Plan:
+        g = self.g
+        if not any(n.op in ("qdense", "qattention") for n in g.nodes):
+            float_ops = sorted({n.op for n in g.nodes if n.op in FLOAT_COMPUTE or n.op == "wdense"})
+            raise HardwareError("the model is not quantized (no qdense/qattention nodes"
+                                + (f"; float ops: {', '.join(float_ops)}" if float_ops else "")
+                                + "): the fpga/asic backends run int8 models only; quantize with --quant int8")
+        for n in g.nodes:
+            if n.op == "qdense" and self._qdense_on_hw(n):
+                self._qdense(n)
+            elif n.op in HOST_OPS:
+                if n.op == "qattention" and n.attr("softmax", "int") != "int":
+                    raise HardwareError(f"node {n.name!r} (qattention) uses a float softmax, which the RTL path does "
+                                        "not have (--keep-float/host fallback is not available for RTL): compile "
+                                        "with integer-only nonlinear ops (--integer-only)")
+                self._host(n, "node", HOST_OPS[n.op])
+            elif n.op in GLUE_OPS and not (n.op in ("Add", "Sub", "Mul", "Div") and self._is_int_matmul_like(n)):
+                self._host(n, "node", "glue (embedding gather, mask, residual/reshape) on the host")
+            else:
+                hint = ("a float op: quantize with --quant int8 (integer-only nonlinears)"
+                        if n.op in FLOAT_COMPUTE or n.op == "wdense" else "the accelerator has no unit for it")
+                raise HardwareError(f"node {n.name!r} ({n.op}) cannot run on the fpga/asic accelerator: {hint}; "
+                                    "--keep-float/host fallback is not available for RTL")
+        self._close()
+        const_bytes = self.off if not self.tensors else min(t.addr for t in self.tensors.values())
+        size = max(self.off, 1024)
+        dram_bytes = 1 << (size - 1).bit_length()
+        if dram_bytes > 1 << 32:
+            raise HardwareError(f"the model needs {size} bytes of DRAM; the ISA addresses 4 GiB")
+        hw = self.hw.replace(dram_bytes=max(dram_bytes, 1024))
+        image = np.zeros(hw.dram_bytes, np.uint8)
+        for addr, raw in self.chunks:
+            image[addr: addr + raw.size] = raw
+        # Reads are only needed where the host (or the caller: graph outputs) uses the value.
+        for seg in self.segments_of():
+            seg.reads = [v for v in dict.fromkeys(seg.reads)]
+        return Plan(hw, image, self.tensors, self.steps, const_bytes, self.off - const_bytes)
+
+    def segments_of(self) -> list[HwSegment]:
+        return [s for s in self.steps if isinstance(s, HwSegment)]
+
+    def _is_int_matmul_like(self, n: Node) -> bool:
+        return False
+
+    def _qdense_on_hw(self, n: Node) -> bool:
+        g = self.g
+        x, w = n.inputs[0], n.inputs[1]
+        bias = n.inputs[2] if len(n.inputs) > 2 else ""
+        if g.types[x].dtype != DType.int8:
+            raise HardwareError(f"node {n.name!r} (qdense): input {x!r} is {g.types[x].dtype}; the array takes int8")
+        if w not in g.constants or g.constants[w].dtype != np.int8 or g.constants[w].ndim != 2:
+            raise HardwareError(f"node {n.name!r} (qdense): weight {w!r} must be a constant int8 [K, N] matrix "
+                                "(activation x activation products are qattention's)")
+        if bias and bias not in g.constants:
+            raise HardwareError(f"node {n.name!r} (qdense): bias {bias!r} must be a constant")
+        return True
+
+    def _qdense(self, n: Node) -> None:
+        g, hw = self.g, self.hw
+        r, c = hw.rows, hw.cols
+        x, wname = n.inputs[0], n.inputs[1]
+        w = g.constants[wname].astype(np.int64)
+        k, nn = w.shape
+        out = n.outputs[0]
+        bias = g.constants[n.inputs[2]].astype(np.int64) if len(n.inputs) > 2 and n.inputs[2] else np.zeros(nn, np.int64)
+        xzp = int(n.attr("x_zero_point", 0))
+        bias = bias - xzp * w.sum(axis=0)                       # (x - zp) @ w + b == x @ w + (b - zp * colsum(w))
+        int8_out = n.attr("out_dtype", "int8") != "float32" and int(n.attr("out_bits", 8)) == 8
+        act = n.attr("activation", "none")
+        xt = self._need_input(x)
+        kp, np_ = _ceil(k, r), _ceil(nn, c)
+        if xt.cp < kp:
+            raise HardwareError(f"node {n.name!r}: input row of {xt.cp} bytes shorter than K={kp}")
+        wp = np.zeros((kp, np_), np.int8)
+        wp[:k, :nn] = w
+        w_addr = self.const(wp)
+        bp = np.zeros(np_, "<i4")
+        bp[:nn] = bias.astype(np.int64).astype(np.int32)       # int32 wrap, as the accumulator
+        b_addr = self.const(bp)
+        seg = self._segment()
+        first = len(seg.program)
+        prog = seg.program
+        m = xt.m
+        if int8_out:
+            mult = np.broadcast_to(np.asarray(n.attrs["multiplier"], np.int64).reshape(-1), (nn,))
+            sh = np.broadcast_to(np.asarray(n.attrs["shift"], np.int64).reshape(-1), (nn,))
+            zp = int(n.attr("out_zero_point", 0))
+            if np.any((sh < 1) | (sh > 62)) or not -128 <= zp <= 127:
+                raise HardwareError(f"node {n.name!r} (qdense): requant shift must be 1..62 and the zero point int8")
+            p_addr = self.const(pack_params(c, mult, sh, np.full(nn, zp)))
+            zline = self.const(np.full(c, zp, np.int8)) if act == "relu" else None
+            yt = self.tensor(out, "int8", g.types[out].shape)
+        else:
+            yt = self.tensor(acc_name(out), "int32", g.types[out].shape, cp=np_)
+        # Tile sizes from the scratchpads.
+        ktiles = kp // r
+        tm_cap = min(hw.acc_lines, hw.vector_lines // (2 if act == "relu" and int8_out else 1), 1 << 15)
+        resident = m * ktiles <= hw.input_lines and m <= tm_cap
+        tm = m if resident else min(tm_cap, max(1, hw.input_lines))
+        strip = kp <= hw.weight_lines
+        for s, what in ((xt.cp, "input row"), (yt.cp * yt.elem, "output row"), (np_, "weight row")):
+            if s > MAX_STRIDE:
+                raise HardwareError(f"node {n.name!r}: {what} stride {s} bytes exceeds the ISA's 20-bit stride field")
+        if resident:
+            for kt in range(ktiles):
+                prog.append(Load(Buffer.INPUT, kt * m, m, xt.addr + kt * r, xt.cp))
+        for n0 in range(0, np_, c):
+            if int8_out:
+                prog.append(Load(Buffer.PARAM, 0, 1, p_addr + n0 * 8, 0))
+            if strip:
+                prog.append(Load(Buffer.WEIGHT, 0, kp, w_addr + n0, np_))
+            for m0 in range(0, m, tm):
+                mt = min(tm, m - m0)
+                prog.append(Load(Buffer.ACC, 0, mt, b_addr + 4 * n0, 0))
+                for kt in range(ktiles):
+                    if not resident:
+                        prog.append(Load(Buffer.INPUT, 0, mt, xt.addr + m0 * xt.cp + kt * r, xt.cp))
+                    if not strip:
+                        prog.append(Load(Buffer.WEIGHT, 0, r, w_addr + kt * r * np_ + n0, np_))
+                    a = kt * m + m0 if resident else 0
+                    b = kt * r if strip else 0
+                    prog.append(Matmul(a, b, 0, mt, accumulate=True, load_weights=True))
+                if int8_out:
+                    prog.append(Requant(0, 0, mt))
+                    if zline is not None:
+                        prog.append(Load(Buffer.VECTOR, tm, mt, zline, 0))
+                        prog.append(Vector(VecOp.MAX, 0, tm, 0, mt))
+                    prog.append(Store(Buffer.VECTOR, 0, mt, yt.addr + m0 * yt.cp + n0, yt.cp))
+                else:
+                    prog.append(Store(Buffer.ACC, 0, mt, yt.addr + 4 * (m0 * yt.cp + n0), 4 * yt.cp))
+        seg.phases.append(Phase(n.name, n.op, m * k * nn, first, len(prog) - first))
+        self._produced(out, yt)
+        if not int8_out:
+            self._host(n, "epilogue", "float32 / 16-bit epilogue of the hardware's int32 accumulators "
+                                      "(the requant unit writes int8)")
+
+
+def lower(g: Graph, hw: HardwareParams) -> Plan:
+    """Quantized graph -> :class:`Plan` (raises HardwareError naming the node for what the hardware lacks)."""
+    return _Lowerer(g, hw).lower()
+
+
+def plan_cycles(plan: Plan) -> dict:
+    """Predicted cycles per segment (sum of its chunks, HALTs included), cycles by opcode and per phase."""
+    hw = plan.hw
+    segs = []
+    for seg in plan.segments:
+        chunks = seg.chunks(hw.imem_depth)
+        cyc = sum(instr_cycles(hw, i) for ch in chunks for i in ch)
+        by_op: dict[str, int] = {}
+        for ch in chunks:
+            for i in ch:
+                by_op[i.opcode.name] = by_op.get(i.opcode.name, 0) + instr_cycles(hw, i)
+        phases = []
+        for p in seg.phases:
+            pc = sum(instr_cycles(hw, i) for i in seg.program[p.first: p.first + p.count])
+            phases.append({**p.to_json(), "cycles": pc,
+                           "mac_utilization": p.macs / (hw.rows * hw.cols * pc) if pc else 0.0})
+        segs.append({"index": seg.index, "cycles": cyc, "chunks": len(chunks), "instructions": len(seg.program),
+                     "cycles_by_opcode": dict(sorted(by_op.items())), "macs": seg.macs,
+                     "mac_utilization": seg.macs / (hw.rows * hw.cols * cyc) if cyc else 0.0, "phases": phases})
+    return {"segments": segs, "total_cycles": sum(s["cycles"] for s in segs)}
