@@ -1,0 +1,542 @@
+"""MetaSchedule autotuning of hwcomp's fused kernels (`hwcomp tune`) and `compile --tuning-db` (apply_database).
+
+Tasks are the PrimFuncs of the module that `compile` builds: hwcomp graph -> Relax (``lower_to_relax``)
+-> ``relax.get_pipeline("zero")`` (LegalizeOps, AnnotateTIROpPattern, FoldConstant, FuseOps, FuseTIR).
+MetaSchedule's ``extract_tasks`` deduplicates structurally equal kernels across layers; a task's weight is
+how many call sites share it. Each task gets an hwcomp op class from its call sites (`dense`: a matmul
+with a weight parameter; `attention`: matmuls of two activations and the softmax between them;
+`layer_norm`, `gelu`, `other`), which ``--ops`` filters on.
+
+Database directory (default ``schedules/db/<arch>/``, ``llvm`` for CPU):
+    database_workload.json        MetaSchedule JSONDatabase: one line per workload [shash, IRModule json]
+    database_tuning_record.json   one line per measured candidate [workload index, [trace, run_secs, ...]]
+    manifest.json                 hwcomp's header: format, TVM version, target kind, arch, target, and
+                                  per-task record counts and best times from the last session
+
+``--trials N`` is a per-task budget counted in the database: a second run only measures the missing
+``N - existing`` trials of each task, and the evolutionary search starts from the database's best records.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from hwcomp.errors import BackendError
+
+log = logging.getLogger(__name__)
+
+DB_FORMAT = "hwcomp-tuning-db/1"
+MANIFEST = "manifest.json"
+WORKLOAD_FILE = "database_workload.json"
+RECORD_FILE = "database_tuning_record.json"
+OP_CLASSES = ("dense", "attention", "layer_norm", "gelu", "other")
+SCHEDULE_SOURCE_ATTR = "hwcomp.schedule_source"
+
+
+class TuningDatabaseError(BackendError):
+    """A tuning database that belongs to another target, arch or TVM version, or is not one at all."""
+
+
+class TuningError(BackendError):
+    """Bad tuning options, or nothing to tune."""
+
+
+@dataclass
+class TuneTask:
+    name: str             # the fused PrimFunc's name in the lowered module
+    op_class: str         # one of OP_CLASSES
+    weight: int           # call sites sharing this workload
+    flops: float          # per call
+    extracted: object     # ms.ExtractedTask
+    existing: int = 0     # records already in the database
+    best_us: float | None = None  # best measured time in the database
+
+    @property
+    def mod(self):
+        return self.extracted.dispatched[0]
+
+    def gflops(self, seconds: float) -> float:
+        return self.flops / seconds / 1e9 if seconds > 0 else 0.0
+
+
+# ---------------------------------------------------------------- TVM start-up
+
+def _fast_stack(context: int = 1) -> list:
+    """``inspect.stack()`` without module lookups: frame, file, line, function and the current line only."""
+    import inspect
+    import linecache
+    import sys
+
+    out, f = [], sys._getframe(1)
+    while f is not None:
+        fn, ln = f.f_code.co_filename, f.f_lineno
+        out.append(inspect.FrameInfo(f, fn, ln, f.f_code.co_name, [linecache.getline(fn, ln)], 0))
+        f = f.f_back
+    return out
+
+
+def import_tensor_intrinsics() -> None:
+    """Import ``tvm.s_tir.tensor_intrin`` (MetaSchedule's rules need it) quickly.
+
+    Its few hundred TVMScript prim_funcs each call ``inspect.stack()``, which looks up every frame's module
+    in ``sys.modules``; in a process with ~2,000 modules on a loaded 2-core box the import took 560 s.
+    With a light stack (all the parser reads: frames, f_locals, the decorator line) it takes ~14 s.
+    """
+    import inspect
+    import sys
+
+    if "tvm.s_tir.tensor_intrin" in sys.modules:
+        return
+    orig, inspect.stack = inspect.stack, _fast_stack
+    try:
+        import tvm.s_tir.tensor_intrin  # noqa: F401
+    finally:
+        inspect.stack = orig
+
+
+# ---------------------------------------------------------------- targets and database location
+
+def make_target(target_kind: str, arch: str):
+    import tvm
+
+    if target_kind == "cuda":
+        from .compile import cuda_target
+        return cuda_target(arch)
+    if target_kind == "llvm":
+        # MetaSchedule's CPU rules need the core count; the tuned workloads do not depend on it.
+        return tvm.target.Target({"kind": "llvm", "num-cores": _physical_cores()})
+    raise TuningError(f"--target {target_kind!r}: hwcomp tune supports cuda and llvm")
+
+
+def _physical_cores() -> int:
+    try:
+        import psutil
+        return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+    except ImportError:
+        return int(os.cpu_count() or 1)
+
+
+def db_arch(target_kind: str, arch: str) -> str:
+    return arch if target_kind == "cuda" else "llvm"
+
+
+def default_db_dir(target_kind: str, arch: str) -> Path:
+    """``schedules/db/<arch>`` inside the hwcomp.schedules package (the repo's schedules/ when editable)."""
+    spec = importlib.util.find_spec("hwcomp.schedules")
+    root = Path(list(spec.submodule_search_locations)[0]) if spec and spec.submodule_search_locations else \
+        Path(__file__).resolve().parents[2] / "schedules"
+    return root / "db" / db_arch(target_kind, arch)
+
+
+def _tvm_version() -> str:
+    import tvm
+    return str(tvm.__version__)
+
+
+def _target_kind_arch(target) -> tuple[str, str]:
+    kind = str(target.kind.name)
+    return kind, (str(target.attrs["arch"]) if kind == "cuda" else "llvm")
+
+
+def resolve_db_dir(db_dir: str | os.PathLike, target) -> Path:
+    """A database dir, or a parent holding ``<arch>/manifest.json`` (e.g. ``schedules/db``)."""
+    p = Path(db_dir)
+    _, arch = _target_kind_arch(target)
+    if not (p / MANIFEST).exists() and (p / arch / MANIFEST).exists():
+        return p / arch
+    return p
+
+
+def read_manifest(db_dir: Path) -> dict | None:
+    path = Path(db_dir) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise TuningDatabaseError(f"{path}: unreadable tuning-database manifest ({e}); the database was left "
+                                  "unchanged — restore the file or tune into a new --db directory") from None
+    if not isinstance(m, dict) or m.get("format") != DB_FORMAT:
+        found = m.get("format") if isinstance(m, dict) else type(m).__name__
+        raise TuningDatabaseError(f"{path}: not an hwcomp tuning database (format {found!r}, expected "
+                                  f"{DB_FORMAT!r}); the database was left unchanged")
+    return m
+
+
+def check_manifest(db_dir: Path, target) -> dict:
+    """The manifest if the database matches this target, arch and TVM version; else one clear error."""
+    kind, arch = _target_kind_arch(target)
+    m = read_manifest(db_dir)
+    if m is None:
+        has_records = (Path(db_dir) / WORKLOAD_FILE).exists()
+        raise TuningDatabaseError(
+            f"{db_dir}: no {MANIFEST}" + (" next to MetaSchedule records of unknown target and TVM version"
+                                          if has_records else "; not a tuning database") +
+            f"; create one with `hwcomp tune MODEL --target {kind} --db {db_dir}`")
+    want = {"target_kind": kind, "arch": arch, "tvm_version": _tvm_version()}
+    bad = [f"{k} {m.get(k)!r} (this run: {v!r})" for k, v in want.items() if m.get(k) != v]
+    if bad:
+        raise TuningDatabaseError(
+            f"{db_dir}: tuning database is for another setup: {'; '.join(bad)}. Schedules do not carry over "
+            "between arches or TVM versions; the database was left unchanged — tune into another --db "
+            "directory (default schedules/db/<arch>/) or compile without --tuning-db")
+    return m
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _repair_tail(path: Path) -> int:
+    """Drop a torn last line (a kill during an append); returns how many lines were dropped."""
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    keep = len(lines)
+    while keep > 0:
+        last = lines[keep - 1].strip()
+        if not last:
+            keep -= 1
+            continue
+        try:
+            json.loads(last)
+            break
+        except ValueError:
+            keep -= 1
+    dropped = sum(1 for ln in lines[keep:] if ln.strip())
+    if dropped:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(b"".join(ln + b"\n" for ln in lines[:keep]))
+        os.replace(tmp, path)
+        log.warning("%s: dropped %d torn line(s) left by an interrupted write", path, dropped)
+    return dropped
+
+
+def open_database(db_dir: str | os.PathLike, target, *, create: bool = False):
+    """MetaSchedule JSONDatabase over ``db_dir`` after the manifest check (``create``: start a new one)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    d = Path(db_dir)
+    if create and read_manifest(d) is None:
+        if (d / WORKLOAD_FILE).exists():
+            check_manifest(d, target)  # records without a manifest: refuse, do not adopt them
+        d.mkdir(parents=True, exist_ok=True)
+        kind, arch = _target_kind_arch(target)
+        _write_json_atomic(d / MANIFEST, {"format": DB_FORMAT, "tvm_version": _tvm_version(), "target_kind": kind,
+                                          "arch": arch, "target": str(target), "tasks": {}})
+    check_manifest(d, target)
+    for f in (WORKLOAD_FILE, RECORD_FILE):
+        _repair_tail(d / f)
+    return ms.database.JSONDatabase(path_workload=str(d / WORKLOAD_FILE), path_tuning_record=str(d / RECORD_FILE),
+                                    allow_missing=True, module_equality="structural")
+
+
+# ---------------------------------------------------------------- task extraction
+
+def lowered_module(lm, target):
+    """The module `compile` schedules: Relax after the "zero" pipeline (fused PrimFuncs), for ``target``."""
+    from tvm import relax
+
+    with target:
+        return relax.get_pipeline("zero")(lm.mod)
+
+
+def kernel_classes(mod) -> dict[str, str]:
+    """PrimFunc name -> hwcomp op class, from the function names and the arguments at their call sites."""
+    import tvm
+    from tvm import relax
+
+    main = mod["main"]
+    n_in = int(main.attrs["num_input"]) if main.attrs and "num_input" in main.attrs else len(main.params)
+    weights = set(main.params[n_in:])
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    uses_weight: dict[str, bool] = {}
+    for blk in main.body.blocks:
+        for b in blk.bindings:
+            v = b.value
+            if isinstance(v, relax.Call) and v.op == call_tir:
+                name = v.args[0].name_hint
+                args = v.args[1].fields if isinstance(v.args[1], relax.Tuple) else [v.args[1]]
+                uses_weight[name] = uses_weight.get(name, False) or any(
+                    a in weights or isinstance(a, tvm.ir.expr.Constant) and len(a.data.shape) >= 2 for a in args)
+    out = {}
+    for name, w in uses_weight.items():
+        if "matmul" in name or "dense" in name:
+            out[name] = "dense" if w else "attention"
+        elif "softmax" in name:
+            out[name] = "attention"
+        elif "layer_norm" in name:
+            out[name] = "layer_norm"
+        elif "gelu" in name:
+            out[name] = "gelu"
+        else:
+            out[name] = "other"
+    return out
+
+
+def parse_ops(ops: str | None) -> set[str] | None:
+    if not ops:
+        return None
+    want = {o.strip() for o in ops.split(",") if o.strip()}
+    bad = sorted(want - set(OP_CLASSES))
+    if bad:
+        raise TuningError(f"--ops {','.join(bad)}: unknown op class; choose from {', '.join(OP_CLASSES)}")
+    return want
+
+
+def extract_tasks(mod, target, ops: Iterable[str] | None = None) -> list[TuneTask]:
+    """Deduplicated tuning tasks of the lowered module, heaviest (flops x weight) first."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    classes = kernel_classes(mod)
+    wanted = set(ops) if ops else None
+    tasks = []
+    for t in ms.relax_integration.extract_tasks(mod, target, module_equality="structural"):
+        cls = classes.get(t.task_name, "other")
+        if wanted is not None and cls not in wanted:
+            continue
+        if t.dispatched[0]["main"].attrs and t.dispatched[0]["main"].attrs.get("tirx.is_scheduled", False):
+            continue
+        try:
+            flops = float(estimate_tir_flops(t.dispatched[0]))
+        except Exception:  # noqa: BLE001 - flop estimation is informative only
+            flops = 0.0
+        tasks.append(TuneTask(t.task_name, cls, int(t.weight), flops, t))
+    tasks.sort(key=lambda t: (-t.flops * t.weight, t.name))
+    return tasks
+
+
+# ---------------------------------------------------------------- records
+
+def _mean_secs(run_secs) -> float | None:
+    vals = [float(x) for x in run_secs or []]
+    if not vals or min(vals) >= 1e9:  # MetaSchedule writes 1e10 for failed runs
+        return None
+    return sum(vals) / len(vals)
+
+
+def record_counts(db, tasks: list[TuneTask]) -> None:
+    """Fill each task's ``existing`` record count and ``best_us`` from the database."""
+    import tvm_ffi
+
+    by_hash: dict[int, list] = {}
+    for rec in db.get_all_tuning_records():
+        by_hash.setdefault(tvm_ffi.structural_hash(rec.workload.mod), []).append(rec)
+    for t in tasks:
+        recs = [r for r in by_hash.get(tvm_ffi.structural_hash(t.mod), [])
+                if tvm_ffi.structural_equal(r.workload.mod, t.mod)]
+        t.existing = len(recs)
+        secs = [s for s in (_mean_secs(r.run_secs) for r in recs) if s is not None]
+        t.best_us = min(secs) * 1e6 if secs else None
+
+
+def update_manifest(db_dir: Path, tasks: list[TuneTask], session: dict) -> None:
+    m = read_manifest(db_dir) or {}
+    for t in tasks:
+        m.setdefault("tasks", {})[t.name] = {
+            "op_class": t.op_class, "weight": t.weight, "flops": t.flops, "records": t.existing,
+            "best_us": None if t.best_us is None else round(t.best_us, 3),
+            "best_gflops": None if not t.best_us else round(t.gflops(t.best_us * 1e-6), 2)}
+    m.setdefault("sessions", []).append(session)
+    m["sessions"] = m["sessions"][-20:]
+    _write_json_atomic(Path(db_dir) / MANIFEST, m)
+
+
+# ---------------------------------------------------------------- tuning
+
+@dataclass
+class Progress:
+    """What the progress callback receives after each measured batch."""
+    task: TuneTask
+    trials: int           # records of this task in the database now
+    target_trials: int
+    batch_ok: int
+    batch_total: int
+    best_us: float | None
+
+
+def _progress_callback(group: list[TuneTask], trials: int, on_progress: Callable[[Progress], None] | None):
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+
+    _reported_errors: set[str] = set()
+
+    @derived_object
+    class _Report(PyMeasureCallback):
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+            t = group[int(task_id)]
+            ok = 0
+            for br, rr in zip(builder_results, runner_results):
+                err = br.error_msg or rr.error_msg
+                if err and t.name not in _reported_errors:
+                    _reported_errors.add(t.name)
+                    log.warning("%s: a candidate failed to %s: %s", t.name, "build" if br.error_msg else "run",
+                                str(err).strip().splitlines()[-1][:300])
+                s = _mean_secs(rr.run_secs) if not err else None
+                if s is not None:
+                    ok += 1
+                    t.best_us = s * 1e6 if t.best_us is None else min(t.best_us, s * 1e6)
+            t.existing += len(measure_candidates)
+            if on_progress is not None:
+                on_progress(Progress(t, t.existing, trials, ok, len(measure_candidates), t.best_us))
+
+    return _Report()
+
+
+@dataclass
+class TuneOptions:
+    trials: int                        # per-task budget, counted in the database
+    per_iter: int = 16                 # candidates measured per batch
+    builder_workers: int | None = None
+    number: int = 3                    # runs per measurement
+    min_repeat_ms: int = 50
+    seed: int | None = None
+    population: int = 512              # evolutionary search population (MetaSchedule's default)
+    genetic_iters: int = 4
+    build_timeout_s: int = 300
+    run_timeout_s: int = 120
+    runner: object = None              # an ms Runner; None: local
+    extra: dict = field(default_factory=dict)
+
+
+def tune(tasks: list[TuneTask], target, db_dir: Path, opts: TuneOptions,
+         on_progress: Callable[[Progress], None] | None = None) -> dict:
+    """Tune ``tasks`` up to ``opts.trials`` records each in the database at ``db_dir``.
+
+    Returns a session summary (also appended to the manifest). KeyboardInterrupt propagates after the
+    manifest is updated; the records measured so far stay in the database.
+    """
+    from tvm.s_tir import meta_schedule as ms
+
+    if opts.trials < 1:
+        raise TuningError(f"--trials {opts.trials}: need at least 1 trial per task")
+    if not tasks:
+        raise TuningError("no kernels to tune (check --ops and that the model lowers to fused kernels)")
+    db_dir = Path(db_dir)
+    import_tensor_intrinsics()
+    db = open_database(db_dir, target, create=True)
+    record_counts(db, tasks)
+    before = {t.name: t.existing for t in tasks}
+    todo = [t for t in tasks if t.existing < opts.trials]
+    t0 = time.perf_counter()
+    status = "complete"
+    workers = opts.builder_workers or max(1, min(4, os.cpu_count() or 1))
+    # Generous timeouts: each builder batch starts fresh worker processes, and importing TVM there takes
+    # 10-30 s on a loaded 2-core machine (MetaSchedule's 30 s default turned every candidate into an error).
+    builder = ms.builder.LocalBuilder(max_workers=workers, timeout_sec=opts.build_timeout_s)
+    evaluator = ms.runner.EvaluatorConfig(number=opts.number, repeat=1, min_repeat_ms=opts.min_repeat_ms,
+                                          enable_cpu_cache_flush=False)
+    runner = opts.runner or ms.runner.LocalRunner(evaluator_config=evaluator, timeout_sec=opts.run_timeout_s)
+    # Tasks that still miss the same number of trials are tuned together (one task scheduler each group).
+    groups: dict[int, list[TuneTask]] = {}
+    for t in todo:
+        groups.setdefault(opts.trials - t.existing, []).append(t)
+    try:
+        with tempfile.TemporaryDirectory(prefix="hwcomp-tune-") as work_dir:
+            for missing, group in sorted(groups.items(), reverse=True):
+                strategy = ms.search_strategy.EvolutionarySearch(
+                    population_size=opts.population, init_min_unmeasured=min(50, opts.population),
+                    genetic_num_iters=opts.genetic_iters)
+                ctxs, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                    [t.extracted for t in group], work_dir, strategy=strategy, num_threads=workers, seed=opts.seed)
+                _quiet_meta_schedule_console()
+                callbacks = ms.measure_callback.MeasureCallback.create("default") + [
+                    _progress_callback(group, opts.trials, on_progress)]
+                ms.tune_tasks(tasks=ctxs, task_weights=weights, work_dir=work_dir,
+                              max_trials_global=missing * len(group), max_trials_per_task=missing,
+                              num_trials_per_iter=max(1, min(opts.per_iter, missing)), builder=builder,
+                              runner=runner, database=db, cost_model="xgb", measure_callbacks=callbacks,
+                              task_scheduler="gradient")
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except Exception:
+        status = "failed"
+        raise
+    finally:
+        db = open_database(db_dir, target)  # re-read what reached the files
+        record_counts(db, tasks)
+        session = {"status": status, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - (
+            time.perf_counter() - t0))), "seconds": round(time.perf_counter() - t0, 1), "trials_per_task": opts.trials,
+            "added": {t.name: t.existing - before[t.name] for t in tasks if t.existing != before[t.name]},
+            "runner": type(runner).__name__}
+        update_manifest(db_dir, tasks, session)
+    return session
+
+
+def _quiet_meta_schedule_console() -> None:
+    """MetaSchedule logs its task table to stdout; keep it in its log files unless hwcomp runs with -v."""
+    if logging.getLogger().getEffectiveLevel() <= logging.INFO:
+        return
+    for name, lg in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith("tvm.s_tir.meta_schedule") and isinstance(lg, logging.Logger):
+            for h in list(lg.handlers):
+                if type(h) is logging.StreamHandler:
+                    lg.removeHandler(h)
+
+
+# ---------------------------------------------------------------- compile --tuning-db
+
+def apply_database(mod, target, db_dir: str | os.PathLike):
+    """Replace the kernels that have records in ``db_dir`` by their best tuned schedule.
+
+    Untuned kernels are left as they are for hwcomp's schedules / dlight (which skip functions marked
+    ``tirx.is_scheduled``). Kernels taken from the database carry the function attribute
+    ``hwcomp.schedule_source = "tuning-db"``; :func:`database_kernels` lists them.
+    """
+    import tvm
+    from tvm import relax, tirx
+
+    d = resolve_db_dir(db_dir, target)
+    if not d.is_dir():
+        raise TuningDatabaseError(f"--tuning-db {db_dir}: no such directory; create it with `hwcomp tune`")
+    db = open_database(d, target)
+    import_tensor_intrinsics()
+
+    def scheduled(m) -> set[str]:
+        return {gv.name_hint for gv, f in m.functions.items() if isinstance(f, tirx.PrimFunc) and f.attrs
+                and f.attrs.get("tirx.is_scheduled", False)}
+
+    pre = scheduled(mod)
+    with target, db:
+        out = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+    applied = sorted(scheduled(out) - pre)
+    for name in applied:
+        gv = out.get_global_var(name)
+        out.update_func(gv, out[gv].with_attr(SCHEDULE_SOURCE_ATTR, "tuning-db"))
+    n_prim = sum(1 for f in out.functions.values() if isinstance(f, tirx.PrimFunc))
+    log.info("tuning database %s: %d of %d kernels tuned (%s)", d, len(applied), n_prim, ", ".join(applied) or "none")
+    del tvm
+    return out
+
+
+def database_kernels(mod) -> list[str]:
+    """Names of the kernels whose schedule came from the tuning database (see :func:`apply_database`)."""
+    from tvm import tirx
+
+    return sorted(gv.name_hint for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc) and f.attrs
+                  and f.attrs.get(SCHEDULE_SOURCE_ATTR, "") == "tuning-db")
+
+
+def summarize(tasks: list[TuneTask]) -> list[dict]:
+    return [{"task": t.name, "op_class": t.op_class, "weight": t.weight, "gflop": round(t.flops / 1e9, 4),
+             "records": t.existing, "best_us": None if t.best_us is None else round(t.best_us, 3),
+             "best_gflops": None if not t.best_us else round(t.gflops(t.best_us * 1e-6), 2)} for t in tasks]
+
+
+def weighted_best_us(tasks: list[TuneTask]) -> float:
+    """Sum over tasks of weight x best time (NaN if any task is unmeasured)."""
+    return sum(t.weight * (t.best_us if t.best_us is not None else math.nan) for t in tasks)

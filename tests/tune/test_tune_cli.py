@@ -1,0 +1,107 @@
+"""`hwcomp tune --target llvm` end to end on one dense kernel: records, resume, interrupt, --tuning-db."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.tune.conftest import QUICK, counts, hwcomp_cli, records
+
+pytestmark = pytest.mark.tvm
+
+
+@pytest.fixture(scope="module")
+def tuned_db(matmul_onnx, tmp_path_factory) -> Path:
+    """4 trials of the one dense kernel (shared by the tests of this module; copy before changing it)."""
+    db = tmp_path_factory.mktemp("tuned") / "db"
+    r = hwcomp_cli("tune", matmul_onnx, *QUICK, "--trials", "4", "--db", db)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return db
+
+
+@pytest.mark.slow
+def test_tune_llvm_writes_json_database_and_manifest(tuned_db):
+    assert list(counts(tuned_db).values()) == [4]  # one workload (the dense kernel), 4 measured trials
+    m = json.loads((tuned_db / "manifest.json").read_text())
+    assert m["format"] == "hwcomp-tuning-db/1" and m["target_kind"] == "llvm" and m["arch"] == "llvm"
+    task = m["tasks"]["fused_matmul_add_relu"]
+    assert task["op_class"] == "dense" and task["records"] == 4 and task["best_us"] > 0
+    assert m["sessions"][-1]["status"] == "complete"
+    # MetaSchedule's own reader accepts the files.
+    from tvm.s_tir import meta_schedule as ms
+    db = ms.database.JSONDatabase(path_workload=str(tuned_db / "database_workload.json"),
+                                  path_tuning_record=str(tuned_db / "database_tuning_record.json"))
+    assert len(db.get_all_tuning_records()) == 4
+
+
+@pytest.mark.slow
+def test_tune_rerun_adds_only_missing_trials_without_repeating(tuned_db, matmul_onnx, tmp_path):
+    db = tmp_path / "db"
+    shutil.copytree(tuned_db, db)
+    first = records(db)
+    r = hwcomp_cli("tune", matmul_onnx, *QUICK, "--trials", "8", "--db", db)
+    assert r.returncode == 0, r.stdout + r.stderr
+    after = records(db)
+    assert after[:4] == first and list(counts(db).values()) == [8]  # 4 kept as they were, 4 added
+    traces = [json.dumps(rec[1][0], sort_keys=True) for rec in after]
+    assert len(set(traces)) == len(traces), "a candidate was measured twice"
+    # Same budget again: nothing to do, nothing written.
+    r = hwcomp_cli("tune", matmul_onnx, *QUICK, "--trials", "8", "--db", db)
+    assert r.returncode == 0 and "already has >= 8 trials" in r.stdout.replace("\n", " ")
+    assert records(db) == after
+
+
+@pytest.mark.slow
+def test_tune_ctrl_c_leaves_database_that_resumes(matmul_onnx, tmp_path):
+    db = tmp_path / "db"
+    exe = str(Path(sys.executable).with_name("hwcomp"))
+    p = subprocess.Popen([exe, "tune", str(matmul_onnx), *QUICK, "--per-iter", "2", "--trials", "8", "--db", str(db)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 600
+    while sum(counts(db).values()) < 2 and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode in (130, 0), out
+    n = sum(counts(db).values())
+    assert 2 <= n <= 8
+    m = json.loads((db / "manifest.json").read_text())
+    assert m["sessions"][-1]["status"] in ("interrupted", "complete")
+    r = hwcomp_cli("tune", matmul_onnx, *QUICK, "--trials", "8", "--db", db)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert list(counts(db).values()) == [8]
+
+
+@pytest.mark.slow
+def test_compile_with_tuning_db_uses_records_and_runs(tuned_db, matmul_onnx, tmp_path, cli):
+    import tvm
+    import hwcomp
+    from hwcomp.backends.tvm_cuda import tuning
+    from hwcomp.backends.tvm_cuda.relax_lowering import lower_to_relax
+    from hwcomp.passes import run_pipeline
+
+    g = run_pipeline(hwcomp.load_onnx(matmul_onnx, {}), "cuda")
+    target = tuning.make_target("llvm", "")
+    mod = tuning.apply_database(tuning.lowered_module(lower_to_relax(g, "fp32"), target), target, tuned_db)
+    assert tuning.database_kernels(mod) == ["fused_matmul_add_relu"]
+    assert mod["fused_matmul_add_relu"].attrs["tirx.is_scheduled"]
+
+    out = tmp_path / "art"
+    r = cli("compile", matmul_onnx, "--target", "llvm", "--tuning-db", tuned_db, "-o", out)
+    assert r.code == 0, r.err
+    x = np.random.default_rng(1).standard_normal((64, 64)).astype(np.float32)
+    from hwcomp.artifact import run_artifact
+    y = next(iter(run_artifact(out, {"x": x}).values()))
+    import onnx
+    from onnx import numpy_helper
+    w, b = (numpy_helper.to_array(t) for t in onnx.load(matmul_onnx).graph.initializer)
+    np.testing.assert_allclose(y, np.maximum(x @ w + b, 0), rtol=1e-4, atol=1e-4)
+    del tvm
