@@ -20,9 +20,3 @@ def simulator(request: pytest.FixtureRequest) -> str:
     if reason:
         pytest.skip(f"{request.param} unavailable: {reason}")
     return request.param
-
-
-def require(sim: str) -> None:
-    reason = missing_reason(sim)
-    if reason:
-        pytest.skip(f"{sim} unavailable: {reason}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends.rtl.isa import Buffer, Halt, Load, VecOp, assemble
+from backends.rtl.isa import Buffer, Halt, Load, Store, Vector, VecOp, assemble
 from backends.rtl.isa_model import AccelModel
 from backends.rtl.program import BuiltProgram, elementwise, matmul_requant
 from backends.rtl.vector_ops import apply_vec_op
@@ -14,8 +14,7 @@ from hwcomp.errors import SimulationError
 from hwcomp.hardware import HardwareParams
 from hwcomp.ops.intmath import int_matmul, quantize_multiplier, requantize
 from sim.accel import run_program
-
-from .conftest import require
+from sim.runner import missing_reason
 
 pytestmark = pytest.mark.rtl
 
@@ -64,20 +63,27 @@ def test_tiled_matmul_requant_bit_exact_and_cycle_model(simulator: str, dataflow
 
 
 def test_vector_program_add_and_relu(simulator: str) -> None:
+    """One program: ADD (saturating) then RELU of the first operand, both results stored."""
     hw = _hw(simulator, "ws")
     rng = np.random.default_rng(9)
     x = rng.integers(-128, 128, (4, 2 * hw.cols))
     y = rng.integers(-128, 128, (4, 2 * hw.cols))
     x[0, :4], y[0, :4] = [127, -128, 100, -100], [127, -128, 100, -100]   # saturation
-    for op in (VecOp.ADD, VecOp.RELU):
-        built = elementwise(hw, op, x, y)
-        model, out = _run(simulator, hw, built)
-        np.testing.assert_array_equal(built.read_y(out.dram), apply_vec_op(op, x, y))
-        assert out.cycles == model.cycles
+    built = elementwise(hw, VecOp.ADD, x, y)
+    lines, lb = x.size // hw.cols, hw.vector_line_bytes
+    relu_off = built.layout.end
+    built.program[-1:] = [Vector(VecOp.RELU, 0, 0, 3 * lines, lines),
+                          Store(Buffer.VECTOR, 3 * lines, lines, relu_off, lb), Halt()]
+    model, out = _run(simulator, hw, built)
+    np.testing.assert_array_equal(built.read_y(out.dram), apply_vec_op(VecOp.ADD, x, y))
+    relu = out.dram[relu_off: relu_off + x.size].view(np.int8).reshape(x.shape)
+    np.testing.assert_array_equal(relu, apply_vec_op(VecOp.RELU, x, y))
+    assert out.cycles == model.cycles
 
 
 def test_hang_is_reported_with_the_last_retired_instruction() -> None:
-    require("icarus")
+    if missing_reason("icarus"):
+        pytest.skip(f"icarus unavailable: {missing_reason('icarus')}")
     hw = _hw("icarus", "ws")
     prog = [Load(Buffer.INPUT, 0, 2, 0, 4), Load(Buffer.WEIGHT, 0, 200, 0, 4), Halt()]
     built = BuiltProgram(prog, np.zeros(hw.dram_bytes, np.uint8))
