@@ -6,6 +6,9 @@ disassembly (for error messages), the initial DRAM image and the image the model
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +17,8 @@ import numpy as np
 from hwcomp.errors import SimulationError
 from hwcomp.hardware import HardwareParams
 
-from .runner import hw_config, run_bench
+from .bench_util import read_hex_bytes
+from .runner import cache_dir, hw_config, run_bench
 
 
 @dataclass(frozen=True)
@@ -34,12 +38,8 @@ def run_program(sim: str, hw: HardwareParams, program_hex: str, disasm: list[str
                 expected: np.ndarray, *, timeout_cycles: int) -> AccelRun:
     """Simulate; raises SimulationError on a hang (naming the last retired instruction), an error halt,
     or a final DRAM image different from ``expected``."""
-    from .runner import cache_dir
-
     work = cache_dir().parent / "programs"
     work.mkdir(parents=True, exist_ok=True)
-    import tempfile
-
     d = Path(tempfile.mkdtemp(prefix="prog-", dir=work))
     (d / "program.hex").write_text(program_hex, encoding="ascii")
     write_dram_hex(d / "dram_init.hex", dram)
@@ -52,7 +52,7 @@ def run_program(sim: str, hw: HardwareParams, program_hex: str, disasm: list[str
     if res.failed or not res.tests:
         tail = res.log_file.read_text(errors="replace")[-4000:] if res.log_file.exists() else ""
         raise SimulationError(f"{sim}: program failed ({res.failed}/{res.tests} tests); log {res.log_file}\n{tail}")
-    from .tb_accel import read_hex_bytes
-
     image = read_hex_bytes(str(d / "dram_out.hex"), hw.dram_bytes)
+    if not os.environ.get("HWCOMP_KEEP_SIM"):
+        shutil.rmtree(d, ignore_errors=True)
     return AccelRun(image, int(res.outputs["cycles"]), int(res.outputs["retired"]), res.log_file)

