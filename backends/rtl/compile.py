@@ -142,7 +142,8 @@ def run(outdir: Path, inputs: dict[str, np.ndarray], *, sim: str = "verilator", 
     d = Path(tempfile.mkdtemp(prefix="model-", dir=work))
     from hwcomp.sim.accel import write_dram_hex
 
-    write_dram_hex(d / "dram_init.hex", plan.image)
+    used = int(np.flatnonzero(plan.image)[-1]) + 1 if plan.image.any() else 1
+    write_dram_hex(d / "dram_init.hex", plan.image[:used])   # the DRAM model starts zeroed beyond
     np.savez(d / "inputs.npz", **{k: np.asarray(v) for k, v in inputs.items()})
     cfg = {"artifact": str(outdir), "inputs_npz": str(d / "inputs.npz"), "outputs_npz": str(d / "outputs.npz"),
            "patch_hex": str(d / "patch.hex"), "dump_hex": str(d / "dump.hex"), "timeout_factor": timeout_factor}

@@ -153,7 +153,8 @@ class HwSegment:
 class HostStep:
     node: str
     op: str
-    kind: str      # "node": run the op; "epilogue": apply the node's epilogue to its raw accumulators
+    kind: str      # "node": run the op; "epilogue": the node's epilogue on its raw accumulators;
+                   # "transpose": K -> K^T per (batch, head); "softmax": qattention's mask + int_softmax
     reason: str
 
 
@@ -165,6 +166,7 @@ class Plan:
     steps: list[HwSegment | HostStep]
     const_bytes: int
     act_bytes: int
+    used_bytes: int = 0                        # DRAM bytes in use (the image is zero beyond)
 
     @property
     def segments(self) -> list[HwSegment]:
@@ -251,10 +253,9 @@ class _Lowerer:
         """End the current hardware segment: read back what the host (or the caller) needs later."""
         self.seg = None
 
-    def _need_input(self, value: str) -> Tensor2D:
+    def _need_input(self, value: str, shape: tuple[int, ...] | None = None) -> Tensor2D:
         """A value a hardware node reads: host-held values are written into DRAM before the segment."""
-        t = self.g.types[value]
-        tt = self.tensor(value, "int8", t.shape)
+        tt = self.tensor(value, "int8", shape or self.g.types[value].shape)
         if value not in self.in_dram:
             seg = self._segment()
             seg.writes.append(value)
@@ -277,6 +278,8 @@ class _Lowerer:
         for n in g.nodes:
             if n.op == "qdense" and self._qdense_on_hw(n):
                 self._qdense(n)
+            elif n.op == "qattention" and self._qattention_on_hw(n):
+                self._qattention(n)
             elif n.op in HOST_OPS:
                 if n.op == "qattention" and n.attr("softmax", "int") != "int":
                     raise HardwareError(f"node {n.name!r} (qattention) uses a float softmax, which the RTL path does "
@@ -291,19 +294,21 @@ class _Lowerer:
                 raise HardwareError(f"node {n.name!r} ({n.op}) cannot run on the fpga/asic accelerator: {hint}; "
                                     "--keep-float/host fallback is not available for RTL")
         self._close()
-        const_bytes = self.off if not self.tensors else min(t.addr for t in self.tensors.values())
+        const_bytes = sum(raw.size for _, raw in self.chunks)
         size = max(self.off, 1024)
         dram_bytes = 1 << (size - 1).bit_length()
         if dram_bytes > 1 << 32:
             raise HardwareError(f"the model needs {size} bytes of DRAM; the ISA addresses 4 GiB")
-        hw = self.hw.replace(dram_bytes=max(dram_bytes, 1024))
+        # The DRAM grows to fit the model and never shrinks below the configured size (one simulator build
+        # serves every model that fits).
+        hw = self.hw.replace(dram_bytes=max(dram_bytes, self.hw.dram_bytes))
         image = np.zeros(hw.dram_bytes, np.uint8)
         for addr, raw in self.chunks:
             image[addr: addr + raw.size] = raw
         # Reads are only needed where the host (or the caller: graph outputs) uses the value.
         for seg in self.segments_of():
             seg.reads = [v for v in dict.fromkeys(seg.reads)]
-        return Plan(hw, image, self.tensors, self.steps, const_bytes, self.off - const_bytes)
+        return Plan(hw, image, self.tensors, self.steps, const_bytes, self.off - const_bytes, self.off)
 
     def segments_of(self) -> list[HwSegment]:
         return [s for s in self.steps if isinstance(s, HwSegment)]
@@ -402,6 +407,101 @@ class _Lowerer:
         if not int8_out:
             self._host(n, "epilogue", "float32 / 16-bit epilogue of the hardware's int32 accumulators "
                                       "(the requant unit writes int8)")
+
+    # ---- qattention: QK^T and PV on the array, mask + int_softmax on the host ---------------------------
+    def _qattention_on_hw(self, n: Node) -> bool:
+        """The array path needs int8 q/k/v with zero point 0, an int8 epilogue and heads whose width D is a
+        multiple of rows and cols (a head's K tiles and N tiles must not spill into the next head)."""
+        g, hw = self.g, self.hw
+        if n.attr("softmax", "int") != "int" or n.attr("out_dtype", "int8") == "float32" \
+                or int(n.attr("out_bits", 8)) != 8 or int(n.attr("prob_bits", 8)) != 8:
+            return False
+        q, k, v = (g.types[x] for x in n.inputs[:3])
+        if any(t.dtype != DType.int8 or t.rank != 3 for t in (q, k, v)) or q.shape != k.shape or q.shape != v.shape:
+            return False
+        if any(t.quant is not None and np.any(np.asarray(t.quant.zero_point) != 0) for t in (q, k, v)):
+            return False
+        h = int(n.attrs["num_heads"])
+        d = q.shape[2] // h
+        s = q.shape[1]
+        return d % hw.rows == 0 and d % hw.cols == 0 and d <= hw.weight_lines and _ceil(s, hw.rows) <= hw.weight_lines \
+            and hw.acc_lines > 1 and hw.input_lines > 1
+
+    def _qattention(self, n: Node) -> None:
+        g, hw = self.g, self.hw
+        r, c = hw.rows, hw.cols
+        qn, kn, vn = n.inputs[:3]
+        out = n.outputs[0]
+        b, s, hd = g.types[qn].shape
+        h = int(n.attrs["num_heads"])
+        d = hd // h
+        sp_c = _ceil(s, c)            # score columns (N of QK^T) padded to cols
+        s_r = _ceil(s, r)             # PV reduction length padded to rows
+        tm = min(hw.acc_lines - 1, hw.input_lines - 1, hw.vector_lines, 1 << 15)
+        # 1. the host transposes K per (batch, head) into [B*H*D, S] (the DMA moves whole lines only)
+        kt_name = f"{out}#kT"
+        self._host(n, "transpose", "layout: K^T per head for the QK^T weight operand (the line DMA cannot "
+                                   "transpose); from the hardware's own K")
+        qt = self._need_input(qn)
+        ktt = self._need_input(kt_name, (b * h * d, s))
+        sc = self.tensor(f"{out}#scores", "int32", (b * h * s, s), cp=sp_c)
+        seg = self._segment()
+        prog, first = seg.program, len(seg.program)
+        for bi in range(b):
+            for hi in range(h):
+                bh = bi * h + hi
+                for n0 in range(0, sp_c, c):
+                    prog.append(Load(Buffer.WEIGHT, 0, d, ktt.addr + bh * d * ktt.cp + n0, ktt.cp))
+                    for m0 in range(0, s, tm):
+                        mt = min(tm, s - m0)
+                        for kt in range(d // r):
+                            prog.append(Load(Buffer.INPUT, 0, mt, qt.addr + (bi * s + m0) * qt.cp + hi * d + kt * r, qt.cp))
+                            prog.append(Matmul(0, kt * r, 0, mt, accumulate=kt > 0, load_weights=True))
+                        prog.append(Store(Buffer.ACC, 0, mt, sc.addr + 4 * ((bh * s + m0) * sc.cp + n0), 4 * sc.cp))
+        seg.phases.append(Phase(n.name + "/qk", "qattention.qk", b * h * s * s * d, first, len(prog) - first))
+        self._produced(sc.value, sc)
+        # 2. the host adds the mask, applies int_softmax and writes P - 128 as int8
+        self._host(n, "softmax", "mask + I-BERT int_softmax (no i-exp/row-sum kernel in the vector unit yet); "
+                                 "P is written as P - 128 (int8)")
+        pt = self._need_input(f"{out}#p", (b * h * s, s))
+        vt = self._need_input(vn)
+        yt = self.tensor(out, "int8", g.types[out].shape)
+        mult = np.full(c, int(np.asarray(n.attrs["multiplier"]).reshape(-1)[0]), np.int64)
+        sh = np.full(c, int(np.asarray(n.attrs["shift"]).reshape(-1)[0]), np.int64)
+        zp = int(n.attr("out_zero_point", 0))
+        if np.asarray(n.attrs["multiplier"]).size != 1 or not 1 <= sh[0] <= 62 or not -128 <= zp <= 127:
+            raise HardwareError(f"node {n.name!r} (qattention): the epilogue must be per-tensor with shift 1..62")
+        p_addr = self.const(pack_params(c, mult, sh, np.full(c, zp)))
+        ones = np.zeros((s_r // r, r), np.int8)         # 64 where k < S: two passes give 128 * colsum(V)
+        ones.reshape(-1)[:s] = 64
+        ones_addr = self.const(ones)
+        corr = self._alloc(4 * c)                        # scratch line: 128 * colsum(V_h) for one N tile
+        lc, li = hw.acc_lines - 1, hw.input_lines - 1
+        seg = self._segment()
+        prog, first = seg.program, len(seg.program)
+        prog.append(Load(Buffer.PARAM, 0, 1, p_addr, 0))
+        for bi in range(b):
+            for hi in range(h):
+                bh = bi * h + hi
+                for n0 in range(0, d, c):
+                    col = hi * d + n0
+                    prog.append(Load(Buffer.WEIGHT, 0, s_r, vt.addr + bi * s * vt.cp + col, vt.cp))
+                    # P @ V = (P - 128) @ V + 128 * colsum(V): the correction line, on the array
+                    for kt in range(s_r // r):
+                        prog.append(Load(Buffer.INPUT, li, 1, ones_addr + kt * r, 0))
+                        prog.append(Matmul(li, kt * r, lc, 1, accumulate=kt > 0, load_weights=True))
+                        prog.append(Matmul(li, kt * r, lc, 1, accumulate=True, load_weights=False))
+                    prog.append(Store(Buffer.ACC, lc, 1, corr, 0))
+                    for m0 in range(0, s, tm):
+                        mt = min(tm, s - m0)
+                        prog.append(Load(Buffer.ACC, 0, mt, corr, 0))
+                        for kt in range(s_r // r):
+                            prog.append(Load(Buffer.INPUT, 0, mt, pt.addr + (bh * s + m0) * pt.cp + kt * r, pt.cp))
+                            prog.append(Matmul(0, kt * r, 0, mt, accumulate=True, load_weights=True))
+                        prog.append(Requant(0, 0, mt))
+                        prog.append(Store(Buffer.VECTOR, 0, mt, yt.addr + (bi * s + m0) * yt.cp + col, yt.cp))
+        seg.phases.append(Phase(n.name + "/pv", "qattention.pv", b * h * s * s * d, first, len(prog) - first))
+        self._produced(out, yt)
 
 
 def lower(g: Graph, hw: HardwareParams) -> Plan:

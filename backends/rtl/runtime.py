@@ -70,6 +70,11 @@ def execute(plan: Plan, g: Graph, inputs: Mapping[str, np.ndarray], stats: RunSt
                 n = nodes[step.node]
                 if step.kind == "epilogue":
                     env[n.outputs[0]] = _epilogue(n, env[acc_name(n.outputs[0])].astype(np.int32))
+                elif step.kind == "transpose":
+                    env[f"{n.outputs[0]}#kT"] = _heads_transposed(env[n.inputs[1]], int(n.attrs["num_heads"]))
+                elif step.kind == "softmax":
+                    mask = env[n.inputs[3]] if len(n.inputs) > 3 and n.inputs[3] else None
+                    env[f"{n.outputs[0]}#p"] = _softmax_p(n, env[f"{n.outputs[0]}#scores"], mask)
                 else:
                     outs = run_op(n, [env[i] if i else None for i in n.inputs])
                     for o, v in zip(n.outputs, outs):
@@ -87,6 +92,29 @@ def execute(plan: Plan, g: Graph, inputs: Mapping[str, np.ndarray], stats: RunSt
                 stats.segments.append({"index": step.index, "cycles": list(res.cycles),
                                        "predicted": req.predicted_cycles})
     return {o: env[o] for o in g.outputs}
+
+
+def _heads_transposed(k: np.ndarray, heads: int) -> np.ndarray:
+    """K [B, S, H*D] -> K^T per (batch, head) as [B*H*D, S] int8."""
+    b, s, hd = k.shape
+    return np.ascontiguousarray(k.reshape(b, s, heads, hd // heads).transpose(0, 2, 3, 1)).reshape(-1, s)
+
+
+def _softmax_p(n, scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """qattention steps 2-3 (hwcomp/ops/quantized.py) on the hardware's int32 scores [B*H*S, S]: mask in
+    score units, causal, int_softmax; returns P - 128 as int8 [B*H*S, S]."""
+    from hwcomp.ops import intmath
+
+    h = int(n.attrs["num_heads"])
+    s = scores.shape[-1]
+    acc = scores.astype(np.int64).reshape(-1, h, s, s)
+    if mask is not None:
+        ss = float(n.attrs["score_scale"])
+        acc = acc + np.clip(np.rint(np.asarray(mask, np.float64) / ss), -(1 << 30), 1 << 30).astype(np.int64)
+    if n.attr("causal", 0):
+        acc = np.where(np.tril(np.ones((s, s), bool)), acc, -(1 << 30))
+    p = intmath.int_softmax(acc, int(n.attrs["exp_ln2"]), int(n.attrs["exp_b"]), int(n.attrs["exp_c"]), 8)
+    return (p - 128).astype(np.int8).reshape(-1, s)
 
 
 def drive(gen: Generator[SegmentRequest, SegmentResult, dict], device: Callable[[SegmentRequest], SegmentResult]
@@ -146,9 +174,10 @@ def save_plan(plan: Plan, outdir: Path) -> list[str]:
                       "phases": [p.to_json() for p in s.phases], "instructions": len(s.program)})
     meta = {"hw": {k: getattr(plan.hw, k) for k in plan.hw.__dataclass_fields__},
             "tensors": [t.to_json() for t in plan.tensors.values()], "steps": steps,
-            "const_bytes": plan.const_bytes, "act_bytes": plan.act_bytes}
+            "const_bytes": plan.const_bytes, "act_bytes": plan.act_bytes, "used_bytes": plan.used_bytes}
     (outdir / "plan.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-    (outdir / "dram_image.bin").write_bytes(plan.image.tobytes())
+    used = int(np.flatnonzero(plan.image)[-1]) + 1 if plan.image.any() else 0
+    (outdir / "dram_image.bin").write_bytes(plan.image[:used].tobytes())   # zeros beyond
     return sorted(files)
 
 
@@ -158,10 +187,12 @@ def load_plan(outdir: Path) -> Plan:
     outdir = Path(outdir)
     try:
         meta = json.loads((outdir / "plan.json").read_text())
-        image = np.fromfile(outdir / "dram_image.bin", np.uint8)
+        raw = np.fromfile(outdir / "dram_image.bin", np.uint8)
     except (OSError, ValueError) as e:
         raise HardwareError(f"{outdir}: not an fpga/asic artifact ({e}); compile with --target fpga") from None
     hw = HardwareParams(**meta["hw"])
+    image = np.zeros(hw.dram_bytes, np.uint8)
+    image[: raw.size] = raw
     steps: list[HwSegment | HostStep] = []
     for s in meta["steps"]:
         if s["kind"] == "host":
@@ -173,7 +204,7 @@ def load_plan(outdir: Path) -> Plan:
         steps.append(HwSegment(s["index"], prog, list(s["writes"]), list(s["reads"]),
                                [Phase(**p) for p in s["phases"]]))
     tensors = {t["value"]: Tensor2D.from_json(t) for t in meta["tensors"]}
-    return Plan(hw, image, tensors, steps, meta["const_bytes"], meta["act_bytes"])
+    return Plan(hw, image, tensors, steps, meta["const_bytes"], meta["act_bytes"], meta.get("used_bytes", 0))
 
 
 def host_summary(plan: Plan) -> dict:

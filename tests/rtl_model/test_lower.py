@@ -13,7 +13,7 @@ from backends.rtl.runtime import load_plan, run_on_model
 from hwcomp.errors import HardwareError
 from hwcomp.hardware import HardwareParams
 
-from .conftest import assert_bit_exact, mlp
+from .conftest import assert_bit_exact, attention, mlp
 
 # 4x8 array with tiny scratchpads: every qdense crosses M, N and K tiles and the input does not stay resident.
 SMALL = HardwareParams(rows=4, cols=8, input_sp_bytes=4 * 8, weight_sp_bytes=8 * 8, acc_sp_bytes=32 * 8,
@@ -46,7 +46,9 @@ def test_bert_tiny_on_model_bit_exact(bert_tiny_q):
     plan = lower(g, HardwareParams.from_string("16x16"))
     outs, stats = run_on_model(plan, g, feeds)
     assert_bit_exact(hwcomp.run(g, feeds), outs)
-    assert len(plan.segments) == 8 and sum(len(s.phases) for s in plan.segments) == 12
+    assert len(plan.segments) == 10
+    assert sorted({p.op for s in plan.segments for p in s.phases}) == ["qattention.pv", "qattention.qk", "qdense"]
+    assert sum(len(s.phases) for s in plan.segments) == 16      # 12 qdense + 2 x (QK^T, PV)
     cyc = plan_cycles(plan)
     assert cyc["total_cycles"] == stats.cycles
 
@@ -119,3 +121,20 @@ def test_output_stationary_whole_models_are_rejected_with_the_reason():
     g, _ = mlp()
     with pytest.raises(HardwareError, match=r"dataflow 'os'.*--dataflow ws"):
         lower(g, HardwareParams.from_string("4x4-os"))
+
+
+@pytest.mark.parametrize("causal", [0, 1])
+def test_qattention_matmuls_on_model_bit_exact(causal):
+    g, feeds = attention(causal)
+    plan = lower(g, HardwareParams.from_string("4x4"))
+    outs, _ = run_on_model(plan, g, feeds)
+    assert_bit_exact(hwcomp.run(g, feeds), outs)
+    assert [p.op for s in plan.segments for p in s.phases] == ["qattention.qk", "qattention.pv"]
+    host = [(s.op, s.kind) for s in plan.steps if isinstance(s, HostStep)]
+    assert host == [("qattention", "transpose"), ("qattention", "softmax"), ("qattention", "node")]
+
+
+def test_qattention_head_narrower_than_the_array_runs_on_the_host():
+    g, feeds = attention(0, d=4)
+    plan = lower(g, HardwareParams.from_string("8x8"))
+    assert not plan.segments and all(s.kind == "node" for s in plan.steps)
