@@ -92,13 +92,13 @@ def quantize(model: str = typer.Argument(..., help="float model.onnx"),
     fused = run_pipeline(g, "default")
     opts: dict = {"calibrator": calibrator, "group_size": group, "bits": nbits, "keep_float": list(keep_float or []),
                   "smooth_alpha": None if smooth < 0 else smooth}
+    if calib_sets:
+        opts["calib_inputs"] = calib_sets
+    elif _is_token_model(fused):  # built-in calibration sentences (int8 ranges; w8/w4 activation-aware scaling)
+        from .. import zoo
+        opts["calib_inputs"] = _token_batches(fused, zoo.calibration_sentences()[:32])
     if mode == "int8":
-        if calib_sets:
-            opts["calib_inputs"] = calib_sets
-        elif _is_token_model(fused):
-            from .. import zoo
-            opts["calib_inputs"] = _token_batches(fused, zoo.calibration_sentences()[:32])
-        else:
+        if "calib_inputs" not in opts:
             raise QuantizationError("int8 quantization needs calibration data for this model: pass --calib FILE.npz "
                                     f"keyed by {', '.join(fused.inputs)}")
     ctx = PassContext(opts)

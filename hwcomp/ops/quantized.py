@@ -137,9 +137,12 @@ def _wdense_infer(node, types, consts):
 def wdense(node, x, wq, scale, zero, bias=None):
     """Weight-only quantized dense: act(x @ dequant_grouped(wq, scale, zero, group_size) + bias).
     wq int [K, N] holding `bits`-bit unsigned codes (0..2^bits-1), scale float32 / zero int [ceil(K/group), N]
-    (asymmetric, group-wise along K); activations stay float."""
+    (asymmetric, group-wise along K); activations stay float. Optional attr in_scale float32 [K]
+    (activation-aware scaling): x is divided by it first, the codes quantize W * in_scale."""
     w = dequant_grouped(wq, scale, zero, int(node.attrs["group_size"]))
     x = np.asarray(x, np.float32)
+    if node.attr("in_scale") is not None:  # activation-aware scaling: the weight was quantized as W * s
+        x = x / np.asarray(node.attrs["in_scale"], np.float32)
     y = np.matmul(x.reshape(-1, x.shape[-1]), w).reshape(x.shape[:-1] + (w.shape[1],))  # one 2-D GEMM
     if bias is not None:
         y = y + bias

@@ -19,7 +19,9 @@ Options (``PassContext.options``): ``calib_inputs`` (list of feed dicts), ``cali
 (node / weight / value names or fnmatch patterns), ``only`` (quantize just these dense nodes; sensitivity
 analysis), ``bits`` (activation and weight width, default 8), ``group_size`` (w8/w4, default 128),
 ``integer_ops`` (subset of softmax/gelu/layer_norm, default all), ``ln_input_bits`` (default 16),
-``prob_bits`` (softmax output bits, default 8).
+``prob_bits`` (softmax output bits, default 8), ``gelu_input_bits`` (default 8), ``gptq`` (w4/w8 with
+calibration: GPTQ instead of clip search, default off), ``awq`` (activation-aware scaling, default on when
+calibration inputs are given).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from ..ops import OPS
 from ..ops.intmath import INT32_MAX, INT32_MIN, quantize_multiplier
 from ..ops.quantized import exp_constants, gelu_constants
 from ..quant import calibrate as cal
-from ..quant.params import act_qparams, check_bits, weight_grouped, weight_per_channel
+from ..quant.params import act_qparams, check_bits, weight_grouped, weight_grouped_clip, weight_per_channel
 from .base import PassContext, graph_pass
 
 log = logging.getLogger(__name__)
@@ -222,25 +224,48 @@ def _weight_only(g: Graph, ctx: PassContext, bits: int, name: str) -> Graph:
     if group <= 0:
         raise QuantizationError(f"group size {group} must be positive (32, 64, 128, ...)")
     keep = list(ctx.get("keep_float") or [])
+    targets = [n for n in g.nodes if _is_weight_dense(g, n) and not _matches(n, keep)]
+    samples = {}
+    if ctx.get("calib_inputs") is not None and ctx.get("awq", True):  # activation-aware scaling
+        from ..quant.awq import sample_rows
+        samples = sample_rows(g, ctx.get("calib_inputs"), {n.inputs[0] for n in targets}, rows=int(ctx.get("awq_rows", 1024)))
+    alphas = {}
     b = _Builder(g)
     n_q = 0
+    tset = {id(n) for n in targets}
     for n in b.old:
-        if not _is_weight_dense(g, n) or _matches(n, keep):
+        if id(n) not in tset:
             b.keep(n)
             continue
         w = g.constants[n.inputs[1]].astype(np.float32)
-        codes, scale, zero = weight_grouped(w, bits, group)
+        s_in = None
+        if n.inputs[0] in samples:
+            from ..ops.quantized import dequant_grouped
+            from ..quant.awq import search_scale
+            s_in, alphas[n.name] = search_scale(samples[n.inputs[0]], w,
+                                                lambda m: dequant_grouped(*weight_grouped(m, bits, group), group))
+            if s_in is not None:
+                w = (w * s_in[:, None]).astype(np.float32)
+            x = samples[n.inputs[0]] / (s_in if s_in is not None else 1.0)
+            if ctx.get("gptq", False):
+                from ..quant.awq import gptq_grouped
+                codes, scale, zero = gptq_grouped(w, x, bits, group)
+            else:
+                codes, scale, zero = weight_grouped_clip(w, bits, group, np.square(x.astype(np.float64)).mean(axis=0))
+        else:
+            codes, scale, zero = weight_grouped(w, bits, group)
         wname = g.add_constant(n.inputs[1] + f"_w{bits}", codes, DType.uint4 if bits <= 4 else None)
         ins = [n.inputs[0], wname, g.add_constant(n.inputs[1] + "_scale", scale),
                g.add_constant(n.inputs[1] + "_zero", zero)]
         if n.op == "dense" and n.input(2):
             ins.append(n.inputs[2])
-        b.add("wdense", ins, {"group_size": group, "bits": bits, "activation": n.attr("activation", "none"),
-                              "weight_name": n.inputs[1]},
-              n.name, out=n.outputs[0])
+        attrs = {"group_size": group, "bits": bits, "activation": n.attr("activation", "none"), "weight_name": n.inputs[1]}
+        if s_in is not None:
+            attrs["in_scale"] = s_in
+        b.add("wdense", ins, attrs, n.name, out=n.outputs[0])
         n_q += 1
     g.metadata["quant"] = {"mode": f"w{bits}", "bits": bits, "group_size": group}
-    ctx.stats[name] = {"wdense": n_q, "group_size": group}
+    ctx.stats[name] = {"wdense": n_q, "group_size": group, "awq_alpha": alphas}
     return g.remove_unused()
 
 
@@ -280,6 +305,7 @@ def integer_nonlinear(g: Graph, ctx: PassContext) -> Graph:
     keep = list(ctx.get("keep_float") or [])
     ln_bits = check_bits(ctx.get("ln_input_bits", 16), "ln_input_bits")
     prob_bits = check_bits(ctx.get("prob_bits", 8), "prob_bits")
+    gelu_bits = check_bits(ctx.get("gelu_input_bits", 8), "gelu_input_bits")  # 16 overflows requantize (acc > int32)
     b = _Builder(g)
 
     def q(x: str, symmetric: bool, bits: int = 8) -> tuple[str, float, int]:
@@ -308,7 +334,7 @@ def integer_nonlinear(g: Graph, ctx: PassContext) -> Graph:
             out("qattention", ins, attrs, np.float32(sv / (1 << prob_bits)), n.outputs[0], n.name)
             counts["qattention"] += 1
         elif n.op == "gelu" and "gelu" in which:
-            xq, sx, _ = q(n.inputs[0], True)
+            xq, sx, _ = q(n.inputs[0], True, gelu_bits)
             b_int, one_int, acc_scale = gelu_constants(sx)
             out("int_gelu", [xq], {"b_int": b_int, "one_int": one_int}, np.float32(acc_scale), n.outputs[0], n.name)
             counts["int_gelu"] += 1

@@ -130,6 +130,11 @@ def export_qdq(model, q: Graph, out_path: str | Path | None = None):
                 "DequantizeLinear", [const(base + f"_u{bits}", codes.astype(np.int64), dt), const(base + "_gscale", scale),
                                      const(base + "_gzero", zero.astype(np.int64), dt)], [wdq], name=wdq,
                 axis=0, block_size=group))
+            if qn.attrs.get("in_scale") is not None:  # activation-aware scaling: x / s before the MatMul
+                inv = (np.float32(1.0) / np.asarray(qn.attrs["in_scale"], np.float32)).astype(np.float32)
+                a_s = f"{base}_in_scaled"
+                new_nodes.append(helper.make_node("Mul", [a, const(base + "_in_inv", inv)], [a_s], name=a_s))
+                a = a_s
             new_nodes.append(helper.make_node("MatMul", [a, wdq], list(node.output), name=node.name))
         done.add(wname)
     missing = [n.name for n in qnodes if n.attrs.get("weight_name") not in done]

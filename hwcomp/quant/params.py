@@ -67,3 +67,43 @@ def weight_grouped(w: np.ndarray, bits: int, group: int) -> tuple[np.ndarray, np
     idx = np.arange(k) // group
     codes = np.clip(np.rint(w / scale[idx]) + zero[idx], 0, qmax)
     return codes.astype(np.uint8 if bits <= 8 else np.uint16), scale, zero
+
+
+def weight_grouped_clip(w: np.ndarray, bits: int, group: int, h: np.ndarray,
+                        ratios: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`weight_grouped` with each (group, column) range shrunk by the ratio (of those given) that
+    minimises sum_k h[k] * (w[k, n] - deq[k, n])^2 -- h the mean squared activation of input channel k,
+    a diagonal estimate of the layer's output error."""
+    bits = check_bits(bits)
+    k, n = w.shape
+    g = -(-k // group)
+    pad = g * group - k
+    wp = np.concatenate([w, np.zeros((pad, n), w.dtype)]) if pad else w
+    hp = np.concatenate([h, np.zeros(pad)]) if pad else h
+    wg = wp.reshape(g, group, n).astype(np.float64)
+    hg = hp.reshape(g, group, 1).astype(np.float64)
+    lo0 = np.minimum(wg.min(axis=1), 0.0)
+    hi0 = np.maximum(wg.max(axis=1), 0.0)
+    if pad:  # padded zero rows must not count: the last group's range from its real rows
+        last = w[(g - 1) * group:].astype(np.float64)
+        lo0[-1], hi0[-1] = np.minimum(last.min(axis=0), 0.0), np.maximum(last.max(axis=0), 0.0)
+    qmax = (1 << bits) - 1
+    best_err = np.full((g, n), np.inf)
+    best_scale = np.ones((g, n))
+    best_zero = np.zeros((g, n))
+    for r in ratios:
+        lo, hi = lo0 * r, hi0 * r
+        scale = np.where(hi > lo, (hi - lo) / qmax, 1.0).astype(np.float32).astype(np.float64)
+        zero = np.clip(np.rint(-lo / scale), 0, qmax)
+        codes = np.clip(np.rint(wg / scale[:, None, :]) + zero[:, None, :], 0, qmax)
+        err = (hg * np.square(wg - (codes - zero[:, None, :]) * scale[:, None, :])).sum(axis=1)
+        better = err < best_err
+        best_err = np.where(better, err, best_err)
+        best_scale = np.where(better, scale, best_scale)
+        best_zero = np.where(better, zero, best_zero)
+    scale = best_scale.astype(np.float32)
+    zero = best_zero.astype(np.int32)
+    idx = np.arange(k) // group
+    codes = np.clip(np.rint(w / scale[idx]) + zero[idx], 0, qmax)
+    return codes.astype(np.uint8 if bits <= 8 else np.uint16), scale, zero
