@@ -110,7 +110,13 @@ def make_target(target_kind: str, arch: str):
 
     if target_kind == "cuda":
         from .compile import cuda_target
-        return cuda_target(arch)
+        cuda_target(arch)  # validates the arch
+        # MetaSchedule's GPU rules need the launch limits, which an arch-only target lacks. The limits are
+        # those of every arch since sm_70 (48 KiB static shared memory); the records apply to compile's
+        # arch-only target because the database is keyed by workload.
+        return tvm.target.Target({"kind": "cuda", "arch": arch, "max_threads_per_block": 1024,
+                                  "max_num_threads": 1024, "thread_warp_size": 32, "registers_per_block": 65536,
+                                  "max_shared_memory_per_block": 49152}, host={"kind": "llvm"})
     if target_kind == "llvm":
         # MetaSchedule's CPU rules need the core count; the tuned workloads do not depend on it.
         return tvm.target.Target({"kind": "llvm", "num-cores": _physical_cores()})
@@ -239,6 +245,7 @@ def open_database(db_dir: str | os.PathLike, target, *, create: bool = False):
     check_manifest(d, target)
     for f in (WORKLOAD_FILE, RECORD_FILE):
         _repair_tail(d / f)
+    import_tensor_intrinsics()  # records of tensorized schedules name intrinsics that must be registered
     return ms.database.JSONDatabase(path_workload=str(d / WORKLOAD_FILE), path_tuning_record=str(d / RECORD_FILE),
                                     allow_missing=True, module_equality="structural")
 
@@ -425,6 +432,11 @@ def tune(tasks: list[TuneTask], target, db_dir: Path, opts: TuneOptions,
         raise TuningError(f"--trials {opts.trials}: need at least 1 trial per task")
     if not tasks:
         raise TuningError("no kernels to tune (check --ops and that the model lowers to fused kernels)")
+    try:
+        import xgboost  # noqa: F401
+    except ImportError:
+        raise TuningError("MetaSchedule's XGBoost cost model needs the xgboost package: pip install xgboost "
+                          "(or pip install 'apache-tvm[meta-schedule]')") from None
     db_dir = Path(db_dir)
     import_tensor_intrinsics()
     db = open_database(db_dir, target, create=True)
@@ -433,10 +445,12 @@ def tune(tasks: list[TuneTask], target, db_dir: Path, opts: TuneOptions,
     todo = [t for t in tasks if t.existing < opts.trials]
     t0 = time.perf_counter()
     status = "complete"
-    workers = opts.builder_workers or max(1, min(4, os.cpu_count() or 1))
+    workers = opts.builder_workers or max(1, os.cpu_count() or 1)
     # Generous timeouts: each builder batch starts fresh worker processes, and importing TVM there takes
     # 10-30 s on a loaded 2-core machine (MetaSchedule's 30 s default turned every candidate into an error).
-    builder = ms.builder.LocalBuilder(max_workers=workers, timeout_sec=opts.build_timeout_s)
+    # The builder's workers import tvm.s_tir.tensor_intrin too (minutes each, see import_tensor_intrinsics).
+    builder = ms.builder.LocalBuilder(max_workers=workers, timeout_sec=opts.build_timeout_s,
+                                      initializer=import_tensor_intrinsics)
     evaluator = ms.runner.EvaluatorConfig(number=opts.number, repeat=1, min_repeat_ms=opts.min_repeat_ms,
                                           enable_cpu_cache_flush=False)
     runner = opts.runner or ms.runner.LocalRunner(evaluator_config=evaluator, timeout_sec=opts.run_timeout_s)
