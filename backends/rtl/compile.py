@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 SIM_RTL = ("dram_host.v", "accel_host_top.v")
 HW_FIELDS = ("input_sp_bytes", "weight_sp_bytes", "acc_sp_bytes", "vector_sp_bytes", "dram_bus_bytes", "clock_mhz",
-             "vector_lanes", "imem_depth")
+             "vector_lanes", "imem_depth", "dram_bytes")
 
 
 def hardware_for(array: str = "16x16", dataflow: str = "ws", **overrides: object) -> HardwareParams:

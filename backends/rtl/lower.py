@@ -466,12 +466,13 @@ class _Lowerer:
         pt = self._need_input(f"{out}#p", (b * h * s, s))
         vt = self._need_input(vn)
         yt = self.tensor(out, "int8", g.types[out].shape)
-        mult = np.full(c, int(np.asarray(n.attrs["multiplier"]).reshape(-1)[0]), np.int64)
-        sh = np.full(c, int(np.asarray(n.attrs["shift"]).reshape(-1)[0]), np.int64)
+        # per-tensor or per-channel (smoothed consumers) requantization over the H*D merged channels
+        mult = np.broadcast_to(np.asarray(n.attrs["multiplier"], np.int64).reshape(-1), (hd,))
+        sh = np.broadcast_to(np.asarray(n.attrs["shift"], np.int64).reshape(-1), (hd,))
         zp = int(n.attr("out_zero_point", 0))
-        if np.asarray(n.attrs["multiplier"]).size != 1 or not 1 <= sh[0] <= 62 or not -128 <= zp <= 127:
-            raise HardwareError(f"node {n.name!r} (qattention): the epilogue must be per-tensor with shift 1..62")
-        p_addr = self.const(pack_params(c, mult, sh, np.full(c, zp)))
+        if np.any((sh < 1) | (sh > 62)) or not -128 <= zp <= 127:
+            raise HardwareError(f"node {n.name!r} (qattention): requant shift must be 1..62 and the zero point int8")
+        p_addr = self.const(pack_params(c, mult, sh, np.full(hd, zp)))
         ones = np.zeros((s_r // r, r), np.int8)         # 64 where k < S: two passes give 128 * colsum(V)
         ones.reshape(-1)[:s] = 64
         ones_addr = self.const(ones)
@@ -479,12 +480,12 @@ class _Lowerer:
         lc, li = hw.acc_lines - 1, hw.input_lines - 1
         seg = self._segment()
         prog, first = seg.program, len(seg.program)
-        prog.append(Load(Buffer.PARAM, 0, 1, p_addr, 0))
         for bi in range(b):
             for hi in range(h):
                 bh = bi * h + hi
                 for n0 in range(0, d, c):
                     col = hi * d + n0
+                    prog.append(Load(Buffer.PARAM, 0, 1, p_addr + col * 8, 0))
                     prog.append(Load(Buffer.WEIGHT, 0, s_r, vt.addr + bi * s * vt.cp + col, vt.cp))
                     # P @ V = (P - 128) @ V + 128 * colsum(V): the correction line, on the array
                     for kt in range(s_r // r):

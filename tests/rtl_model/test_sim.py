@@ -19,13 +19,15 @@ pytestmark = pytest.mark.rtl
 
 CYCLE_TOLERANCE = 0.05
 ARRAY = {"icarus": "4x4", "verilator": "16x16"}   # Icarus is ~100x slower: a small array there
+SMALL_DRAM = 1 << 16                                # Icarus initialises every DRAM byte: keep it small
 
 
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
 def test_quantized_mlp_on_rtl_bit_exact_with_predicted_cycles(sim, tmp_path):
     require(sim)
     g, feeds = mlp()
-    rep = rtl_compile(g, tmp_path / "art", array=ARRAY[sim], hls=False)
+    rep = rtl_compile(g, tmp_path / "art", array=ARRAY[sim], hls=False,
+                      dram_bytes=SMALL_DRAM if sim == "icarus" else None)
     stats = RunStats()
     got = rtl_run(tmp_path / "art", feeds, sim=sim, stats=stats)
     assert_bit_exact(hwcomp.run(g, feeds), got)
@@ -36,7 +38,7 @@ def test_quantized_mlp_on_rtl_bit_exact_with_predicted_cycles(sim, tmp_path):
 def test_qattention_on_icarus_bit_exact(tmp_path):
     require("icarus")
     g, feeds = attention(1)
-    rtl_compile(g, tmp_path / "art", array="4x4", hls=False)
+    rtl_compile(g, tmp_path / "art", array="4x4", hls=False, dram_bytes=SMALL_DRAM)
     stats = RunStats()
     got = rtl_run(tmp_path / "art", feeds, sim="icarus", stats=stats)
     assert_bit_exact(hwcomp.run(g, feeds), got)
@@ -47,7 +49,7 @@ def test_hang_names_the_last_retired_instruction(tmp_path):
     """A cycle budget below what the program needs reads as a hang: the error names where it stopped."""
     require("icarus")
     g, feeds = mlp()
-    rtl_compile(g, tmp_path / "art", array="4x4", hls=False)
+    rtl_compile(g, tmp_path / "art", array="4x4", hls=False, dram_bytes=SMALL_DRAM)
     with pytest.raises(SimulationError, match=r"hung in segment 0 chunk 0: no HALT after 1000 cycles.*last retired: "
                                               r"(LOAD|MATMUL|REQUANT|STORE)\("):
         rtl_run(tmp_path / "art", feeds, sim="icarus", timeout_factor=0.0)
@@ -90,14 +92,14 @@ def test_simulate_rejects_a_mismatch(cli, tmp_path, monkeypatch):
     require("icarus")
     g, feeds = mlp()
     art = tmp_path / "art"
-    rtl_compile(g, art, array="4x4", hls=False)
+    rtl_compile(g, art, array="4x4", hls=False, dram_bytes=SMALL_DRAM)
     img = bytearray((art / "dram_image.bin").read_bytes())
     from backends.rtl.runtime import load_plan
 
     plan = load_plan(art)
     first = plan.segments[0].program
     bias_load = next(i for i in first if type(i).__name__ == "Load" and i.buf.name == "ACC")
-    img[bias_load.dram] ^= 0x40
+    img[bias_load.dram + 2] ^= 0x10           # channel 0 bias += 2^20: saturates
     (art / "dram_image.bin").write_bytes(bytes(img))
     np.savez(tmp_path / "in.npz", **feeds)
     res = cli("simulate", art, "--inputs", tmp_path / "in.npz", "--sim", "icarus")
