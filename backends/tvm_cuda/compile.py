@@ -55,14 +55,15 @@ def schedule_cuda(mod, precision: str):
 
 
 def build(g: Graph, target_kind: str, arch: str, precision: str, tuning_db: str | None = None,
-          cuda_graph: bool = True):
+          cuda_graph: bool = True, use_schedules: bool = True):
     """Lower and compile; returns (executable, LoweredModel, schedule notes)."""
     import tvm
     from tvm import relax
 
     if precision not in ("fp32", "fp16"):
         raise BackendError(f"--precision {precision!r}: the {target_kind} backend supports fp32 and fp16")
-    lm = lower_to_relax(g, precision if target_kind == "cuda" else "fp32")
+    lm = lower_to_relax(g, precision if target_kind == "cuda" else "fp32", target=target_kind, arch=arch,
+                        use_schedules=use_schedules)
     if target_kind == "cuda":
         target = cuda_target(arch)
         with target:
@@ -111,6 +112,7 @@ def _compile(target_kind: str):
                 "predicted_total_us": round(sum(r["predicted_us"] for r in rows), 3),
                 "schedules": "hwcomp schedules where they match, dlight defaults otherwise"
                 + (f", tuning records from {tuning_db}" if tuning_db else ""),
+                "kernel_sources": lm.kernel_sources,
             }
             write_json(tmp / "report.json", report)
         report["summary"] = (f"{len(rows)} kernels, {sum(r['flops'] for r in rows) / 1e9:.2f} GFLOP, predicted "

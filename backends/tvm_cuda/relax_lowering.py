@@ -47,9 +47,13 @@ FUSED_KERNELS: dict[str, Callable] = {}
 
 
 class _Ctx:
-    def __init__(self, bb, g: Graph, precision: str):
+    def __init__(self, bb, g: Graph, precision: str, target: str = "llvm", arch: str = "sm_90",
+                 use_schedules: bool = True):
         self.bb, self.g, self.precision = bb, g, precision
+        self.target, self.arch, self.use_schedules = target, arch, use_schedules
         self.env: dict[str, object] = {}
+        self.kernel_sources: dict[str, str] = {}
+        self.scheduled: dict[str, object] = {}  # kernel name -> GlobalVar of a scheduled PrimFunc
 
     def fdt(self, dt: DType) -> str:
         """The compute dtype for an IR dtype under this precision."""
@@ -71,14 +75,15 @@ def _np_const(ctx: _Ctx, arr: np.ndarray, dt: DType):
     return relax.const(a, str(a.dtype))
 
 
-def lower_to_relax(g: Graph, precision: str = "fp32") -> LoweredModel:
+def lower_to_relax(g: Graph, precision: str = "fp32", *, target: str = "llvm", arch: str = "sm_90",
+                   use_schedules: bool = True) -> LoweredModel:
     import tvm
     from tvm import relax
 
     if precision not in ("fp32", "fp16"):
         raise BackendError(f"precision {precision!r} is not one of fp32, fp16")
     bb = relax.BlockBuilder()
-    ctx = _Ctx(bb, g, precision)
+    ctx = _Ctx(bb, g, precision, target, arch, use_schedules)
     inputs = [relax.Var(i, relax.TensorType(list(g.types[i].shape), g.types[i].dtype.value
                                             if not g.types[i].dtype.is_float else ctx.fdt(g.types[i].dtype)))
               for i in g.inputs]
@@ -109,7 +114,7 @@ def lower_to_relax(g: Graph, precision: str = "fp32") -> LoweredModel:
             out = bb.emit_output(relax.Tuple(results) if len(results) > 1 else results[0])
         bb.emit_func_output(out)
     mod = bb.get()
-    return LoweredModel(mod, param_names, params, list(g.inputs), list(g.outputs))
+    return LoweredModel(mod, param_names, params, list(g.inputs), list(g.outputs), ctx.kernel_sources)
 
 
 def _to_float(a: np.ndarray, dtype: str) -> np.ndarray:
@@ -148,9 +153,10 @@ def _lower_node(ctx: _Ctx, n: Node):
     g, bb = ctx.g, ctx.bb
     args = [(_value(ctx, i) if i else None) for i in n.inputs]
     out_t = g.types[n.outputs[0]]
-    if n.op in FUSED_KERNELS:
+    if n.op in FUSED_KERNELS and ctx.use_schedules:
         r = FUSED_KERNELS[n.op](ctx, n, args)
         if r is not None:
+            ctx.kernel_sources[n.name] = "hwcomp schedule"
             return r
     if n.op in _BINARY:
         a, b = args
@@ -265,6 +271,42 @@ def _activation(ctx: _Ctx, y, act: str):
         return y
     f = {"gelu": R.nn.gelu, "gelu_tanh": R.nn.gelu_tanh, "relu": R.nn.relu, "tanh": R.tanh}[act]
     return ctx.emit(f(y))
+
+
+def _scheduled_dense_f16(ctx: _Ctx, n: Node, args):
+    """fp16 `dense` on CUDA through hwcomp's tensor-core schedule (schedules/dense.py), as one call_tir on
+    the 2-D view of x; returns None (default lowering) when it does not apply."""
+    if ctx.target != "cuda" or ctx.precision != "fp16":
+        return None
+    from tvm import relax
+    try:
+        from hwcomp.schedules.dense import dense_f16
+    except ImportError:
+        return None
+    g = ctx.g
+    xs = g.types[n.inputs[0]].shape
+    k, nn = g.types[n.inputs[1]].shape
+    m = int(np.prod(xs[:-1]))
+    has_bias = len(args) > 2 and args[2] is not None
+    act = n.attr("activation", "none")
+    name = f"dense_f16_{m}x{nn}x{k}_{act}{'_b' if has_bias else ''}"
+    gv = ctx.scheduled.get(name)
+    if gv is None:
+        try:
+            func = dense_f16(m, nn, k, act, has_bias, ctx.arch)
+        except Exception as e:  # a shape the schedule does not cover: dlight/default lowering instead
+            import logging
+            logging.getLogger(__name__).info("dense %s: hwcomp schedule not applicable (%s)", n.name, e)
+            return None
+        gv = ctx.bb.add_func(func.with_attr("global_symbol", name), name)
+        ctx.scheduled[name] = gv
+    x2 = ctx.emit(relax.op.reshape(args[0], [m, k]))
+    call_args = [x2, args[1]] + ([args[2]] if has_bias else [])
+    y = ctx.emit(relax.call_tir(gv, call_args, relax.TensorType([m, nn], "float16")))
+    return ctx.emit(relax.op.reshape(y, list(xs[:-1]) + [nn]))
+
+
+FUSED_KERNELS["dense"] = _scheduled_dense_f16
 
 
 def _dense(ctx: _Ctx, n: Node, args):

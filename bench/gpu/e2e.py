@@ -68,7 +68,7 @@ def bench_torch(name, batch, seq, feeds, dtype):
     return out
 
 
-def bench_hwcomp(name, batch, seq, feeds, onnx_path, precision, quant, check):
+def bench_hwcomp(name, batch, seq, feeds, onnx_path, precision, quant, check, use_schedules=True):
     import tvm
     from tvm import relax
     import hwcomp
@@ -80,8 +80,8 @@ def bench_hwcomp(name, batch, seq, feeds, onnx_path, precision, quant, check):
     g = run_pipeline(g, "cuda")
     if quant != "none":
         g = quantize_graph(g, quant, None, "entropy", 128, None)
-    ex, lm = build(g, "cuda", "sm_90", precision)
-    res = {"compile_s": time.time() - t}
+    ex, lm = build(g, "cuda", "sm_90", precision, use_schedules=use_schedules)
+    res = {"compile_s": time.time() - t, "scheduled_kernels": len(lm.kernel_sources)}
     dev = tvm.cuda(0)
     vm = relax.VirtualMachine(ex, dev)
     args = [tvm.runtime.tensor(feeds[i], dev) for i in lm.input_names] + \
@@ -139,10 +139,11 @@ def main():
             row = {"model": name, "batch": batch}
             for peer, fn in (("torch_fp16", lambda: bench_torch(name, batch, a.seq, feeds, torch.float16)),
                              ("hwcomp_fp16", lambda: bench_hwcomp(name, batch, a.seq, feeds, onnx_path, "fp16", "none", batch == 1)),
+                             ("hwcomp_fp16_dlight", lambda: bench_hwcomp(name, batch, a.seq, feeds, onnx_path, "fp16", "none", False, False)),
                              ("hwcomp_" + a.quant, lambda: bench_hwcomp(name, batch, a.seq, feeds, onnx_path, "fp16", a.quant, batch == 1)),
                              ("stock_tvm", lambda: bench_stock_tvm(onnx_path, feeds))):
                 key = peer.split("_")[0] if peer != "stock_tvm" else "stock_tvm"
-                if key not in peers or (peer == "hwcomp_none") or (peer.startswith("hwcomp_") and peer != "hwcomp_fp16" and a.quant == "none"):
+                if key not in peers or (peer == "hwcomp_none") or (peer.startswith("hwcomp_") and peer not in ("hwcomp_fp16", "hwcomp_fp16_dlight") and a.quant == "none"):
                     continue
                 if peer == "stock_tvm" and batch > 1:  # the baseline table has stock TVM at batch 1 only
                     continue
