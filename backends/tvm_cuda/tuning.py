@@ -458,8 +458,9 @@ def tune(tasks: list[TuneTask], target, db_dir: Path, opts: TuneOptions,
     groups: dict[int, list[TuneTask]] = {}
     for t in todo:
         groups.setdefault(opts.trials - t.existing, []).append(t)
+    sigint = _SigintSeen()
     try:
-        with tempfile.TemporaryDirectory(prefix="hwcomp-tune-") as work_dir:
+        with sigint, tempfile.TemporaryDirectory(prefix="hwcomp-tune-") as work_dir:
             for missing, group in sorted(groups.items(), reverse=True):
                 strategy = ms.search_strategy.EvolutionarySearch(
                     population_size=opts.population, init_min_unmeasured=min(50, opts.population),
@@ -477,7 +478,11 @@ def tune(tasks: list[TuneTask], target, db_dir: Path, opts: TuneOptions,
     except KeyboardInterrupt:
         status = "interrupted"
         raise
-    except Exception:
+    except Exception as e:
+        # Ctrl-C inside a Python callback that MetaSchedule's C++ loop called comes back as a TVM error.
+        if sigint.seen or "KeyboardInterrupt" in f"{type(e).__name__}: {e}":
+            status = "interrupted"
+            raise KeyboardInterrupt from None
         status = "failed"
         raise
     finally:
@@ -489,6 +494,30 @@ def tune(tasks: list[TuneTask], target, db_dir: Path, opts: TuneOptions,
             "runner": type(runner).__name__}
         update_manifest(db_dir, tasks, session)
     return session
+
+
+class _SigintSeen:
+    """Notes that SIGINT arrived (then raises KeyboardInterrupt as usual), so that an interrupt that reaches
+    us wrapped in a TVM error is still reported as an interrupt."""
+
+    def __init__(self) -> None:
+        self.seen, self._prev = False, None
+
+    def _handler(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        import signal
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            self._prev = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+        if self._prev is not None:
+            signal.signal(signal.SIGINT, self._prev)
 
 
 def _quiet_meta_schedule_console() -> None:
@@ -511,7 +540,6 @@ def apply_database(mod, target, db_dir: str | os.PathLike):
     ``tirx.is_scheduled``). Kernels taken from the database carry the function attribute
     ``hwcomp.schedule_source = "tuning-db"``; :func:`database_kernels` lists them.
     """
-    import tvm
     from tvm import relax, tirx
 
     d = resolve_db_dir(db_dir, target)
@@ -533,7 +561,6 @@ def apply_database(mod, target, db_dir: str | os.PathLike):
         out.update_func(gv, out[gv].with_attr(SCHEDULE_SOURCE_ATTR, "tuning-db"))
     n_prim = sum(1 for f in out.functions.values() if isinstance(f, tirx.PrimFunc))
     log.info("tuning database %s: %d of %d kernels tuned (%s)", d, len(applied), n_prim, ", ".join(applied) or "none")
-    del tvm
     return out
 
 

@@ -82,7 +82,6 @@ def test_tune_ctrl_c_leaves_database_that_resumes(matmul_onnx, tmp_path):
 
 @pytest.mark.slow
 def test_compile_with_tuning_db_uses_records_and_runs(tuned_db, matmul_onnx, tmp_path, cli):
-    import tvm
     import hwcomp
     from hwcomp.backends.tvm_cuda import tuning
     from hwcomp.backends.tvm_cuda.relax_lowering import lower_to_relax
@@ -104,4 +103,3 @@ def test_compile_with_tuning_db_uses_records_and_runs(tuned_db, matmul_onnx, tmp
     from onnx import numpy_helper
     w, b = (numpy_helper.to_array(t) for t in onnx.load(matmul_onnx).graph.initializer)
     np.testing.assert_allclose(y, np.maximum(x @ w + b, 0), rtol=1e-4, atol=1e-4)
-    del tvm
