@@ -3,6 +3,7 @@
 // Instruction word (see backends/rtl/isa.py, the single definition of the encoding):
 //   [3:0] op  [11:4] func  [27:12] x  [43:28] y  [59:44] z  [75:60] n  [107:76] dram  [127:108] stride
 //   LOAD    func=buffer x=sp line  n=lines  dram=byte addr  stride=bytes between lines
+//           (pipelined: the beats of line i+1 issue while line i lands; lines*beats + 3 cycles)
 //   STORE   func=buffer x=sp line  n=lines  dram, stride        (buffer VEC int8 or ACC int32)
 //   MATMUL  func={load_w, accumulate} x=input line y=weight line z=acc line n=WS: rows of A / OS: K
 //   REQUANT x=acc line z=vec line n=lines                       (per-column params from PARAM)
@@ -56,6 +57,7 @@ module accel_top #(
     localparam MAXL   = (ROWS > 8*COLS) ? ROWS : 8*COLS;            // longest line in bytes
     localparam MAXB   = (MAXL + BUS_BYTES - 1) / BUS_BYTES;        // beats of the longest line
     localparam LB     = MAXB * BUS_BYTES * 8;                      // line buffer bits
+    localparam IWB    = ((ROWS > COLS) ? ROWS : COLS) * 8;         // input/weight line bits
     localparam integer VPASS_I = COLS / VEC_LANES;
     localparam integer FLUSH_I = (ROWS + COLS >= 3) ? ROWS + COLS - 3 : 0;   // OS flush cycles - 1
     localparam integer ROWS_I = ROWS;
@@ -70,13 +72,13 @@ module accel_top #(
     localparam [7:0] BUF_IN = 8'd0, BUF_W = 8'd1, BUF_VEC = 8'd2, BUF_PAR = 8'd3, BUF_ACC = 8'd4;
 
     localparam [4:0] S_IDLE = 5'd0, S_FETCH = 5'd1, S_DECODE = 5'd2, S_DONE = 5'd3, S_HALT = 5'd4,
-                     S_LD_ISSUE = 5'd5, S_LD_WAIT = 5'd6, S_LD_WRITE = 5'd7,
+                     S_LD_ISSUE = 5'd5, S_LD_DRAIN = 5'd6,
                      S_ST_READ = 5'd8, S_ST_LATCH = 5'd9, S_ST_BEAT = 5'd10,
                      S_MM_WLOAD = 5'd11, S_MM_CLEAR = 5'd12, S_MM_STREAM = 5'd13, S_MM_FLUSH = 5'd14,
                      S_MM_DRAIN = 5'd15, S_MM_WAIT = 5'd16,
                      S_RQ = 5'd17, S_RQ_WAIT = 5'd18,
                      S_VEC_READ = 5'd19, S_VEC_OP = 5'd20, S_VEC_WRITE = 5'd21,
-                     S_LD_WAIT2 = 5'd22, S_ST_WAIT = 5'd23, S_VEC_WAIT = 5'd24;
+                     S_ST_WAIT = 5'd23, S_VEC_WAIT = 5'd24;
 
     reg [4:0] state;
     assign busy = (state != S_IDLE) && (state != S_HALT);
@@ -111,6 +113,10 @@ module accel_top #(
     reg         cap_p, cap_v; // a DRAM read was issued / is returning this cycle
     reg [15:0]  cap_pslot;
     reg [15:0]  cap_slot;
+    reg         cap_plast, cap_last; // ... and it is the last beat of its line
+    reg         ld_wr;       // LOAD: lbuf holds a complete line: write it to the scratchpad now
+    reg [15:0]  wline;       // LOAD: lines written so far
+    reg [IWB-1:0] ld_wdata;  // LOAD: the line being written to the input/weight scratchpad
     /* verilator lint_off UNUSEDSIGNAL */  // bytes 6..7 of each channel are padding
     reg [COLS*64-1:0] params; // per-column requant parameters (8 bytes each)
     /* verilator lint_on UNUSEDSIGNAL */
@@ -135,10 +141,10 @@ module accel_top #(
 
     spad #(.WIDTH(ROWS*8), .DEPTH(IN_DEPTH)) u_in_sp (
         .clk(clk), .ren(in_ren), .raddr(in_raddr), .rdata(in_rdata),
-        .wen(in_wen), .waddr(in_waddr), .wdata(lbuf[ROWS*8-1:0]));
+        .wen(in_wen), .waddr(in_waddr), .wdata(ld_wdata[ROWS*8-1:0]));
     spad #(.WIDTH(COLS*8), .DEPTH(W_DEPTH)) u_w_sp (
         .clk(clk), .ren(w_ren), .raddr(w_raddr), .rdata(w_rdata),
-        .wen(w_wen), .waddr(w_waddr), .wdata(lbuf[COLS*8-1:0]));
+        .wen(w_wen), .waddr(w_waddr), .wdata(ld_wdata[COLS*8-1:0]));
     spad #(.WIDTH(COLS*32), .DEPTH(ACC_DEPTH)) u_acc_sp (
         .clk(clk), .ren(acc_ren), .raddr(acc_raddr), .rdata(acc_rdata),
         .wen(acc_wen), .waddr(acc_waddr), .wdata(acc_wdata));
@@ -241,7 +247,8 @@ module accel_top #(
         rmw_v <= 1'b0;
         arr_in_valid <= arr_pend;
         rq_in_valid <= rq_pend;
-        cap_v <= cap_p; cap_slot <= cap_pslot;
+        cap_v <= cap_p; cap_slot <= cap_pslot; cap_last <= cap_plast;
+        ld_wr <= cap_v & cap_last;
         rmw_v2 <= rmw_v; rmw_addr2 <= rmw_addr; rmw_data2 <= rmw_data;
 
         if (busy) cycles <= cycles + 32'd1;
@@ -276,7 +283,7 @@ module accel_top #(
                 state <= S_DECODE;
             end
             S_DECODE: begin
-                line <= 16'd0; beat <= 16'd0; out_cnt <= 16'd0; wr_cnt <= 16'd0;
+                line <= 16'd0; beat <= 16'd0; out_cnt <= 16'd0; wr_cnt <= 16'd0; wline <= 16'd0;
                 len <= dec_len; nbeats <= dec_beats; laddr <= f_dram;
                 case (f_op)
                     OP_LOAD: begin
@@ -309,29 +316,19 @@ module accel_top #(
             end
 
             // ---- LOAD: DRAM -> scratchpad, one line at a time ----
-            S_LD_ISSUE: begin
+            S_LD_ISSUE: begin   // one beat per cycle, across line boundaries
                 dram_ren <= 1'b1;
                 dram_raddr <= laddr + {16'd0, beat} * BUS_BYTES;
-                cap_p <= 1'b1; cap_pslot <= beat;
-                if (beat == nbeats - 16'd1) state <= S_LD_WAIT;
-                else beat <= beat + 16'd1;
+                cap_p <= 1'b1; cap_pslot <= beat; cap_plast <= (beat == nbeats - 16'd1);
+                if (beat == nbeats - 16'd1) begin
+                    beat <= 16'd0;
+                    laddr <= laddr + {12'd0, f_stride};
+                    line <= line + 16'd1;
+                    if (line == f_n - 16'd1) state <= S_LD_DRAIN;
+                end else beat <= beat + 16'd1;
             end
-            S_LD_WAIT: state <= S_LD_WAIT2;   // last beat is in flight
-            S_LD_WAIT2: state <= S_LD_WRITE;  // last beat lands in lbuf
-            S_LD_WRITE: begin
-                case (f_func)
-                    BUF_IN:  begin in_wen <= 1'b1; in_waddr <= f_x[IN_AW-1:0] + line[IN_AW-1:0]; end
-                    BUF_W:   begin w_wen <= 1'b1; w_waddr <= f_x[W_AW-1:0] + line[W_AW-1:0]; end
-                    BUF_VEC: begin vec_wen <= 1'b1; vec_waddr <= f_x[VEC_AW-1:0] + line[VEC_AW-1:0];
-                                   vec_wdata <= lbuf[COLS*8-1:0]; end
-                    BUF_PAR: params <= lbuf[COLS*64-1:0];
-                    default: begin acc_wen <= 1'b1; acc_waddr <= f_x[ACC_AW-1:0] + line[ACC_AW-1:0];
-                                   acc_wdata <= lbuf[COLS*32-1:0]; end
-                endcase
-                beat <= 16'd0;
-                laddr <= laddr + {12'd0, f_stride};
-                line <= line + 16'd1;
-                state <= (line == f_n - 16'd1) ? S_DONE : S_LD_ISSUE;
+            S_LD_DRAIN: begin   // the last line lands and is written
+                if (ld_wr && wline == f_n - 16'd1) state <= S_DONE;
             end
 
             // ---- STORE: scratchpad -> DRAM ----
@@ -428,6 +425,23 @@ module accel_top #(
             end
             default: state <= S_IDLE;
         endcase
+
+        // LOAD write side: lbuf holds line `wline` complete (its last beat landed last cycle); the next
+        // line's first beat lands in lbuf at the end of this cycle, so the line is latched here.
+        if (ld_wr) begin
+            case (f_func)
+                BUF_IN:  begin in_wen <= 1'b1; in_waddr <= f_x[IN_AW-1:0] + wline[IN_AW-1:0];
+                               ld_wdata <= lbuf[IWB-1:0]; end
+                BUF_W:   begin w_wen <= 1'b1; w_waddr <= f_x[W_AW-1:0] + wline[W_AW-1:0];
+                               ld_wdata <= lbuf[IWB-1:0]; end
+                BUF_VEC: begin vec_wen <= 1'b1; vec_waddr <= f_x[VEC_AW-1:0] + wline[VEC_AW-1:0];
+                               vec_wdata <= lbuf[COLS*8-1:0]; end
+                BUF_PAR: params <= lbuf[COLS*64-1:0];
+                default: begin acc_wen <= 1'b1; acc_waddr <= f_x[ACC_AW-1:0] + wline[ACC_AW-1:0];
+                               acc_wdata <= lbuf[COLS*32-1:0]; end
+            endcase
+            wline <= wline + 16'd1;
+        end
 
         // REQUANT issue pipeline and write-back (independent of the state register)
         if (state == S_RQ) rq_pend <= 1'b1;

@@ -5,7 +5,7 @@ The cycle formulas mirror the controller FSM of ``rtl/accel_top.v`` (instruction
 
 =========  ==========================================================================================
 every      3 cycles (fetch, decode, retire); HALT: 2 (fetch, decode)
-LOAD       lines * (beats(line bytes) + 3)          (issue beats, 2 cycles read latency, SRAM write)
+LOAD       lines * beats(line bytes) + 3            (beats pipelined across lines; 2 cycles read latency, write)
 STORE      lines * (beats(line bytes) + 3)          (SRAM read, latency, latch, write beats)
 MATMUL ws  (rows + 1 if load_weights) + count + rows + cols + 4   (count = 0: + 2 instead)
 MATMUL os  count + max(rows + cols - 3, 0) + rows + 7
@@ -37,7 +37,9 @@ def instr_cycles(hw: HardwareParams, ins: Instr) -> int:
         return 2
     if isinstance(ins, Sync):
         return OVERHEAD
-    if isinstance(ins, (Load, Store)):
+    if isinstance(ins, Load):
+        return OVERHEAD + (ins.lines * hw.beats(line_bytes(hw, ins.buf)) + 3 if ins.lines else 0)
+    if isinstance(ins, Store):
         return OVERHEAD + ins.lines * (hw.beats(line_bytes(hw, ins.buf)) + 3)
     if isinstance(ins, Matmul):
         r, c = hw.rows, hw.cols
