@@ -60,7 +60,7 @@ def compile_(model: str = typer.Argument(..., help="model.onnx (float or QDQ) or
              quant: str = typer.Option("none", "--quant", help="none | int8 | w8 | w4"),
              precision: str = typer.Option("fp16", "--precision", help="GPU float precision: fp16 | fp32"),
              calib: Optional[list[str]] = typer.Option(None, "--calib", help="calibration .npz (repeatable)"),
-             calibrator: str = typer.Option("entropy", "--calibrator", help="minmax | percentile | entropy"),
+             calibrator: str = typer.Option("minmax", "--calibrator", help="minmax | percentile | entropy | mse"),
              group: int = typer.Option(128, "--group", help="group size for w4/w8"),
              keep_float: Optional[list[str]] = typer.Option(None, "--keep-float", help="layer to keep in float"),
              arch: str = typer.Option("sm_90", "--arch", help="CUDA arch (cuda target)"),

@@ -75,7 +75,7 @@ def demo(out: str = typer.Option("hwcomp-demo", "-o", "--output", help="director
                         f"attention, {h.get('dense', 0)} dense", completed=1, total=1)
 
         t = _stage(progress, "int8 PTQ (built-in calibration sentences) and accuracy")
-        qg = quantize_graph(fg, "int8", None, "percentile", 128, None)
+        qg = quantize_graph(fg, "int8", None, "minmax", 128, None)
         qgot = np.concatenate([hwcomp.run(qg, b)["sentence_embedding"] for b in batches])
         acc = embedding_report(ref, qgot)
         rep["stages"]["int8_accuracy"] = acc
@@ -109,7 +109,7 @@ def demo(out: str = typer.Option("hwcomp-demo", "-o", "--output", help="director
             else:
                 one = {k: v[:1] for k, v in batches[0].items()}
                 t0 = time.perf_counter()
-                frep = fb.compile(qg_one := quantize_graph(run_pipeline(hwcomp.load_onnx(path, {k: v.shape for k, v in one.items()}), "fpga", PassContext()), "int8", None, "percentile", 128, None), outdir / "fpga", array="16x16", dataflow="ws")
+                frep = fb.compile(qg_one := quantize_graph(run_pipeline(hwcomp.load_onnx(path, {k: v.shape for k, v in one.items()}), "fpga", PassContext()), "int8", None, "minmax", 128, None, integer_only=True), outdir / "fpga", array="16x16", dataflow="ws")
                 sim = fb.run(outdir / "fpga", one)
                 ok = all(np.array_equal(sim[k], v) for k, v in hwcomp.run(qg_one, one).items())
                 rep["stages"]["fpga"] = {"compile_s": time.perf_counter() - t0, "bit_exact": ok,
