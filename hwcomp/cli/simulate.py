@@ -91,7 +91,7 @@ def simulate(outdir: str = typer.Argument(..., help="artifact directory from `hw
     console.print(f"cycle breakdown (model, by instruction; MATMUL = compute, LOAD/STORE = DMA stalls): {stall}")
     host = report.get("host_steps", [])
     console.print(f"host steps (numpy, not hardware): {len(host)} — "
-                  + ", ".join(sorted({h['op'] + ('' if h['what'] == 'node' else ' epilogue') for h in host})))
+                  + ", ".join(sorted({h['op'] + ('' if h['what'] == 'node' else f" ({h['what']})") for h in host})))
     bad = compare({k: ref[k] for k in g.outputs}, got)
     if bad:
         raise SimulationError(f"{len(bad)} of {len(g.outputs)} outputs differ from the interpreter: " + "; ".join(bad[:5]))
