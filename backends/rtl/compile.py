@@ -114,6 +114,7 @@ def compile(graph: Graph, outdir: Path, *, array: str = "16x16", dataflow: str =
                        "(backends/rtl/isa_model.py; hardware segments only, host steps excluded)",
                        "segments": cyc["segments"],
                        "seconds_at_clock": cyc["total_cycles"] / (hw.clock_mhz * 1e6)},
+            "cycles_predicted": cyc["total_cycles"],
             "mac_utilization": total_macs / (hw.rows * hw.cols * cyc["total_cycles"]) if cyc["total_cycles"] else 0.0,
             "hardware_nodes": summary["hardware_nodes"],
             "host_steps": summary["host_steps"],
