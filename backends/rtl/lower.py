@@ -19,7 +19,8 @@ hardware                        ``qdense`` with int8 x, constant int8 [K, N] wei
 host epilogue                   ``qdense`` with a float32 or 16-bit epilogue: the hardware stores the raw int32
                                 accumulators, the host applies ``float32(acc) * out_scale`` / 16-bit requantize
 host (no vector kernel yet)     ``qattention``, ``int_softmax``, ``int_gelu``, ``int_layer_norm``, ``quantize``,
-                                ``dequantize``, residual ``Add`` and the embedding / mask glue (``GLUE_OPS``)
+                                ``dequantize``, residual ``Add`` and the embedding / mask glue (``GLUE_OPS``),
+                                float sentence-embedding pooling after the encoder (``POOL_OPS``)
 rejected (HardwareError)        float compute (``dense``, ``MatMul``, ``attention``, ``Softmax``, ...), ``wdense``
 ==============================  =============================================================================
 
@@ -65,8 +66,10 @@ HOST_OPS: dict[str, str] = {
 GLUE_OPS = {"Gather", "Add", "Sub", "Mul", "Cast", "Flatten", "Reshape", "Where", "And", "Or", "Not", "Equal",
             "Unsqueeze", "Squeeze", "Expand", "Concat", "Slice", "Shape", "ConstantOfShape", "Transpose",
             "Split", "Identity", "Range", "Less", "Greater", "Neg", "Div"}
+# Float post-processing after the encoder (sentence-embedding mean pooling and L2 normalisation).
+POOL_OPS = {"ReduceSum", "ReduceL2", "Clip", "Max", "Min", "Sqrt"}
 FLOAT_COMPUTE = {"dense", "MatMul", "Gemm", "attention", "Softmax", "layer_norm", "add_layer_norm", "gelu",
-                 "LayerNormalization", "Gelu", "Erf", "Tanh", "Sqrt", "Pow", "ReduceMean", "Conv"}
+                 "LayerNormalization", "Gelu", "Erf", "Tanh", "Pow", "ReduceMean", "Conv"}
 
 
 def _ceil(a: int, b: int) -> int:
@@ -286,8 +289,10 @@ class _Lowerer:
                                         "not have (--keep-float/host fallback is not available for RTL): compile "
                                         "with integer-only nonlinear ops (--integer-only)")
                 self._host(n, "node", HOST_OPS[n.op])
-            elif n.op in GLUE_OPS and not (n.op in ("Add", "Sub", "Mul", "Div") and self._is_int_matmul_like(n)):
-                self._host(n, "node", "glue (embedding gather, mask, residual/reshape) on the host")
+            elif n.op in GLUE_OPS:
+                self._host(n, "node", "glue (embedding gather, mask, float residual, reshape) on the host")
+            elif n.op in POOL_OPS:
+                self._host(n, "node", "float pooling / normalisation after the encoder on the host")
             else:
                 hint = ("a float op: quantize with --quant int8 (integer-only nonlinears)"
                         if n.op in FLOAT_COMPUTE or n.op == "wdense" else "the accelerator has no unit for it")
@@ -312,9 +317,6 @@ class _Lowerer:
 
     def segments_of(self) -> list[HwSegment]:
         return [s for s in self.steps if isinstance(s, HwSegment)]
-
-    def _is_int_matmul_like(self, n: Node) -> bool:
-        return False
 
     def _qdense_on_hw(self, n: Node) -> bool:
         g = self.g

@@ -54,7 +54,7 @@ def bench(name: str, out: Path) -> dict:
     q, feeds = quantized(name)
     t_quant = time.perf_counter() - t0
     t0 = time.perf_counter()
-    dram = 1 << 24 if name == "minilm-l6" else 1 << 22     # one Verilator build per DRAM size
+    dram = 1 << 25 if name == "minilm-l6" else 1 << 22     # one Verilator build per DRAM size
     rep = rtl_compile(q, out / name, array="16x16", hls=False, dram_bytes=dram)
     t_compile = time.perf_counter() - t0
     stats = RunStats()
