@@ -1,0 +1,84 @@
+"""Build hwcomp's scheduled PrimFuncs for CUDA: standalone kernels or a Relax module of ``call_tir``s.
+
+``cuda_target(arch)`` gives the dict-form target (TVM 0.27 rejects CLI-style strings); every
+``tvm.compile`` for CUDA runs inside ``with target:`` (else "No CUDA architecture was specified").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import tvm
+from tvm import relax, tirx
+
+
+def cuda_target(arch: str = "sm_90") -> tvm.target.Target:
+    return tvm.target.Target({"kind": "cuda", "arch": arch}, host={"kind": "llvm"})
+
+
+def build_kernel(func: tirx.PrimFunc, name: str, arch: str = "sm_90"):
+    """Compile one scheduled PrimFunc to a runnable executable (``ex[name](*tensors)`` on the GPU)."""
+    target = cuda_target(arch)
+    with target:
+        return tvm.compile(tvm.IRModule({name: func.with_attr("global_symbol", name)}), target)
+
+
+def build_cpu_reference(func: tirx.PrimFunc, name: str = "main"):
+    """Compile an *unscheduled* PrimFunc for llvm (numerics check of the kernel definition)."""
+    return tvm.compile(tvm.IRModule({name: func.with_attr("global_symbol", name)}), "llvm")
+
+
+@dataclass(frozen=True)
+class KernelCall:
+    """One ``call_tir`` in a Relax graph: a scheduled PrimFunc, its argument names, its output type."""
+
+    name: str
+    func: tirx.PrimFunc
+    args: tuple[str, ...]
+    out: str
+    out_shape: tuple[int, ...]
+    out_dtype: str
+
+
+def relax_module(inputs: dict[str, tuple[tuple[int, ...], str]], calls: Sequence[KernelCall],
+                 outputs: Sequence[str], params: dict[str, tuple[tuple[int, ...], str]] | None = None,
+                 ) -> tvm.IRModule:
+    """A Relax ``main(inputs..., params...)`` that runs ``calls`` in order via ``call_tir``.
+
+    Values are named; ``inputs``/``params`` map a name to (shape, dtype). Weights are function
+    parameters (bind them with ``relax.transform.BindParams`` to make them constants).
+    """
+    bb = relax.BlockBuilder()
+    args = {name: relax.Var(name, relax.TensorType(list(shape), dtype))
+            for name, (shape, dtype) in {**inputs, **(params or {})}.items()}
+    with bb.function("main", list(args.values())):
+        with bb.dataflow():
+            env = dict(args)
+            for call in calls:
+                gv = bb.add_func(call.func.with_attr("global_symbol", call.name)
+                                 .with_attr("tirx.is_scheduled", True), call.name)
+                env[call.out] = bb.emit(relax.call_tir(
+                    gv, [env[a] for a in call.args],
+                    relax.TensorType(list(call.out_shape), call.out_dtype)), name_hint=call.out)
+            outs = [env[o] for o in outputs]
+            result = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
+        bb.emit_func_output(result)
+    return bb.get()
+
+
+def compile_relax(mod: tvm.IRModule, arch: str = "sm_90"):
+    """Compile a Relax module. PrimFuncs marked ``tirx.is_scheduled`` (every hwcomp kernel) are kept;
+    the CUDA default pipeline legalizes the remaining Relax ops and schedules them with dlight's
+    default rules (reductions, elementwise, transposes)."""
+    target = cuda_target(arch)
+    with target:
+        return tvm.compile(mod, target, relax_pipeline="default")
+
+
+def export(executable, path: str | Path) -> Path:
+    """``export_library`` to a .so (on a GPU-less machine it embeds the CUDA source, compiled at load)."""
+    path = Path(path)
+    executable.export_library(str(path))
+    return path

@@ -1,0 +1,386 @@
+"""Device script: check and time hwcomp's TVM CUDA kernels against torch at BERT-base shapes.
+
+Run on the GPU machine from the repo root (see docs in backends/tvm_cuda):
+    bash .tvmdev/unpack.sh .tvmdev && export PYTHONPATH=/tmp/site:$PWD && python3 bench/gpu/kernels.py
+Writes ``$OUT/kernels.json`` (or ``--out``). Kernels are built in parallel worker processes (nvcc), then
+each is checked against torch on fresh random inputs and timed: TVM with ``time_evaluator`` (median of
+repeats), torch with CUDA events (median of repeats), both after warm-up.
+``--dry`` builds every kernel and exports it without a GPU (to test this script on a CPU machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+SEQ, HID, FFN, HEADS = 128, 768, 3072, 12
+GROUP = 128
+
+
+def cases() -> list[dict]:
+    out = []
+    for batch in (1, 32):
+        m = batch * SEQ
+        for k, n, act in ((HID, HID, "none"), (HID, FFN, "gelu"), (FFN, HID, "none")):
+            out.append(dict(kind="dense_f16", m=m, n=n, k=k, act=act))
+            out.append(dict(kind="qdense_requant", m=m, n=n, k=k))
+        out.append(dict(kind="qdense_dequant", m=m, n=FFN, k=HID))
+        out.append(dict(kind="layer_norm", m=m, c=HID))
+        out.append(dict(kind="add_layer_norm", m=m, c=HID))
+        out.append(dict(kind="attention", b=batch, s=SEQ, h=HEADS, d=HID // HEADS))
+    out.append(dict(kind="gelu", m=32 * SEQ, n=FFN))
+    for k, n in ((HID, FFN), (FFN, HID), (4096, 4096), (4096, 11008)):
+        out.append(dict(kind="gemv_int4", m=1, n=n, k=k))
+    return out
+
+
+def case_name(c: dict) -> str:
+    return c["kind"] + "_" + "_".join(f"{k}{v}" for k, v in c.items() if k != "kind")
+
+
+def build_funcs(c: dict) -> dict:
+    """name -> scheduled PrimFunc for one case."""
+    from schedules import attention, dense, gelu, gemv_int4, layer_norm, qdense
+
+    k = c["kind"]
+    if k == "dense_f16":
+        return {"main": dense.dense_f16(c["m"], c["n"], c["k"], c["act"])}
+    if k.startswith("qdense"):
+        return {"main": qdense.qdense(c["m"], c["n"], c["k"], k.split("_")[1], out_zero_point=3)}
+    if k == "layer_norm":
+        return {"main": layer_norm.layer_norm(c["m"], c["c"])}
+    if k == "add_layer_norm":
+        return {"main": layer_norm.layer_norm(c["m"], c["c"], residual=True)}
+    if k == "gelu":
+        return {"main": gelu.gelu((c["m"], c["n"]))}
+    if k == "gemv_int4":
+        return {"main": gemv_int4.gemv_int4(c["m"], c["n"], c["k"], GROUP)}
+    if k == "attention":
+        ks = attention.attention(c["b"], c["s"], c["s"], c["h"], c["d"])
+        return {"scores": ks.scores, "softmax": ks.softmax, "pv": ks.pv}
+    raise ValueError(k)
+
+
+def build_case(args: tuple[dict, str, str]) -> tuple[str, str | None, str | None, float]:
+    """Worker: build one case's kernels into one exported library. Returns (name, path, error, seconds)."""
+    c, arch, outdir = args
+    t0 = time.time()
+    name = case_name(c)
+    try:
+        import tvm
+
+        from backends.tvm_cuda.build import cuda_target
+
+        funcs = build_funcs(c)
+        target = cuda_target(arch)
+        mod = tvm.IRModule({n: f.with_attr("global_symbol", n) for n, f in funcs.items()})
+        with target:
+            ex = tvm.compile(mod, target)
+        path = os.path.join(outdir, name + ".so")
+        ex.export_library(path)
+        return name, path, None, time.time() - t0
+    except Exception:  # noqa: BLE001 - reported per kernel in the JSON
+        return name, None, traceback.format_exc()[-3000:], time.time() - t0
+
+
+# ---------------------------------------------------------------- timing helpers (GPU only)
+
+def time_torch(fn, number: int = 50, repeat: int = 7) -> float:
+    import torch
+
+    for _ in range(10):
+        fn()
+    torch.cuda.synchronize()
+    res = []
+    for _ in range(repeat):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        for _ in range(number):
+            fn()
+        e.record()
+        torch.cuda.synchronize()
+        res.append(s.elapsed_time(e) * 1e3 / number)
+    return statistics.median(res)
+
+
+def time_tvm(mod, fname: str, args, number: int = 50, repeat: int = 7) -> float:
+    import tvm
+
+    f = mod.time_evaluator(fname, tvm.cuda(0), number=number, repeat=repeat)
+    r = f(*args)
+    return statistics.median(list(r.results)) * 1e6
+
+
+def rel_err(a, b) -> float:
+    import numpy as np
+
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if not np.all(np.isfinite(a)):
+        return float("inf")
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def run_case(c: dict, lib_path: str) -> dict:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    import tvm
+
+    from backends.tvm_cuda import roofline
+
+    dev = tvm.cuda(0)
+    mod = tvm.runtime.load_module(lib_path)
+    rng = np.random.default_rng(hash(case_name(c)) % 2**32)
+    T = lambda a: tvm.runtime.tensor(a, dev)  # noqa: E731
+    G = lambda a: torch.from_numpy(np.ascontiguousarray(a)).cuda()  # noqa: E731
+    k = c["kind"]
+    r: dict = {}
+    if k == "dense_f16":
+        m, n, kk = c["m"], c["n"], c["k"]
+        x = rng.standard_normal((m, kk)).astype(np.float16)
+        w = (rng.standard_normal((kk, n)) / math.sqrt(kk)).astype(np.float16)
+        b = rng.standard_normal(n).astype(np.float16)
+        y = T(np.full((m, n), np.nan, np.float16))
+        args = [T(x), T(w), T(b), y]
+        mod["main"](*args)
+        xt, wt, bt = G(x), G(w), G(b)
+        tf = (lambda: F.gelu(torch.addmm(bt, xt, wt))) if c["act"] == "gelu" else (lambda: torch.addmm(bt, xt, wt))
+        ref = (x.astype(np.float64) @ w.astype(np.float64)) + b.astype(np.float64)
+        if c["act"] == "gelu":
+            import scipy.special as sp
+            ref = 0.5 * ref * (1 + sp.erf(ref / math.sqrt(2)))
+        r["rel_err_vs_fp64"] = rel_err(y.numpy(), ref)
+        r["torch_rel_err_vs_fp64"] = rel_err(tf().cpu().numpy(), ref)
+        r["tvm_us"] = time_tvm(mod, "main", args)
+        r["torch_us"] = time_torch(tf)
+        r["torch_matmul_only_us"] = time_torch(lambda: xt @ wt)
+        r["roofline"] = roofline.dense_cost(m, n, kk).as_dict(r["tvm_us"])
+    elif k.startswith("qdense"):
+        m, n, kk = c["m"], c["n"], c["k"]
+        x = rng.integers(-128, 128, (m, kk), dtype=np.int8)
+        w_nk = rng.integers(-127, 128, (n, kk), dtype=np.int8)
+        bias = rng.integers(-5000, 5000, n).astype(np.int32)
+        xt, wt = G(x), G(w_nk)
+        acc = torch._int_mm(xt, wt.t().contiguous()).to(torch.int64) + G(bias).to(torch.int64)
+        if k == "qdense_requant":
+            from hwcomp.ops.intmath import quantize_multiplier
+            mult, shift = quantize_multiplier(rng.uniform(1e-4, 4e-3, n))
+            y = T(np.full((m, n), 77, np.int8))
+            args = [T(x), T(w_nk), T(bias), T(mult), T(shift), y]
+            mod["main"](*args)
+            mt, st = G(mult).to(torch.int64), G(shift).to(torch.int64)
+            ref = torch.clamp(((acc * mt + (1 << (st - 1))) >> st) + 3, -128, 127).to(torch.int8).cpu().numpy()
+            r["exact"] = bool(np.array_equal(y.numpy(), ref))
+            r["mismatches"] = int((y.numpy() != ref).sum())
+            wkn = wt.t().contiguous()
+            bt = G(bias)
+
+            def torch_full():
+                a = torch._int_mm(xt, wkn).to(torch.int64) + bt
+                return torch.clamp(((a * mt + (1 << (st - 1))) >> st) + 3, -128, 127).to(torch.int8)
+            r["torch_us"] = time_torch(torch_full)
+            r["torch_note"] = "torch._int_mm + requant in torch int64 (unfused)"
+        else:
+            scale = rng.uniform(1e-5, 1e-4, n).astype(np.float32)
+            y = T(np.full((m, n), np.nan, np.float16))
+            args = [T(x), T(w_nk), T(bias), T(scale), y]
+            mod["main"](*args)
+            ref = (acc.to(torch.float64) * G(scale).to(torch.float64)).cpu().numpy()
+            r["rel_err_vs_fp64"] = rel_err(y.numpy(), ref)
+            wkn = wt.t().contiguous()
+            bt, sct = G(bias), G(scale)
+            r["torch_us"] = time_torch(lambda: ((torch._int_mm(xt, wkn) + bt).float() * sct).half())
+            r["torch_note"] = "torch._int_mm + dequant in torch (unfused)"
+        wkn = wt.t().contiguous()
+        r["torch_int_mm_only_us"] = time_torch(lambda: torch._int_mm(xt, wkn))
+        r["tvm_us"] = time_tvm(mod, "main", args)
+        r["roofline"] = roofline.qdense_cost(m, n, kk, k.split("_")[1]).as_dict(r["tvm_us"])
+    elif k in ("layer_norm", "add_layer_norm"):
+        m, cc = c["m"], c["c"]
+        x = rng.standard_normal((m, cc)).astype(np.float16)
+        res = rng.standard_normal((m, cc)).astype(np.float16)
+        g = rng.standard_normal(cc).astype(np.float16)
+        be = rng.standard_normal(cc).astype(np.float16)
+        y = T(np.full((m, cc), np.nan, np.float16))
+        xt, rt, gt, bt = G(x), G(res), G(g), G(be)
+        if k == "layer_norm":
+            args = [T(x), T(g), T(be), y]
+            s64 = x.astype(np.float64)
+            tf = lambda: F.layer_norm(xt, (cc,), gt, bt, 1e-5)  # noqa: E731
+        else:
+            s_out = T(np.full((m, cc), np.nan, np.float16))
+            args = [T(x), T(res), T(g), T(be), y, s_out]
+            s16 = (x + res)
+            s64 = s16.astype(np.float64)
+
+            def tf():
+                s = xt + rt
+                return F.layer_norm(s, (cc,), gt, bt, 1e-5), s
+        mod["main"](*args)
+        mu = s64.mean(-1, keepdims=True)
+        ref = (s64 - mu) / np.sqrt(((s64 - mu) ** 2).mean(-1, keepdims=True) + 1e-5) * g + be
+        r["rel_err_vs_fp64"] = rel_err(y.numpy(), ref)
+        if k == "add_layer_norm":
+            r["sum_exact"] = bool(np.array_equal(s_out.numpy(), s16))
+        r["tvm_us"] = time_tvm(mod, "main", args)
+        r["torch_us"] = time_torch(tf)
+        r["roofline"] = roofline.layer_norm_cost(m, cc, k == "add_layer_norm").as_dict(r["tvm_us"])
+    elif k == "gelu":
+        m, n = c["m"], c["n"]
+        x = rng.standard_normal((m, n)).astype(np.float16)
+        y = T(np.full((m, n), np.nan, np.float16))
+        args = [T(x), y]
+        mod["main"](*args)
+        import scipy.special as sp
+        x64 = x.astype(np.float64)
+        r["rel_err_vs_fp64"] = rel_err(y.numpy(), 0.5 * x64 * (1 + sp.erf(x64 / math.sqrt(2))))
+        xt = G(x)
+        r["tvm_us"] = time_tvm(mod, "main", args)
+        r["torch_us"] = time_torch(lambda: F.gelu(xt))
+        r["roofline"] = roofline.gelu_cost(m * n).as_dict(r["tvm_us"])
+    elif k == "gemv_int4":
+        from schedules.gemv_int4 import pack_int4, unpack_int4
+        m, n, kk = c["m"], c["n"], c["k"]
+        w = (rng.standard_normal((kk, n)) / math.sqrt(kk)).astype(np.float32)
+        packed, scale, zero = pack_int4(w, GROUP)
+        x = rng.standard_normal((m, kk)).astype(np.float16)
+        y = T(np.full((m, n), np.nan, np.float16))
+        args = [T(x), T(packed), T(scale), T(zero), y]
+        mod["main"](*args)
+        wdq = unpack_int4(packed, scale, zero, GROUP)  # [N, K]
+        ref = x.astype(np.float64) @ wdq.T.astype(np.float64)
+        r["rel_err_vs_fp64"] = rel_err(y.numpy(), ref)
+        xt, wt = G(x), G(wdq.T.astype(np.float16))
+        r["tvm_us"] = time_tvm(mod, "main", args)
+        r["torch_us"] = time_torch(lambda: xt @ wt)
+        r["torch_note"] = "torch fp16 GEMV with the dequantized weight (fp16 weight bytes = 4x int4)"
+        r["roofline"] = roofline.gemv_int4_cost(m, n, kk, GROUP).as_dict(r["tvm_us"])
+    elif k == "attention":
+        b, s, h, d = c["b"], c["s"], c["h"], c["d"]
+        q, kx, v = (rng.standard_normal((b, s, h * d)).astype(np.float16) for _ in range(3))
+        mask = np.zeros((b, s), np.float32)
+        mask[:, s - s // 4:] = -10000.0  # padded keys, BERT style
+        scores = T(np.full((b, h, s, s), np.nan, np.float32))
+        scores2d = scores._create_view((b * h * s, s)) if hasattr(scores, "_create_view") else None
+        probs = T(np.full((b, h, s, s), np.nan, np.float16))
+        probs_flat = None
+        out = T(np.full((b, s, h * d), np.nan, np.float16))
+        tq, tk, tv, tm = T(q), T(kx), T(v), T(mask)
+        if scores2d is None:
+            raise RuntimeError("tvm Tensor has no _create_view; cannot reshape without copy")
+        probs_flat = probs._create_view((b * h * s, s))
+
+        def run_tvm():
+            mod["scores"](tq, tk, tm, scores)
+            mod["softmax"](scores2d, probs_flat)
+            mod["pv"](probs, tv, out)
+        run_tvm()
+        q64 = q.astype(np.float64).reshape(b, s, h, d).transpose(0, 2, 1, 3)
+        k64 = kx.astype(np.float64).reshape(b, s, h, d).transpose(0, 2, 1, 3)
+        v64 = v.astype(np.float64).reshape(b, s, h, d).transpose(0, 2, 1, 3)
+        sc = q64 @ k64.transpose(0, 1, 3, 2) / math.sqrt(d) + mask[:, None, None, :]
+        p = np.exp(sc - sc.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        ref = (p @ v64).transpose(0, 2, 1, 3).reshape(b, s, h * d)
+        r["rel_err_vs_fp64"] = rel_err(out.numpy(), ref)
+        tqt, tkt, tvt = (G(a).view(b, s, h, d).transpose(1, 2) for a in (q, kx, v))
+        tmask = G(mask).view(b, 1, 1, s).half()
+
+        def tf():
+            o = F.scaled_dot_product_attention(tqt, tkt, tvt, attn_mask=tmask)
+            return o.transpose(1, 2).reshape(b, s, h * d)
+        r["torch_rel_err_vs_fp64"] = rel_err(tf().cpu().numpy(), ref)
+        r["tvm_scores_us"] = time_tvm(mod, "scores", [tq, tk, tm, scores])
+        r["tvm_softmax_us"] = time_tvm(mod, "softmax", [scores2d, probs_flat])
+        r["tvm_pv_us"] = time_tvm(mod, "pv", [probs, tv, out])
+        r["tvm_us"] = r["tvm_scores_us"] + r["tvm_softmax_us"] + r["tvm_pv_us"]
+        r["torch_us"] = time_torch(tf)
+        r["torch_note"] = "F.scaled_dot_product_attention, fp16 additive mask, incl. head merge reshape"
+        r["roofline"] = roofline.attention_cost(b, s, s, h, d).as_dict(r["tvm_us"])
+    if "tvm_us" in r and "torch_us" in r:
+        r["speedup_vs_torch"] = r["torch_us"] / r["tvm_us"]
+    return r
+
+
+def sass_counts(lib_path: str, arch: str) -> dict:
+    """HMMA/IMMA/LDSM counts in the SASS of the case's kernels (cuobjdump on the device)."""
+    import subprocess
+
+    import tvm
+
+    from backends.tvm_cuda.verify import compile_fatbin, cuda_source
+    src = cuda_source(tvm.runtime.load_module(lib_path))
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "k.fatbin")
+        Path(p).write_bytes(compile_fatbin(src, arch))
+        sass = subprocess.run(["cuobjdump", "-sass", p], capture_output=True, text=True).stdout
+    return {op: sass.count(op) for op in ("HMMA", "IMMA", "LDSM", "HGMMA", "LDL", "STL")}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--arch", default="sm_90")
+    ap.add_argument("--dry", action="store_true", help="build and export only (no GPU)")
+    ap.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    ap.add_argument("--only", default="", help="comma-separated kinds")
+    a = ap.parse_args()
+    if not a.dry:
+        try:
+            import cuda.bindings  # noqa: F401  (NVRTC available)
+        except ImportError:
+            os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")
+    todo = [c for c in cases() if not a.only or c["kind"] in a.only.split(",")]
+    libdir = tempfile.mkdtemp(prefix="hwcomp_kernels_")
+    t0 = time.time()
+    with mp.get_context("fork").Pool(a.jobs) as pool:
+        built = pool.map(build_case, [(c, a.arch, libdir) for c in todo], chunksize=1)
+    print(f"built {sum(p is not None for _, p, _, _ in built)}/{len(built)} in {time.time() - t0:.1f}s", flush=True)
+    results = {"arch": a.arch, "build_seconds": time.time() - t0, "cases": []}
+    if not a.dry:
+        import torch
+        results["device"] = torch.cuda.get_device_name(0)
+        results["torch"] = torch.__version__
+    sass_done = set()
+    for c, (name, path, err, secs) in zip(todo, built):
+        entry = {"name": name, **c, "build_s": round(secs, 2)}
+        if err:
+            entry["build_error"] = err
+        elif not a.dry:
+            try:
+                entry |= run_case(c, path)
+            except Exception:  # noqa: BLE001
+                entry["run_error"] = traceback.format_exc()[-3000:]
+            if c["kind"] not in sass_done:
+                sass_done.add(c["kind"])
+                try:
+                    entry["sass"] = sass_counts(path, a.arch)
+                except Exception as e:  # noqa: BLE001
+                    entry["sass_error"] = str(e)[-500:]
+        results["cases"].append(entry)
+        short = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()
+                 if k in ("tvm_us", "torch_us", "speedup_vs_torch", "rel_err_vs_fp64", "exact", "sass")}
+        print(name, "BUILD-ERR" if err else "", "RUN-ERR" if "run_error" in entry else "", short, flush=True)
+        if err or "run_error" in entry:
+            print((err or entry["run_error"])[-1200:], flush=True)
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        out = Path(a.out) / "kernels.json"
+        out.write_text(json.dumps(results, indent=1, default=str))
+    print("wrote", out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

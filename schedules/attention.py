@@ -1,0 +1,129 @@
+"""``attention`` fp16 as three kernels: tensor-core QKᵀ (+scale, mask, causal), row softmax, tensor-core PV.
+
+Layouts: q, k, v ``[B, S, H*D]`` fp16 (hwcomp's layout, heads read in place: no transposes);
+mask ``[B, Sk]`` float32 additive key mask (BERT's padding mask; the lowering reshapes a
+``[B, 1, 1, Sk]`` mask, other mask shapes are not covered by these kernels); out ``[B, Sq, H*D]`` fp16.
+
+* ``attn_scores(q, k, mask, scores)``: ``scores[b, h, i, j] = sum_d q·k * scale + mask[b, j]`` (fp32 out,
+  ``-3.4e38`` above the diagonal when ``causal``), batched mma over (b, h);
+* ``attn_softmax(scores, probs)``: fp16 probabilities, one thread block per row, fp32 max/sum;
+* ``attn_pv(probs, v, out)``: ``out[b, i, h*D + d] = sum_j p·v``, batched mma, heads merged on store.
+
+A single FlashAttention-style kernel (scores kept on chip) is future work: TensorIR's mma tensorization
+wants the whole reduction in one block, and the online softmax rescale does not fit that mould yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tvm import s_tir, te, tirx
+from tvm.script import tirx as T
+
+from ._mma import MmaConfig, pick_config, schedule_mma
+from .layer_norm import LayerNormRule  # noqa: F401  (same row-reduction pattern)
+
+NEG_INF = -3.4e38
+
+
+def scores_func(b: int, s_q: int, s_k: int, h: int, d: int, scale: float, causal: bool = False,
+                has_mask: bool = True) -> tirx.PrimFunc:
+    q = te.placeholder((b, s_q, h * d), "float16", name="q")
+    k = te.placeholder((b, s_k, h * d), "float16", name="k")
+    mask = te.placeholder((b, s_k), "float32", name="mask")
+    r = te.reduce_axis((0, d), name="d")
+    acc = te.compute((b, h, s_q, s_k), lambda bb, hh, i, j: te.sum(
+        q[bb, i, hh * d + r].astype("float32") * k[bb, j, hh * d + r].astype("float32"), axis=r), name="matmul")
+
+    def epi(bb, hh, i, j):
+        v = acc[bb, hh, i, j] * scale
+        if has_mask:
+            v = v + mask[bb, j]
+        if causal:
+            v = tirx.Select(j > i + (s_k - s_q), tirx.const(NEG_INF, "float32"), v)
+        return v
+
+    out = te.compute((b, h, s_q, s_k), epi, name="epilogue")
+    args = [q, k, mask, out] if has_mask else [q, k, out]
+    return te.create_prim_func(args).with_attr("global_symbol", "attn_scores")
+
+
+def softmax_func(b: int, h: int, s_q: int, s_k: int) -> tirx.PrimFunc:
+    x = te.placeholder((b * h * s_q, s_k), "float32", name="scores")
+    k1 = te.reduce_axis((0, s_k), name="k1")
+    mx = te.compute((b * h * s_q,), lambda i: te.max(x[i, k1], axis=k1), name="row_max")
+    k2 = te.reduce_axis((0, s_k), name="k2")
+    sm = te.compute((b * h * s_q,), lambda i: te.sum(tirx.exp(x[i, k2] - mx[i]), axis=k2), name="row_sum")
+    p = te.compute((b * h * s_q, s_k), lambda i, j: (tirx.exp(x[i, j] - mx[i]) / sm[i]).astype("float16"),
+                   name="normalize")
+    return te.create_prim_func([x, p]).with_attr("global_symbol", "attn_softmax")
+
+
+def pv_func(b: int, s_q: int, s_k: int, h: int, d: int) -> tirx.PrimFunc:
+    @T.prim_func(s_tir=True)
+    def attn_pv(p: T.Buffer((b, h, s_q, s_k), "float16"), v: T.Buffer((b, s_k, h * d), "float16"),
+                out: T.Buffer((b, s_q, h * d), "float16")):
+        T.func_attr({"global_symbol": "attn_pv", "tirx.noalias": True})
+        with T.sblock("root"):
+            acc = T.sblock_alloc_buffer((b, h, s_q, d), "float32")
+            for bb, hh, i, j, r in T.grid(b, h, s_q, d, s_k):
+                with T.sblock("matmul"):
+                    vb, vh, vi, vj, vr = T.axis.remap("SSSSR", [bb, hh, i, j, r])
+                    with T.init():
+                        acc[vb, vh, vi, vj] = T.float32(0)
+                    acc[vb, vh, vi, vj] = acc[vb, vh, vi, vj] + T.Cast("float32", p[vb, vh, vi, vr]) * T.Cast(
+                        "float32", v[vb, vr, vh * d + vj])
+            for bb, hh, i, j in T.grid(b, h, s_q, d):
+                with T.sblock("epilogue"):
+                    vb, vh, vi, vj = T.axis.remap("SSSS", [bb, hh, i, j])
+                    out[vb, vi, vh * d + vj] = T.Cast("float16", acc[vb, vh, vi, vj])
+
+    return attn_pv
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    scores: MmaConfig | None = None  # None: picked from the shape
+    pv: MmaConfig | None = None
+    softmax_threads: int = 128
+
+
+@dataclass(frozen=True)
+class AttentionKernels:
+    """The three scheduled PrimFuncs and the shapes of the intermediates the lowering allocates."""
+
+    scores: tirx.PrimFunc
+    softmax: tirx.PrimFunc
+    pv: tirx.PrimFunc
+    scores_shape: tuple[int, int, int, int]  # fp32 [B, H, Sq, Sk]; softmax sees it as [B*H*Sq, Sk]
+    probs_shape: tuple[int, int, int, int]  # fp16
+
+
+def _schedule_softmax(func: tirx.PrimFunc, threads: int) -> tirx.PrimFunc:
+    sch = s_tir.Schedule(func)
+    row, col = sch.get_loops(sch.get_sblock("normalize"))
+    sch.bind(row, "blockIdx.x")
+    _, tx = sch.split(col, [None, threads])
+    sch.bind(tx, "threadIdx.x")
+    for name in ("row_sum", "row_max"):
+        blk = sch.get_sblock(name)
+        sch.compute_at(blk, row)
+        sch.set_scope(blk, 0, "shared")
+        _, ktx = sch.split(sch.get_loops(blk)[-1], [None, threads])
+        sch.bind(ktx, "threadIdx.x")
+    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+def attention(b: int, s_q: int, s_k: int, h: int, d: int, scale: float | None = None, causal: bool = False,
+              has_mask: bool = True, config: AttentionConfig | None = None) -> AttentionKernels:
+    """Scheduled kernels for hwcomp's ``attention`` (see module docstring for the call sequence)."""
+    cfg = config or AttentionConfig()
+    scale = d ** -0.5 if scale is None else scale
+    sch = s_tir.Schedule(scores_func(b, s_q, s_k, h, d, scale, causal, has_mask))
+    schedule_mma(sch, cfg.scores or pick_config(b * h * s_q, s_k, d, 16), "float16", "float32", trans_b=True)
+    scores = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    sch = s_tir.Schedule(pv_func(b, s_q, s_k, h, d))
+    schedule_mma(sch, cfg.pv or pick_config(b * h * s_q, d, s_k, 16), "float16", "float32", trans_b=False)
+    pv = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    softmax = _schedule_softmax(softmax_func(b, h, s_q, s_k), min(cfg.softmax_threads, s_k))
+    return AttentionKernels(scores, softmax, pv, (b, h, s_q, s_k), (b, h, s_q, s_k))

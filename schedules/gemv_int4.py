@@ -1,0 +1,86 @@
+"""Weight-only int4 GEMV for batch-1 decode: ``y[M, N] = x[M, K] @ dequant(w)^T`` with the dequant fused.
+
+Layouts (the lowering packs the constant weight once):
+
+* x ``[M, K]`` fp16, M small (1..8 decode rows);
+* w ``[N, K // 2]`` uint8, two 4-bit codes per byte, **low nibble = even k**;
+* scale, zero ``[N, K // group]`` fp16, asymmetric: ``w[n, k] = (code - zero[n, k // group]) * scale[n, k // group]``
+  (``zero`` holds the integer zero point as fp16, so codes and zero points are exact);
+* y ``[M, N]`` fp16, fp32 accumulation. :func:`pack_int4` builds (w, scale, zero) from a float ``[K, N]``.
+
+Schedule: dlight's ``gpu.GEMV`` (for M = 1) / ``gpu.LowBatchGEMV`` rules on this PrimFunc: the decode block
+is inlined into the reduction, each thread reads packed bytes of one row and K is split across a warp
+with a shuffle reduction. (dlight's GEMV rules work; only its ``gpu.Matmul`` tensorization crashed.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tvm import s_tir, te, tirx
+from tvm.s_tir import dlight as dl
+
+from .errors import ScheduleError
+
+
+def pack_int4(w_kn: np.ndarray, group: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group-wise asymmetric 4-bit quantization of a float ``[K, N]`` weight -> (packed, scale, zero)."""
+    k, n = w_kn.shape
+    if k % group or group % 2:
+        raise ScheduleError(f"int4 group {group} must be even and divide K={k}")
+    w = w_kn.T.astype(np.float32).reshape(n, k // group, group)
+    lo, hi = w.min(-1), w.max(-1)
+    scale = np.maximum(hi - lo, 1e-8) / 15.0
+    zero = np.clip(np.round(-lo / scale), 0, 15)
+    codes = np.clip(np.round(w / scale[..., None] + zero[..., None]), 0, 15).astype(np.uint8).reshape(n, k)
+    packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
+    return packed, scale.astype(np.float16), zero.astype(np.float16)
+
+
+def unpack_int4(packed: np.ndarray, scale: np.ndarray, zero: np.ndarray, group: int) -> np.ndarray:
+    """Float ``[N, K]`` weight that the kernel multiplies by (fp32)."""
+    n, kh = packed.shape
+    codes = np.empty((n, 2 * kh), np.float32)
+    codes[:, 0::2] = packed & 15
+    codes[:, 1::2] = packed >> 4
+    g = np.arange(2 * kh) // group
+    return (codes - zero.astype(np.float32)[:, g]) * scale.astype(np.float32)[:, g]
+
+
+def gemv_int4_func(m: int, n: int, k: int, group: int = 128) -> tirx.PrimFunc:
+    if k % group or group % 2:
+        raise ScheduleError(f"int4 group {group} must be even and divide K={k}")
+    x = te.placeholder((m, k), "float16", name="x")
+    w = te.placeholder((n, k // 2), "uint8", name="w")
+    scale = te.placeholder((n, k // group), "float16", name="scale")
+    zero = te.placeholder((n, k // group), "float16", name="zero")
+    deq = te.compute(
+        (n, k),
+        lambda j, kk: (((w[j, kk // 2] >> ((kk % 2) * 4).astype("uint8")) & tirx.const(15, "uint8")).astype("float16")
+                       - zero[j, kk // group]) * scale[j, kk // group],
+        name="decode")
+    r = te.reduce_axis((0, k), name="k")
+    acc = te.compute((m, n), lambda i, j: te.sum(x[i, r].astype("float32") * deq[j, r].astype("float32"), axis=r),
+                     name="gemv")
+    y = te.compute((m, n), lambda i, j: acc[i, j].astype("float16"), name="cast")
+    return te.create_prim_func([x, w, scale, zero, y]).with_attr("global_symbol", "gemv_int4")
+
+
+@dataclass(frozen=True)
+class GemvInt4Rule:
+    def apply(self, func: tirx.PrimFunc, target) -> tirx.PrimFunc:
+        import tvm  # noqa: PLC0415
+
+        mod = tvm.IRModule({"main": func})
+        with target:
+            mod = dl.ApplyDefaultSchedule(dl.gpu.GEMV(), dl.gpu.LowBatchGEMV(), dl.gpu.Fallback())(mod)
+        return mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+def gemv_int4(m: int, n: int, k: int, group: int = 128, arch: str = "sm_90") -> tirx.PrimFunc:
+    """Scheduled PrimFunc ``gemv_int4(x, w_packed, scale, zero, y)`` (layouts in the module docstring)."""
+    import tvm  # noqa: PLC0415
+
+    target = tvm.target.Target({"kind": "cuda", "arch": arch})
+    return GemvInt4Rule().apply(gemv_int4_func(m, n, k, group), target)

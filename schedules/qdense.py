@@ -1,0 +1,88 @@
+"""``qdense`` int8 x int8 -> int32 on tensor cores (``mma.sync m16n8k32``) with a fused epilogue.
+
+Layouts: x ``[M, K]`` int8 row-major; **w ``[N, K]`` int8** (the transpose of hwcomp's ``[K, N]``: the
+lowering transposes the constant once, since ``ldmatrix`` cannot transpose bytes); ``bias`` ``[N]``
+int32 *with the input zero point folded in* (:func:`fold_input_zero_point`), so that the kernel's
+accumulator is exactly hwcomp's ``sum_k (x - x_zp) * w + bias`` with int32 wrap-around.
+
+Epilogues (``hwcomp/ops/intmath.py`` is the specification):
+
+* ``requant``: ``clamp(((acc * m[n] + 2^(s[n]-1)) >> s[n]) + out_zp, lo, 127)`` with the product in int64,
+  ``lo = out_zp`` for ``relu`` else -128 -> int8 ``[M, N]``;
+* ``dequant``: ``acc * scale[n]`` in fp32 -> fp16 ``[M, N]`` (``scale = x_scale * w_scale[n]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from tvm import s_tir, te, tirx
+
+from ._mma import MmaConfig, pick_config, schedule_mma
+from .errors import ScheduleError
+
+
+def fold_input_zero_point(w_kn: np.ndarray, bias: np.ndarray | None, x_zero_point: int) -> np.ndarray:
+    """int32 ``bias - x_zp * sum_k w[k, n]`` (wrapping), so the kernel may multiply raw int8 x."""
+    n = w_kn.shape[1]
+    b = np.zeros(n, np.int64) if bias is None else np.asarray(bias, np.int64)
+    folded = b - np.int64(x_zero_point) * w_kn.astype(np.int64).sum(axis=0)
+    return folded.astype(np.int64).astype(np.int32)
+
+
+def qdense_func(m: int, n: int, k: int, epilogue: str = "requant", out_zero_point: int = 0,
+                activation: str = "none") -> tirx.PrimFunc:
+    """Unscheduled PrimFunc. requant: ``(x, w_nk, bias, multiplier, shift, out)``;
+    dequant: ``(x, w_nk, bias, scale, out)``."""
+    if activation not in ("none", "relu"):
+        raise ScheduleError(f"qdense activation {activation!r} is not 'none' or 'relu'")
+    x = te.placeholder((m, k), "int8", name="x")
+    w = te.placeholder((n, k), "int8", name="w")
+    b = te.placeholder((n,), "int32", name="bias")
+    r = te.reduce_axis((0, k), name="k")
+    acc = te.compute((m, n), lambda i, j: te.sum(x[i, r].astype("int32") * w[j, r].astype("int32"), axis=r),
+                     name="matmul")
+    if epilogue == "requant":
+        mult = te.placeholder((n,), "int32", name="multiplier")
+        shift = te.placeholder((n,), "int32", name="shift")
+        lo = max(out_zero_point, -128) if activation == "relu" else -128
+
+        def requant(i, j):
+            a = (acc[i, j] + b[j]).astype("int64") * mult[j].astype("int64")
+            s = shift[j].astype("int64")
+            y = tirx.shift_right(a + tirx.shift_left(tirx.const(1, "int64"), s - 1), s) + out_zero_point
+            return tirx.max(tirx.min(y, tirx.const(127, "int64")), tirx.const(lo, "int64")).astype("int8")
+
+        out = te.compute((m, n), requant, name="epilogue")
+        args = [x, w, b, mult, shift, out]
+    elif epilogue == "dequant":
+        scale = te.placeholder((n,), "float32", name="scale")
+        out = te.compute((m, n), lambda i, j: ((acc[i, j] + b[j]).astype("float32") * scale[j]).astype("float16"),
+                         name="epilogue")
+        args = [x, w, b, scale, out]
+    else:
+        raise ScheduleError(f"qdense epilogue {epilogue!r} is not 'requant' or 'dequant'")
+    return te.create_prim_func(args).with_attr("global_symbol", f"qdense_{epilogue}")
+
+
+@dataclass(frozen=True)
+class QDenseRule:
+    """Schedule rule for int8 ``qdense``; ``configs`` maps a target arch to a fixed tile (else picked)."""
+
+    configs: dict[str, MmaConfig] = field(default_factory=dict)
+
+    def apply(self, func: tirx.PrimFunc, arch: str = "sm_90") -> tirx.PrimFunc:
+        m, k = (int(d) for d in func.params[0].shape)
+        n = int(func.params[1].shape[0])
+        cfg = self.configs.get(arch) or pick_config(m, n, k, 32)
+        sch = s_tir.Schedule(func)
+        schedule_mma(sch, cfg, "int8", "int32", trans_b=True)
+        return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+def qdense(m: int, n: int, k: int, epilogue: str = "requant", out_zero_point: int = 0,
+           activation: str = "none", arch: str = "sm_90", config: MmaConfig | None = None) -> tirx.PrimFunc:
+    """Scheduled tensor-core PrimFunc for int8 ``qdense`` (layouts in the module docstring)."""
+    rule = QDenseRule({arch: config} if config else {})
+    return rule.apply(qdense_func(m, n, k, epilogue, out_zero_point, activation), arch)
