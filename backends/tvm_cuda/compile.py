@@ -69,8 +69,9 @@ def build(g: Graph, target_kind: str, arch: str, precision: str, tuning_db: str 
         with target:
             mod = relax.get_pipeline("zero")(lm.mod)
             if tuning_db:
-                from .tuning import apply_database
+                from .tuning import apply_database, database_kernels
                 mod = apply_database(mod, target, tuning_db)
+                lm.tuned_kernels = database_kernels(mod)
             mod = schedule_cuda(mod, precision)
             # Static shapes: let Relax capture the whole forward pass as one CUDA graph.
             with tvm.transform.PassContext(opt_level=3, config={"relax.backend.use_cuda_graph": cuda_graph}):
@@ -79,8 +80,9 @@ def build(g: Graph, target_kind: str, arch: str, precision: str, tuning_db: str 
         target = tvm.target.Target({"kind": "llvm"})
         mod = relax.get_pipeline("zero")(lm.mod)
         if tuning_db:
-            from .tuning import apply_database
+            from .tuning import apply_database, database_kernels
             mod = apply_database(mod, target, tuning_db)
+            lm.tuned_kernels = database_kernels(mod)
         ex = tvm.compile(mod, target)
     return ex, lm
 
@@ -112,7 +114,8 @@ def _compile(target_kind: str):
                 "predicted_total_us": round(sum(r["predicted_us"] for r in rows), 3),
                 "schedules": "hwcomp schedules where they match, dlight defaults otherwise"
                 + (f", tuning records from {tuning_db}" if tuning_db else ""),
-                "kernel_sources": lm.kernel_sources,
+                "kernel_sources": lm.kernel_sources,  # hwcomp node -> "hwcomp schedule"
+                "tuned_kernels": lm.tuned_kernels,    # PrimFuncs whose schedule came from --tuning-db
             }
             write_json(tmp / "report.json", report)
         report["summary"] = (f"{len(rows)} kernels, {sum(r['flops'] for r in rows) / 1e9:.2f} GFLOP, predicted "

@@ -39,7 +39,8 @@ class LoweredModel:
     params: dict[str, np.ndarray]
     input_names: list[str]
     output_names: list[str]
-    kernel_sources: dict[str, str] = field(default_factory=dict)  # fused node name -> "schedule"/"relax"
+    kernel_sources: dict[str, str] = field(default_factory=dict)  # fused node name -> "hwcomp schedule"
+    tuned_kernels: list[str] = field(default_factory=list)  # PrimFuncs scheduled from a tuning database
 
 
 # Hooks: op name -> fn(ctx, node, args) -> relax expr(s). Schedules register here (see hwcomp.schedules).
@@ -280,6 +281,8 @@ def _scheduled_dense_f16(ctx: _Ctx, n: Node, args):
         return None
     from tvm import relax
     try:
+        from .startup import import_tensor_intrinsics
+        import_tensor_intrinsics()  # minutes -> seconds on a loaded machine (see startup.py)
         from hwcomp.schedules.dense import dense_f16
     except ImportError:
         return None
