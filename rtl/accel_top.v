@@ -207,7 +207,7 @@ module accel_top #(
     wire [COLS*8-1:0] vu_y;
     wire              vu_ok;
     vector_unit #(.COLS(COLS), .VEC_LANES(VEC_LANES)) u_vu (
-        .clk(clk), .en(state == S_VEC_OP), .beat(beat), .funct(f_func),
+        .clk(clk), .en(state == S_VEC_OP), .beat(beat), .line(line), .funct(f_func),
         .a_line(vec_rdata_a), .b_line(vec_rdata_b), .y_line(vu_y), .ok(vu_ok));
 
     // ---- helpers -----------------------------------------------------------------------------------

@@ -19,6 +19,9 @@ module vec_lane (
     localparam [7:0] VEC_MIN  = 8'd4;  // y = min(a, b)
     localparam [7:0] VEC_RELU = 8'd5;  // y = max(a, 0)
     localparam [7:0] VEC_MUL  = 8'd6;  // y = sat8(a * b)
+    // 16..31: I-BERT kernels. The table lookup itself lives in vector_unit (one table shared by the lanes).
+    localparam [7:0] VEC_LUTW = 8'd16; // y = a; vector_unit also writes a into its 256-entry table
+    localparam [7:0] VEC_LUT  = 8'd17; // y = table[a] (vector_unit substitutes the table's output)
 
     wire signed [8:0]  a9 = {a[7], a};
     wire signed [8:0]  b9 = {b[7], b};
@@ -46,6 +49,7 @@ module vec_lane (
             VEC_MIN:  y = (a < b) ? a : b;
             VEC_RELU: y = (a > 8'sd0) ? a : 8'sd0;
             VEC_MUL:  y = sat16(prod);
+            VEC_LUTW, VEC_LUT: y = a;
             default: begin
                 y = 8'sd0;
                 ok = 1'b0;

@@ -63,6 +63,15 @@ class VecOp(enum.IntEnum):
     MUL = 6
 
 
+class VecLutOp(enum.IntEnum):
+    """Table ops of the vector unit (codes 16..31, kept apart from the stateless element-wise ``VecOp``s):
+    ``LUT_WRITE`` copies src1 lines into the unit's 256-entry int8 table (``table[line*cols + j]``) and to dst;
+    ``LUT`` computes ``dst = table[src1 as unsigned byte]``."""
+
+    LUT_WRITE = 16
+    LUT = 17
+
+
 @dataclass(frozen=True)
 class _Instr:
     opcode: ClassVar[Opcode]
@@ -143,7 +152,7 @@ class Requant(_Instr):
 class Vector(_Instr):
     """vector[dst+i] = op(vector[src1+i], vector[src2+i]) element-wise, saturating to int8."""
 
-    op: VecOp
+    op: VecOp | VecLutOp
     src1: int
     src2: int
     dst: int
@@ -200,7 +209,7 @@ def decode(word: int) -> Instr:
         if attr == "buf":
             value = Buffer(value)
         elif attr == "op":
-            value = VecOp(value)
+            value = VecOp(value) if value in VecOp._value2member_map_ else VecLutOp(value)
         kw[attr] = value
     return cls(**kw)
 

@@ -25,7 +25,7 @@ from hwcomp.errors import HardwareError
 from hwcomp.hardware import HardwareParams
 from hwcomp.ops.intmath import requantize, wrap_int32
 
-from .isa import Buffer, Halt, Instr, Load, Matmul, Requant, Store, Sync, Vector
+from .isa import Buffer, Halt, Instr, Load, Matmul, Requant, Store, Sync, Vector, VecLutOp
 from .vector_ops import apply_vec_op
 
 OVERHEAD = 3  # fetch, decode, retire
@@ -86,6 +86,7 @@ class AccelModel:
         self.shift = np.ones(hw.cols, np.int32)
         self.zp = np.zeros(hw.cols, np.int32)
         self.array_w = np.zeros((hw.rows, hw.cols), np.int8)  # WS: weights held in the PEs
+        self.lut = np.zeros(256, np.int8)                       # vector unit table (VecLutOp)
 
     # ---- helpers -----------------------------------------------------------------------------------
     def _sp(self, buf: Buffer) -> np.ndarray:
@@ -144,6 +145,15 @@ class AccelModel:
         elif isinstance(ins, Requant):
             src = self.acc[self._span(self.acc, ins.src, ins.lines, str(ins))]
             y = requantize(src, self.mult, self.shift, self.zp)
+            self.vec[self._span(self.vec, ins.dst, ins.lines, str(ins))] = y
+        elif isinstance(ins, Vector) and int(ins.op) in VecLutOp._value2member_map_:
+            a = self.vec[self._span(self.vec, ins.src1, ins.lines, str(ins))]
+            if ins.op == VecLutOp.LUT_WRITE:
+                idx = (np.arange(ins.lines)[:, None] * hw.cols + np.arange(hw.cols)[None, :]) % 256
+                self.lut[idx.reshape(-1)] = a.reshape(-1)
+                y = a.copy()
+            else:
+                y = self.lut[a.view(np.uint8)]
             self.vec[self._span(self.vec, ins.dst, ins.lines, str(ins))] = y
         elif isinstance(ins, Vector):
             a = self.vec[self._span(self.vec, ins.src1, ins.lines, str(ins))]

@@ -18,7 +18,8 @@ hardware                        ``qdense`` with int8 x, constant int8 [K, N] wei
                                 (vector unit ``MAX`` against a line of zero points)
 host epilogue                   ``qdense`` with a float32 or 16-bit epilogue: the hardware stores the raw int32
                                 accumulators, the host applies ``float32(acc) * out_scale`` / 16-bit requantize
-host (no vector kernel yet)     ``qattention``, ``int_softmax``, ``int_gelu``, ``int_layer_norm``, ``quantize``,
+vector unit (table)             ``int_gelu`` with an int8 output: a 256-entry table (LUT_WRITE, then LUT)
+host (no vector kernel yet)     ``qattention``'s softmax, ``int_softmax``, ``int_layer_norm``, ``quantize``,
                                 ``dequantize``, residual ``Add`` and the embedding / mask glue (``GLUE_OPS``),
                                 float sentence-embedding pooling after the encoder (``POOL_OPS``)
 rejected (HardwareError)        float compute (``dense``, ``MatMul``, ``attention``, ``Softmax``, ...), ``wdense``
@@ -48,7 +49,7 @@ from hwcomp.hardware import HardwareParams
 from hwcomp.ir.graph import Graph, Node
 from hwcomp.ir.types import DType
 
-from .isa import Buffer, Halt, Instr, Load, Matmul, Requant, Store, Vector, VecOp
+from .isa import Buffer, Halt, Instr, Load, Matmul, Requant, Store, Vector, VecLutOp, VecOp
 from .isa_model import instr_cycles
 
 ALIGN = 64
@@ -58,7 +59,7 @@ MAX_STRIDE = (1 << 20) - 1
 HOST_OPS: dict[str, str] = {
     "qattention": "integer attention: no softmax kernel in the vector unit yet",
     "int_softmax": "no i-exp/row-sum kernel in the vector unit yet",
-    "int_gelu": "no i-GELU kernel in the vector unit yet",
+    "int_gelu": "per-channel or non-int8 epilogue (the vector unit's one table maps int8 to int8, per tensor)",
     "int_layer_norm": "no mean/isqrt kernel in the vector unit yet",
     "quantize": "float -> int conversion of model inputs / residual sums (float on the host)",
     "dequantize": "int -> float conversion for the float residual path",
@@ -66,6 +67,9 @@ HOST_OPS: dict[str, str] = {
 GLUE_OPS = {"Gather", "Add", "Sub", "Mul", "Cast", "Flatten", "Reshape", "Where", "And", "Or", "Not", "Equal",
             "Unsqueeze", "Squeeze", "Expand", "Concat", "Slice", "Shape", "ConstantOfShape", "Transpose",
             "Split", "Identity", "Range", "Less", "Greater", "Neg", "Div"}
+# int8 -> int8 element-wise ops the vector unit runs as a 256-entry table (exact: the compiler tabulates the
+# op's own implementation over every int8 input).
+LUT_OPS = {"int_gelu"}
 # Float post-processing after the encoder (sentence-embedding mean pooling and L2 normalisation).
 POOL_OPS = {"ReduceSum", "ReduceL2", "Clip", "Max", "Min", "Sqrt"}
 FLOAT_COMPUTE = {"dense", "MatMul", "Gemm", "attention", "Softmax", "layer_norm", "add_layer_norm", "gelu",
@@ -283,6 +287,8 @@ class _Lowerer:
                 self._qdense(n)
             elif n.op == "qattention" and self._qattention_on_hw(n):
                 self._qattention(n)
+            elif n.op in LUT_OPS and self._lut_on_hw(n):
+                self._lut(n)
             elif n.op in HOST_OPS:
                 if n.op == "qattention" and n.attr("softmax", "int") != "int":
                     raise HardwareError(f"node {n.name!r} (qattention) uses a float softmax, which the RTL path does "
@@ -409,6 +415,39 @@ class _Lowerer:
         if not int8_out:
             self._host(n, "epilogue", "float32 / 16-bit epilogue of the hardware's int32 accumulators "
                                       "(the requant unit writes int8)")
+
+    # ---- int8 -> int8 element-wise ops as a vector-unit table ---------------------------------------------
+    def _lut_on_hw(self, n: Node) -> bool:
+        g, hw = self.g, self.hw
+        x, y = g.types[n.inputs[0]], g.types[n.outputs[0]]
+        per_tensor = all(np.size(n.attrs.get(a, 1)) == 1 for a in ("multiplier", "shift", "out_zero_point"))
+        return per_tensor and x.dtype == DType.int8 and y.dtype == DType.int8 and 256 % hw.cols == 0 \
+            and hw.vector_lines >= 256 // hw.cols and len([i for i in n.inputs if i]) == 1
+
+    def _lut(self, n: Node) -> None:
+        from hwcomp.ops import run_op
+
+        hw = self.hw
+        with np.errstate(all="ignore"):
+            table = run_op(n, [np.arange(256, dtype=np.uint8).view(np.int8)])[0].astype(np.int8)
+        t_addr = self.const(table)
+        xt = self._need_input(n.inputs[0])
+        yt = self.tensor(n.outputs[0], "int8", self.g.types[n.outputs[0]].shape)
+        assert yt.cp == xt.cp
+        seg = self._segment()
+        prog, first = seg.program, len(seg.program)
+        tl, c = 256 // hw.cols, hw.cols
+        prog.append(Load(Buffer.VECTOR, 0, tl, t_addr, c))
+        prog.append(Vector(VecLutOp.LUT_WRITE, 0, 0, 0, tl))
+        total = xt.m * xt.cp // c
+        step = min(hw.vector_lines, 1 << 15)
+        for l0 in range(0, total, step):
+            t = min(step, total - l0)
+            prog.append(Load(Buffer.VECTOR, 0, t, xt.addr + l0 * c, c))
+            prog.append(Vector(VecLutOp.LUT, 0, 0, 0, t))
+            prog.append(Store(Buffer.VECTOR, 0, t, yt.addr + l0 * c, c))
+        seg.phases.append(Phase(n.name, n.op, 0, first, len(prog) - first))
+        self._produced(n.outputs[0], yt)
 
     # ---- qattention: QK^T and PV on the array, mask + int_softmax on the host ---------------------------
     def _qattention_on_hw(self, n: Node) -> bool:

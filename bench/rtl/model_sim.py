@@ -11,6 +11,7 @@ at seq 128; bert-layer-256 one layer with hidden 256 (4 heads, FFN 1024) at seq 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
@@ -78,7 +79,7 @@ def main() -> None:
     names = sys.argv[1:] or ["bert-tiny", "minilm-layer"]
     work = Path("/tmp/hwcomp-bench-rtl")
     work.mkdir(exist_ok=True)
-    path = Path(__file__).with_suffix(".json")
+    path = Path(os.environ.get("HWCOMP_BENCH_JSON", Path(__file__).with_suffix(".json")))
     results = json.loads(path.read_text())["results"] if path.exists() else {}
     for n in names:
         r = bench(n, work)
