@@ -76,16 +76,19 @@ def attention_ref(q, k, v, mask, num_heads: int, scale: float, causal: bool) -> 
     if mask is not None:
         mask = np.broadcast_to(mask, (b, num_heads, sq, sk))
     tri = np.tril(np.ones((sq, sk), bool), sk - sq) if causal else None
+    # Contiguous per-head matrices: numpy hands strided views to a slow non-BLAS loop.
+    qh, kh = (np.ascontiguousarray(split_heads(t, num_heads)) for t in (q, k))
+    vh = np.ascontiguousarray(v.reshape(b, sk, num_heads, dv).transpose(0, 2, 1, 3))
     for bi in range(b):
         for h in range(num_heads):
-            s = (q[bi, :, h * d:(h + 1) * d] @ k[bi, :, h * d:(h + 1) * d].T) * sc
+            s = np.dot(qh[bi, h], kh[bi, h].T) * sc
             if mask is not None:
                 s = s + mask[bi, h]
             if tri is not None:
                 s = np.where(tri, s, np.asarray(-np.inf, s.dtype))
             p = softmax_ref(s.astype(q.dtype), -1)
             p = np.where(np.isnan(p), 0, p).astype(q.dtype)
-            out[bi, :, h * dv:(h + 1) * dv] = p @ v[bi, :, h * dv:(h + 1) * dv]
+            out[bi, :, h * dv:(h + 1) * dv] = np.dot(p, vh[bi, h])
     return out
 
 
