@@ -29,7 +29,9 @@ def _stage(progress: Progress, text: str):
 def demo(out: str = typer.Option("hwcomp-demo", "-o", "--output", help="directory for artifacts and the report"),
          seq: int = typer.Option(64, "--seq", help="sequence length (the built-in sentences fit in 64 tokens)"),
          batch: int = typer.Option(8, "--batch", help="sentences per batch"),
-         fpga: bool = typer.Option(True, "--fpga/--no-fpga", help="also compile and simulate the RTL accelerator")) -> None:
+         fpga: bool = typer.Option(True, "--fpga/--no-fpga", help="also compile and simulate the RTL accelerator"),
+         fpga_seq: int = typer.Option(16, "--fpga-seq", help="sequence length of the one sentence simulated on the RTL "
+                                      "(cycle-accurate Verilator simulation: seq 128 takes ~20 min on 2 cores)")) -> None:
     """Run hwcomp end to end on the built-in default model and write a report."""
     import hwcomp
     from .. import zoo
@@ -107,7 +109,7 @@ def demo(out: str = typer.Option("hwcomp-demo", "-o", "--output", help="director
                 rep["stages"]["fpga"] = {"skipped": str(e)}
                 progress.update(t, description=f"FPGA: skipped ({e})", completed=1, total=1)
             else:
-                one = {k: v[:1] for k, v in batches[0].items()}
+                one = zoo.tokenize(sentences[:1], fpga_seq)
                 t0 = time.perf_counter()
                 frep = fb.compile(qg_one := quantize_graph(run_pipeline(hwcomp.load_onnx(path, {k: v.shape for k, v in one.items()}), "fpga", PassContext()), "int8", None, "minmax", 128, None, integer_only=True), outdir / "fpga", array="16x16", dataflow="ws")
                 sim = fb.run(outdir / "fpga", one)
