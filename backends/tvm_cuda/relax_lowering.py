@@ -255,8 +255,7 @@ def _softmax(ctx: _Ctx, x, axis: int):
 def _layer_norm(ctx: _Ctx, x, gamma, beta, eps: float):
     from tvm import relax
     R = relax.op
-    if beta is None:
-        c = ctx.g.types  # beta defaults to zeros
+    if beta is None:  # beta defaults to zeros
         beta = R.zeros_like(gamma)
     if ctx.precision == "fp16":
         y = R.nn.layer_norm(R.astype(x, "float32"), R.astype(gamma, "float32"), R.astype(beta, "float32"),

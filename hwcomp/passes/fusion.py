@@ -288,13 +288,11 @@ def fuse_add_layer_norm(g: Graph, ctx: PassContext) -> Graph:
         if not (ta.shape == tb.shape == ts.shape):
             continue
         s = a.outputs[0]
-        uses = [u for u in ix.cons.get(s, []) if u is not n]
         node = Node("add_layer_norm", [a.inputs[0], a.inputs[1]] + n.inputs[1:], [n.outputs[0], s],
                     {"epsilon": n.attr("epsilon", 1e-5)}, g.fresh(n.name + "_add"))
         idx = g.nodes.index(n)
         g.nodes[idx] = node
         g.nodes.remove(a)
-        del uses
         count += 1
         ix = _Index(g)
     ctx.stats["fuse_add_layer_norm"] = {"fused": count}
