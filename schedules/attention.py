@@ -1,10 +1,11 @@
 """``attention`` fp16 as three kernels: tensor-core QKᵀ (+scale, mask, causal), row softmax, tensor-core PV.
 
 Layouts: q, k, v ``[B, S, H*D]`` fp16 (hwcomp's layout, heads read in place: no transposes);
-mask ``[B, Sk]`` float32 additive key mask (BERT's padding mask; the lowering reshapes a
-``[B, 1, 1, Sk]`` mask, other mask shapes are not covered by these kernels); out ``[B, Sq, H*D]`` fp16.
+mask ``[Bm, Sqm, Sk]`` float32 additive mask shared by all heads, broadcast over batch (``Bm`` = 1 or B)
+and query rows (``Sqm`` = 1 or Sq): BERT's key padding mask is ``[B, 1, Sk]``, GPT-2's causal+padding
+mask ``[B or 1, Sq, Sk]`` (the lowering reshapes ONNX's ``[Bm, 1, Sqm, Sk]``); out ``[B, Sq, H*D]`` fp16.
 
-* ``attn_scores(q, k, mask, scores)``: ``scores[b, h, i, j] = sum_d q·k * scale + mask[b, j]`` (fp32 out,
+* ``attn_scores(q, k, mask, scores)``: ``scores[b, h, i, j] = sum_d q·k * scale + mask[b, i, j]`` (fp32 out,
   ``-3.4e38`` above the diagonal when ``causal``), batched mma over (b, h);
 * ``attn_softmax(scores, probs)``: fp16 probabilities, one thread block per row, fp32 max/sum;
 * ``attn_pv(probs, v, out)``: ``out[b, i, h*D + d] = sum_j p·v``, batched mma, heads merged on store.
@@ -21,16 +22,19 @@ from tvm import s_tir, te, tirx
 from tvm.script import tirx as T
 
 from ._mma import MmaConfig, pick_config, schedule_mma
-from .layer_norm import LayerNormRule  # noqa: F401  (same row-reduction pattern)
+from .errors import ScheduleError
 
 NEG_INF = -3.4e38
 
 
 def scores_func(b: int, s_q: int, s_k: int, h: int, d: int, scale: float, causal: bool = False,
-                has_mask: bool = True) -> tirx.PrimFunc:
+                has_mask: bool = True, mask_batch: int | None = None, mask_rows: int = 1) -> tirx.PrimFunc:
+    mb = b if mask_batch is None else mask_batch
+    if mb not in (1, b) or mask_rows not in (1, s_q):
+        raise ScheduleError(f"attention mask [{mb}, {mask_rows}, {s_k}] does not broadcast to [{b}, {s_q}, {s_k}]")
     q = te.placeholder((b, s_q, h * d), "float16", name="q")
     k = te.placeholder((b, s_k, h * d), "float16", name="k")
-    mask = te.placeholder((b, s_k), "float32", name="mask")
+    mask = te.placeholder((mb, mask_rows, s_k), "float32", name="mask")
     r = te.reduce_axis((0, d), name="d")
     acc = te.compute((b, h, s_q, s_k), lambda bb, hh, i, j: te.sum(
         q[bb, i, hh * d + r].astype("float32") * k[bb, j, hh * d + r].astype("float32"), axis=r), name="matmul")
@@ -38,7 +42,7 @@ def scores_func(b: int, s_q: int, s_k: int, h: int, d: int, scale: float, causal
     def epi(bb, hh, i, j):
         v = acc[bb, hh, i, j] * scale
         if has_mask:
-            v = v + mask[bb, j]
+            v = v + mask[bb if mb > 1 else 0, i if mask_rows > 1 else 0, j]
         if causal:
             v = tirx.Select(j > i + (s_k - s_q), tirx.const(NEG_INF, "float32"), v)
         return v
@@ -115,11 +119,12 @@ def _schedule_softmax(func: tirx.PrimFunc, threads: int) -> tirx.PrimFunc:
 
 
 def attention(b: int, s_q: int, s_k: int, h: int, d: int, scale: float | None = None, causal: bool = False,
-              has_mask: bool = True, config: AttentionConfig | None = None) -> AttentionKernels:
+              has_mask: bool = True, config: AttentionConfig | None = None, mask_batch: int | None = None,
+              mask_rows: int = 1) -> AttentionKernels:
     """Scheduled kernels for hwcomp's ``attention`` (see module docstring for the call sequence)."""
     cfg = config or AttentionConfig()
     scale = d ** -0.5 if scale is None else scale
-    sch = s_tir.Schedule(scores_func(b, s_q, s_k, h, d, scale, causal, has_mask))
+    sch = s_tir.Schedule(scores_func(b, s_q, s_k, h, d, scale, causal, has_mask, mask_batch, mask_rows))
     schedule_mma(sch, cfg.scores or pick_config(b * h * s_q, s_k, d, 16), "float16", "float32", trans_b=True)
     scores = sch.mod["main"].with_attr("tirx.is_scheduled", True)
     sch = s_tir.Schedule(pv_func(b, s_q, s_k, h, d))

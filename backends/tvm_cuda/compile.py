@@ -22,6 +22,7 @@ from hwcomp.errors import BackendError
 from hwcomp.ir import Graph, save
 
 from .relax_lowering import lower_to_relax
+from .scheduled_ops import apply_hwcomp_schedules
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,11 @@ def build(g: Graph, target_kind: str, arch: str, precision: str, tuning_db: str 
         target = cuda_target(arch)
         with target:
             mod = relax.get_pipeline("zero")(lm.mod)
-            if tuning_db:
+            if tuning_db:  # tuning records first, then hwcomp's schedules, then dlight
                 from .tuning import apply_database, database_kernels
                 mod = apply_database(mod, target, tuning_db)
                 lm.tuned_kernels = database_kernels(mod)
+            mod = apply_hwcomp_schedules(mod, lm.kernel_schedules)
             mod = schedule_cuda(mod, precision)
             # Static shapes: let Relax capture the whole forward pass as one CUDA graph.
             with tvm.transform.PassContext(opt_level=3, config={"relax.backend.use_cuda_graph": cuda_graph}):

@@ -41,10 +41,14 @@ class LoweredModel:
     output_names: list[str]
     kernel_sources: dict[str, str] = field(default_factory=dict)  # fused node name -> "hwcomp schedule"
     tuned_kernels: list[str] = field(default_factory=list)  # PrimFuncs scheduled from a tuning database
+    # kernel name -> hwcomp's scheduled PrimFunc for the definition emitted under that name (scheduled_ops.py)
+    kernel_schedules: dict[str, object] = field(default_factory=dict)
 
 
 # Hooks: op name -> fn(ctx, node, args) -> relax expr(s). Schedules register here (see hwcomp.schedules).
 FUSED_KERNELS: dict[str, Callable] = {}
+# fn(ctx) -> {constant name: padded last-axis width}: params a kernel wants zero-padded (see scheduled_ops)
+PARAM_PADDING: Callable[[object], dict[str, int]] = lambda ctx: {}
 
 
 class _Ctx:
@@ -54,7 +58,9 @@ class _Ctx:
         self.target, self.arch, self.use_schedules = target, arch, use_schedules
         self.env: dict[str, object] = {}
         self.kernel_sources: dict[str, str] = {}
-        self.scheduled: dict[str, object] = {}  # kernel name -> GlobalVar of a scheduled PrimFunc
+        self.scheduled: dict[str, object] = {}  # kernel name -> GlobalVar of its definition (None: no schedule)
+        self.kernel_schedules: dict[str, object] = {}  # kernel name -> hwcomp's scheduled PrimFunc
+        self.padded: dict[str, int] = {}  # weight/bias param -> last-axis width it was zero-padded to
 
     def fdt(self, dt: DType) -> str:
         """The compute dtype for an IR dtype under this precision."""
@@ -91,6 +97,11 @@ def lower_to_relax(g: Graph, precision: str = "fp32", *, target: str = "llvm", a
     param_names = [k for k, v in g.constants.items() if v.size >= PARAM_MIN_ELEMENTS]
     params = {k: (_to_float(g.constants[k], ctx.fdt(g.types[k].dtype)) if g.types[k].dtype.is_float
                   else g.constants[k]) for k in param_names}
+    for k, width in PARAM_PADDING(ctx).items():  # e.g. a vocabulary-wide dense padded to whole mma tiles
+        if k in params:
+            ctx.padded[k] = width
+            pad = [(0, 0)] * (params[k].ndim - 1) + [(0, width - params[k].shape[-1])]
+            params[k] = np.pad(params[k], pad)
     pvars = [relax.Var(_safe(k), relax.TensorType(list(params[k].shape), str(params[k].dtype))) for k in param_names]
     with bb.function("main", inputs + pvars, attrs={"num_input": len(inputs)}):
         with bb.dataflow():
@@ -115,7 +126,8 @@ def lower_to_relax(g: Graph, precision: str = "fp32", *, target: str = "llvm", a
             out = bb.emit_output(relax.Tuple(results) if len(results) > 1 else results[0])
         bb.emit_func_output(out)
     mod = bb.get()
-    return LoweredModel(mod, param_names, params, list(g.inputs), list(g.outputs), ctx.kernel_sources)
+    return LoweredModel(mod, param_names, params, list(g.inputs), list(g.outputs), ctx.kernel_sources,
+                        kernel_schedules=ctx.kernel_schedules)
 
 
 def _to_float(a: np.ndarray, dtype: str) -> np.ndarray:
@@ -220,7 +232,7 @@ def _lower_node(ctx: _Ctx, n: Node):
     if n.op == "MatMul":
         return bb.emit(R.matmul(args[0], args[1]))
     if n.op == "dense":
-        return _dense(ctx, n, args)
+        return dense_ops(ctx, n, args)
     if n.op == "gelu":
         return bb.emit(R.nn.gelu_tanh(args[0]) if n.attr("approximate", "none") == "tanh" else R.nn.gelu(args[0]))
     if n.op in ("layer_norm", "LayerNormalization"):
@@ -273,45 +285,8 @@ def _activation(ctx: _Ctx, y, act: str):
     return ctx.emit(f(y))
 
 
-def _scheduled_dense_f16(ctx: _Ctx, n: Node, args):
-    """fp16 `dense` on CUDA through hwcomp's tensor-core schedule (schedules/dense.py), as one call_tir on
-    the 2-D view of x; returns None (default lowering) when it does not apply."""
-    if ctx.target != "cuda" or ctx.precision != "fp16":
-        return None
-    from tvm import relax
-    try:
-        from .startup import import_tensor_intrinsics
-        import_tensor_intrinsics()  # minutes -> seconds on a loaded machine (see startup.py)
-        from hwcomp.schedules.dense import dense_f16
-    except ImportError:
-        return None
-    g = ctx.g
-    xs = g.types[n.inputs[0]].shape
-    k, nn = g.types[n.inputs[1]].shape
-    m = int(np.prod(xs[:-1]))
-    has_bias = len(args) > 2 and args[2] is not None
-    act = n.attr("activation", "none")
-    name = f"dense_f16_{m}x{nn}x{k}_{act}{'_b' if has_bias else ''}"
-    gv = ctx.scheduled.get(name)
-    if gv is None:
-        try:
-            func = dense_f16(m, nn, k, act, has_bias, ctx.arch)
-        except Exception as e:  # a shape the schedule does not cover: dlight/default lowering instead
-            import logging
-            logging.getLogger(__name__).info("dense %s: hwcomp schedule not applicable (%s)", n.name, e)
-            return None
-        gv = ctx.bb.add_func(func.with_attr("global_symbol", name), name)
-        ctx.scheduled[name] = gv
-    x2 = ctx.emit(relax.op.reshape(args[0], [m, k]))
-    call_args = [x2, args[1]] + ([args[2]] if has_bias else [])
-    y = ctx.emit(relax.call_tir(gv, call_args, relax.TensorType([m, nn], "float16")))
-    return ctx.emit(relax.op.reshape(y, list(xs[:-1]) + [nn]))
-
-
-FUSED_KERNELS["dense"] = _scheduled_dense_f16
-
-
-def _dense(ctx: _Ctx, n: Node, args):
+def dense_ops(ctx: _Ctx, n: Node, args):
+    """`dense` as Relax matmul [+ add] [+ activation] (dlight schedules it)."""
     from tvm import relax
     R = relax.op
     y = ctx.emit(R.matmul(args[0], args[1]))
@@ -550,3 +525,6 @@ _QUANT_LOWERINGS: dict[str, Callable] = {"quantize": _lower_quantize, "dequantiz
                                           "qdense": _lower_qdense, "wdense": _lower_wdense,
                                           "int_softmax": _lower_int_softmax, "int_gelu": _lower_int_gelu,
                                           "int_layer_norm": _lower_int_layer_norm, "qattention": _lower_qattention}
+
+
+from . import scheduled_ops  # noqa: E402,F401  (registers the FUSED_KERNELS hooks)

@@ -39,7 +39,7 @@ MANIFEST = "manifest.json"
 WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
 OP_CLASSES = ("dense", "attention", "layer_norm", "gelu", "other")
-SCHEDULE_SOURCE_ATTR = "hwcomp.schedule_source"
+from .scheduled_ops import SCHEDULE_SOURCE_ATTR  # noqa: E402
 
 
 class TuningDatabaseError(BackendError):
@@ -250,7 +250,9 @@ def kernel_classes(mod) -> dict[str, str]:
                     a in weights or isinstance(a, tvm.ir.expr.Constant) and len(a.data.shape) >= 2 for a in args)
     out = {}
     for name, w in uses_weight.items():
-        if "matmul" in name or "dense" in name:
+        if name.startswith("attn_"):  # hwcomp's attention kernels (scores, softmax, pv)
+            out[name] = "attention"
+        elif "matmul" in name or "dense" in name:
             out[name] = "dense" if w else "attention"
         elif "softmax" in name:
             out[name] = "attention"

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 RUNS, WARMUP = 50, 10
+PROFILE = False
 
 
 def cuda_time_ms(fn, runs=RUNS, warmup=WARMUP) -> float:
@@ -87,6 +88,9 @@ def bench_hwcomp(name, batch, seq, feeds, onnx_path, precision, quant, check, us
     args = [tvm.runtime.tensor(feeds[i], dev) for i in lm.input_names] + \
            [tvm.runtime.tensor(lm.params[k], dev) for k in lm.param_names]
     res["latency_ms"] = tvm_time_ms(vm, dev, args)
+    if PROFILE:  # per-kernel time (device-synchronised around each VM call; a build without the CUDA graph)
+        ex_p, _ = build(g, "cuda", "sm_90", precision, use_schedules=use_schedules, cuda_graph=False)
+        res["profile_top"] = kernel_profile(relax.VirtualMachine(ex_p, dev), dev, args)
     if check:
         out = vm["main"](*args)
         got = (out if len(g.outputs) == 1 else out[0]).numpy()
@@ -95,6 +99,32 @@ def bench_hwcomp(name, batch, seq, feeds, onnx_path, precision, quant, check, us
         res["ref_max_abs"] = float(np.abs(ref).max())
         res["bit_exact"] = bool(np.array_equal(got, ref))
     return res
+
+
+def kernel_profile(vm, dev, args, repeat: int = 5, n: int = 12) -> list[dict]:
+    """The ``n`` VM calls (kernels, by symbol) with the most time per forward pass: each call is timed between
+    two device synchronisations (so a kernel's launch overhead is included), median of ``repeat`` passes."""
+    import tvm
+    times: dict[str, list[float]] = {}
+    start: list[float] = []
+
+    def instrument(func, symbol, before, ret, *a):
+        dev.sync()
+        if before:
+            start.append(time.perf_counter())
+        else:
+            times.setdefault(symbol, []).append(time.perf_counter() - start.pop())
+        return 0
+
+    vm["main"](*args)
+    vm.set_instrument(tvm.runtime.convert(instrument))
+    for _ in range(repeat):
+        vm["main"](*args)
+    per_pass = {k: sum(v) / repeat * 1e6 for k, v in times.items()}
+    total = sum(per_pass.values()) or 1.0
+    top = sorted(per_pass.items(), key=lambda kv: -kv[1])[:n]
+    return [{"kernel": k, "us_per_pass": round(v, 1), "calls": len(times[k]) // repeat, "share": round(v / total, 3)}
+            for k, v in top] + [{"kernel": "(all calls)", "us_per_pass": round(total, 1)}]
 
 
 def bench_stock_tvm(onnx_path, feeds):
@@ -124,9 +154,13 @@ def main():
     ap.add_argument("--models", default="bert-base,gpt2-small")
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--seq", type=int, default=128)
-    ap.add_argument("--peers", default="hwcomp,torch,stock_tvm")
+    ap.add_argument("--peers", default="hwcomp,torch,stock_tvm",
+                    help="of hwcomp, torch, stock_tvm, dlight (hwcomp's lowering with dlight schedules only)")
     ap.add_argument("--quant", default="none", help="also bench hwcomp with this --quant (int8, w4)")
+    ap.add_argument("--profile", action="store_true", help="per-kernel GPU time of hwcomp's build (top 12)")
     a = ap.parse_args()
+    global PROFILE
+    PROFILE = a.profile
     import torch
     from hwcomp import zoo
     peers = a.peers.split(",")
@@ -142,7 +176,7 @@ def main():
                              ("hwcomp_fp16_dlight", lambda: bench_hwcomp(name, batch, a.seq, feeds, onnx_path, "fp16", "none", False, False)),
                              ("hwcomp_" + a.quant, lambda: bench_hwcomp(name, batch, a.seq, feeds, onnx_path, "fp16", a.quant, batch == 1)),
                              ("stock_tvm", lambda: bench_stock_tvm(onnx_path, feeds))):
-                key = peer.split("_")[0] if peer != "stock_tvm" else "stock_tvm"
+                key = {"stock_tvm": "stock_tvm", "hwcomp_fp16_dlight": "dlight"}.get(peer, peer.split("_")[0])
                 if key not in peers or (peer == "hwcomp_none") or (peer.startswith("hwcomp_") and peer not in ("hwcomp_fp16", "hwcomp_fp16_dlight") and a.quant == "none"):
                     continue
                 if peer == "stock_tvm" and batch > 1:  # the baseline table has stock TVM at batch 1 only

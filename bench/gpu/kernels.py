@@ -270,8 +270,8 @@ def run_case(c: dict, lib_path: str) -> dict:
     elif k == "attention":
         b, s, h, d = c["b"], c["s"], c["h"], c["d"]
         q, kx, v = (rng.standard_normal((b, s, h * d)).astype(np.float16) for _ in range(3))
-        mask = np.zeros((b, s), np.float32)
-        mask[:, s - s // 4:] = -10000.0  # padded keys, BERT style
+        mask = np.zeros((b, 1, s), np.float32)
+        mask[:, :, s - s // 4:] = -10000.0  # padded keys, BERT style
         scores = T(np.full((b, h, s, s), np.nan, np.float32))
         scores2d = scores._create_view((b * h * s, s)) if hasattr(scores, "_create_view") else None
         probs = T(np.full((b, h, s, s), np.nan, np.float16))
@@ -290,7 +290,7 @@ def run_case(c: dict, lib_path: str) -> dict:
         q64 = q.astype(np.float64).reshape(b, s, h, d).transpose(0, 2, 1, 3)
         k64 = kx.astype(np.float64).reshape(b, s, h, d).transpose(0, 2, 1, 3)
         v64 = v.astype(np.float64).reshape(b, s, h, d).transpose(0, 2, 1, 3)
-        sc = q64 @ k64.transpose(0, 1, 3, 2) / math.sqrt(d) + mask[:, None, None, :]
+        sc = q64 @ k64.transpose(0, 1, 3, 2) / math.sqrt(d) + mask[:, None, :, :]
         p = np.exp(sc - sc.max(-1, keepdims=True))
         p /= p.sum(-1, keepdims=True)
         ref = (p @ v64).transpose(0, 2, 1, 3).reshape(b, s, h * d)

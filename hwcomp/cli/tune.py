@@ -69,9 +69,8 @@ def tune(model: str = typer.Argument(..., help="model.onnx or graph.hwir"),
     mod = tuning.lowered_module(lm, tgt)
     tasks = tuning.extract_tasks(mod, tgt, op_set)
     if not tasks:
-        raise tuning.TuningError(f"{model}: no kernels of class {ops or 'any'} to tune (kernels that hwcomp's own "
-                                 "schedules already cover, e.g. fp16 dense on CUDA, are not tuned); unscheduled "
-                                 f"classes present: {', '.join(sorted(set(tuning.kernel_classes(mod).values())))}")
+        raise tuning.TuningError(f"{model}: no kernels of class {ops or 'any'} to tune; classes present: "
+                                 f"{', '.join(sorted(set(tuning.kernel_classes(mod).values())))}")
     if (db_dir / tuning.MANIFEST).exists():
         tuning.record_counts(tuning.open_database(db_dir, tgt), tasks)
 

@@ -1,0 +1,289 @@
+"""hwcomp's fused ops as TensorIR kernels on CUDA (fp16): `dense`, `attention`, `layer_norm`, `add_layer_norm`.
+
+Each fused node becomes ``call_tir`` of a *kernel*: a PrimFunc holding the op's definition (unscheduled, as
+``hwcomp.schedules`` writes it) marked ``hwcomp.kernel=<name>`` and opaque to Relax's operator fusion, plus
+hwcomp's schedule of it, prepared at lowering time (a shape a schedule does not cover falls back to the default
+Relax lowering of the op, which dlight schedules). The compile step then picks, per kernel:
+
+1. the best record of a MetaSchedule tuning database for that definition (``--tuning-db``);
+2. else hwcomp's schedule (:func:`apply_hwcomp_schedules`).
+
+``hwcomp tune`` lowers the same way and tunes the definitions themselves, so the database's workloads are
+exactly the kernels ``compile`` looks up.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+
+import numpy as np
+
+from . import relax_lowering
+from .relax_lowering import FUSED_KERNELS, _Ctx
+
+log = logging.getLogger(__name__)
+
+KERNEL_ATTR = "hwcomp.kernel"
+SCHEDULE_SOURCE_ATTR = "hwcomp.schedule_source"
+_OPAQUE = 8  # relax OpPatternKind.kOpaque: FuseOps leaves the call alone
+
+
+def _applies(ctx: _Ctx) -> bool:
+    return ctx.target == "cuda" and ctx.precision == "fp16"
+
+
+def _schedules():
+    from .startup import import_tensor_intrinsics
+    import_tensor_intrinsics()  # minutes -> seconds on a loaded machine (see startup.py)
+    import hwcomp.schedules.attention
+    import hwcomp.schedules.dense
+    import hwcomp.schedules.layer_norm  # noqa: F401
+    return hwcomp.schedules
+
+
+def _kernel(ctx: _Ctx, name: str, make: Callable[[], tuple[object, object]]):
+    """GlobalVar of kernel ``name`` (definition added to the module once, its schedule remembered), or None
+    when hwcomp has no schedule for this shape."""
+    name = re.sub(r"[^0-9A-Za-z_]", "_", name)  # a C identifier: it names the CUDA kernel
+    if name in ctx.scheduled:
+        return ctx.scheduled[name]
+    try:
+        definition, scheduled = make()
+    except Exception as e:  # noqa: BLE001 - a shape the schedule does not cover: default lowering instead
+        log.info("kernel %s: hwcomp schedule not applicable (%s); default lowering", name, e)
+        ctx.scheduled[name] = None
+        return None
+    definition = (definition.with_attr("global_symbol", name).with_attr(KERNEL_ATTR, name)
+                  .with_attr("op_pattern", _OPAQUE))
+    gv = ctx.bb.add_func(definition, name)
+    ctx.scheduled[name] = gv
+    ctx.kernel_schedules[name] = scheduled.with_attr("global_symbol", name).with_attr(KERNEL_ATTR, name)
+    return gv
+
+
+def _reshape(ctx: _Ctx, x, shape):
+    """``reshape(x, shape)`` without reshape chains: a value that is itself a reshape of a tensor already of
+    ``shape`` (one kernel's output feeding the next) is unwrapped, and a no-op reshape is dropped."""
+    from tvm import relax
+    shape = [int(d) for d in shape]
+
+    def dims(e):
+        return [int(d) for d in e.ty.shape]
+
+    if dims(x) == shape:
+        return x
+    bound = ctx.bb.lookup_binding(x) if isinstance(x, relax.Var) else None
+    if isinstance(bound, relax.Call) and bound.op.name == "relax.reshape" and dims(bound.args[0]) == shape:
+        return bound.args[0]
+    return ctx.emit(relax.op.reshape(x, shape))
+
+
+def _call(ctx: _Ctx, gv, args, shape, dtype="float16"):
+    from tvm import relax
+    if isinstance(shape, list) and shape and isinstance(shape[0], tuple):
+        sinfo = [relax.TensorType(list(s), d) for s, d in shape]
+    else:
+        sinfo = relax.TensorType(list(shape), dtype)
+    return ctx.emit(relax.call_tir(gv, args, sinfo))
+
+
+DENSE_N_ALIGN = 128  # output width a dense kernel wants; wider odd widths (vocabularies) are padded to it
+
+
+def dense_weight_padding(ctx: _Ctx) -> dict[str, int]:
+    """Dense weights (and biases) whose output width N is not a multiple of :data:`DENSE_N_ALIGN`, e.g. GPT-2's
+    50257-word LM head: zero-padded at compile time so that the tensor-core kernel applies; the padded
+    columns are sliced off its output. Only constants used by nothing but dense nodes are padded."""
+    if not _applies(ctx):
+        return {}
+    g = ctx.g
+    users: dict[str, list[tuple[str, int]]] = {}
+    for n in g.nodes:
+        for i, name in enumerate(n.inputs):
+            users.setdefault(name, []).append((n.op, i))
+    out = {}
+    for n in g.nodes:
+        if n.op != "dense" or n.inputs[1] not in g.constants:
+            continue
+        width = int(g.types[n.inputs[1]].shape[-1])
+        if width % DENSE_N_ALIGN == 0 or width < DENSE_N_ALIGN:
+            continue
+        padded = -(-width // DENSE_N_ALIGN) * DENSE_N_ALIGN
+        for i, name in enumerate(n.inputs[1:3], start=1):
+            if name and name in g.constants and all(u == ("dense", i) for u in users[name]):
+                out[name] = padded
+    return out
+
+
+def dense_kernel(ctx: _Ctx, n, args):
+    """``dense`` fp16: hwcomp's tensor-core GEMM with fused bias + activation (schedules/dense.py)."""
+    if not _applies(ctx):
+        return None
+    from tvm import relax
+    g = ctx.g
+    xs = g.types[n.inputs[0]].shape
+    k, nn = g.types[n.inputs[1]].shape
+    m = int(np.prod(xs[:-1]))
+    has_bias = len(args) > 2 and args[2] is not None
+    width = ctx.padded.get(n.inputs[1], nn)
+    if has_bias and ctx.padded.get(n.inputs[2], nn) != width:
+        return None  # weight padded but not its bias (shared elsewhere): the default lowering
+    act = n.attr("activation", "none")
+
+    def make():
+        s = _schedules()
+        return (s.dense.dense_f16_func(m, width, k, act, has_bias),
+                s.dense.dense_f16(m, width, k, act, has_bias, ctx.arch))
+
+    gv = _kernel(ctx, f"dense_f16_{m}x{width}x{k}_{act}{'_b' if has_bias else ''}", make)
+    if gv is None:
+        if width == nn:
+            return None
+        unpadded = [ctx.emit(relax.op.strided_slice(a, [a.ty.ndim - 1], [0], [nn])) for a in args[1:3] if a is not None]
+        return relax_lowering.dense_ops(ctx, n, [args[0]] + unpadded)
+    x2 = _reshape(ctx, args[0], [m, k])
+    y = _call(ctx, gv, [x2, args[1]] + ([args[2]] if has_bias else []), [m, width])
+    if width != nn:
+        y = ctx.emit(relax.op.strided_slice(y, [1], [0], [nn]))
+    return _reshape(ctx, y, list(xs[:-1]) + [nn])
+
+
+def _mask_3d(ctx: _Ctx, name: str, mask, b: int, s_q: int, s_k: int):
+    """ONNX-style additive mask -> ``[Bm, Sqm, Sk]`` float32 for the scores kernel, or None if its shape is not
+    one the kernel broadcasts (Bm in {1, B}, one head, Sqm in {1, Sq})."""
+    from tvm import relax
+    shape = tuple(int(d) for d in ctx.g.types[name].shape)
+    shape = (1,) * (4 - len(shape)) + shape if len(shape) <= 4 else shape
+    if len(shape) != 4 or shape[1] != 1 or shape[0] not in (1, b) or shape[2] not in (1, s_q) or shape[3] != s_k:
+        return None
+    m = _reshape(ctx, mask, [shape[0], shape[2], s_k])
+    return ctx.emit(relax.op.astype(m, "float32")), shape[0], shape[2]
+
+
+def attention_kernels(ctx: _Ctx, n, args):
+    """``attention`` fp16: tensor-core QKᵀ with scale/mask/causal epilogue, row softmax, tensor-core PV
+    (schedules/attention.py), heads read and merged in place."""
+    if not _applies(ctx):
+        return None
+    g = ctx.g
+    h = int(n.attrs["num_heads"])
+    b, s_q, hd = (int(d) for d in g.types[n.inputs[0]].shape)
+    s_k = int(g.types[n.inputs[1]].shape[1])
+    d = hd // h
+    if int(g.types[n.inputs[2]].shape[-1]) != hd:
+        return None
+    mask = args[3] if len(args) > 3 and args[3] is not None else None
+    mb, mq = b, 1
+    if mask is not None:
+        m3 = _mask_3d(ctx, n.inputs[3], mask, b, s_q, s_k)
+        if m3 is None:
+            return None
+        mask, mb, mq = m3
+    scale, causal = float(n.attrs["scale"]), bool(n.attr("causal", 0))
+    tag = f"{b}x{h}x{s_q}x{s_k}x{d}"
+    mtag = f"_m{mb}x{mq}" if mask is not None else ""
+    kernels: dict[str, object] = {}
+
+    def part(which):
+        def make():
+            s = _schedules()
+            if "all" not in kernels:
+                att = s.attention
+                kernels["all"] = att.attention(b, s_q, s_k, h, d, scale, causal, mask is not None, mask_batch=mb,
+                                               mask_rows=mq)
+                kernels["defs"] = (att.scores_func(b, s_q, s_k, h, d, scale, causal, mask is not None, mb, mq),
+                                   att.softmax_func(b, h, s_q, s_k), att.pv_func(b, s_q, s_k, h, d))
+            i = ("scores", "softmax", "pv").index(which)
+            return kernels["defs"][i], getattr(kernels["all"], which)
+        return make
+
+    gv_s = _kernel(ctx, f"attn_scores_{tag}_s{scale:g}{'_causal' if causal else ''}{mtag}", part("scores"))
+    gv_p = _kernel(ctx, f"attn_softmax_{b * h * s_q}x{s_k}", part("softmax"))
+    gv_v = _kernel(ctx, f"attn_pv_{tag}", part("pv"))
+    if gv_s is None or gv_p is None or gv_v is None:
+        return None
+    from tvm import relax
+    scores = _call(ctx, gv_s, [args[0], args[1]] + ([mask] if mask is not None else []), [b, h, s_q, s_k], "float32")
+    probs = _call(ctx, gv_p, [_reshape(ctx, scores, [b * h * s_q, s_k])], [b * h * s_q, s_k])
+    return _call(ctx, gv_v, [_reshape(ctx, probs, [b, h, s_q, s_k]), args[2]], [b, s_q, hd])
+
+
+def _norm_operands(ctx: _Ctx, n, x_index: int, args):
+    """(M, C, eps) when hwcomp's layer-norm kernel covers this node (last axis, gamma and beta given)."""
+    g = ctx.g
+    shape = g.types[n.inputs[x_index]].shape
+    axis = n.attr("axis", -1)
+    if axis not in (-1, len(shape) - 1) or len(args) < x_index + 3 or args[x_index + 2] is None:
+        return None
+    return int(np.prod(shape[:-1])), int(shape[-1]), float(n.attr("epsilon", 1e-5))
+
+
+def _norm_threads(c: int) -> int:
+    """Threads per row: 256, or the row width rounded down to whole warps when the row is narrower."""
+    return max(32, min(256, c // 32 * 32))
+
+
+def layer_norm_kernel(ctx: _Ctx, n, args):
+    if not _applies(ctx) or n.op != "layer_norm":
+        return None
+    ops = _norm_operands(ctx, n, 0, args)
+    if ops is None:
+        return None
+    m, c, eps = ops
+    from tvm import relax
+
+    def make():
+        ln = _schedules().layer_norm
+        return ln.layer_norm_func(m, c, eps), ln.layer_norm(m, c, eps, threads=_norm_threads(c))
+
+    gv = _kernel(ctx, f"layer_norm_f16_{m}x{c}_e{eps:g}", make)
+    if gv is None:
+        return None
+    shape = list(ctx.g.types[n.inputs[0]].shape)
+    y = _call(ctx, gv, [_reshape(ctx, args[0], [m, c]), args[1], args[2]], [m, c])
+    return _reshape(ctx, y, shape)
+
+
+def add_layer_norm_kernel(ctx: _Ctx, n, args):
+    """Residual add + layer norm in one kernel; outputs (normalized, sum) as hwcomp's `add_layer_norm`."""
+    if not _applies(ctx):
+        return None
+    ops = _norm_operands(ctx, n, 1, args)
+    if ops is None:
+        return None
+    m, c, eps = ops
+    from tvm import relax
+
+    def make():
+        ln = _schedules().layer_norm
+        return (ln.layer_norm_func(m, c, eps, residual=True),
+                ln.layer_norm(m, c, eps, residual=True, threads=_norm_threads(c)))
+
+    gv = _kernel(ctx, f"add_layer_norm_f16_{m}x{c}_e{eps:g}", make)
+    if gv is None:
+        return None
+    shape = list(ctx.g.types[n.inputs[0]].shape)
+    flat = [_reshape(ctx, a, [m, c]) for a in args[:2]]
+    t = _call(ctx, gv, flat + [args[2], args[3]], [((m, c), "float16"), ((m, c), "float16")])
+    return [_reshape(ctx, ctx.emit(relax.TupleGetItem(t, i)), shape) for i in (0, 1)]
+
+
+relax_lowering.PARAM_PADDING = dense_weight_padding
+FUSED_KERNELS.update({"dense": dense_kernel, "attention": attention_kernels, "layer_norm": layer_norm_kernel,
+                      "add_layer_norm": add_layer_norm_kernel})
+
+
+def apply_hwcomp_schedules(mod, kernel_schedules: dict[str, object]):
+    """Replace every kernel definition still unscheduled (no tuning record took it) by hwcomp's schedule."""
+    from tvm import tirx
+    for gv, f in list(mod.functions.items()):
+        if not isinstance(f, tirx.PrimFunc) or not f.attrs or KERNEL_ATTR not in f.attrs:
+            continue
+        if f.attrs.get("tirx.is_scheduled", False):
+            continue
+        name = str(f.attrs[KERNEL_ATTR])
+        mod.update_func(gv, kernel_schedules[name].with_attr("tirx.is_scheduled", True)
+                        .with_attr(SCHEDULE_SOURCE_ATTR, "hwcomp"))
+    return mod

@@ -1,0 +1,91 @@
+"""hwcomp's fused-op kernels on the CUDA path: definitions numerically right, every fused op scheduled by
+hwcomp, and a tuning record taking precedence over hwcomp's schedule for its kernel (no GPU needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tvm")
+
+import hwcomp  # noqa: E402
+from hwcomp import zoo  # noqa: E402
+from hwcomp.interp import run as interpret  # noqa: E402
+from hwcomp.passes import run_pipeline  # noqa: E402
+
+pytestmark = [pytest.mark.tvm, pytest.mark.slow]
+
+
+def _graph(name: str, batch: int, seq: int, **kw):
+    feeds = zoo.sample_inputs(name, batch, seq, seed=3, **kw)
+    if "attention_mask" in feeds and batch > 1:
+        feeds["attention_mask"][1, seq // 2:] = 0  # padded keys in one sequence
+    g = run_pipeline(hwcomp.load_onnx(zoo.get(name, **kw), {k: v.shape for k, v in feeds.items()}), "cuda")
+    return g, feeds
+
+
+@pytest.mark.parametrize("name,kw", [("bert-tiny", {}), ("gpt2-tiny", {"lm_head": True})])
+def test_cuda_kernel_definitions_match_interpreter(name, kw):
+    """The CUDA lowering's kernels are plain TensorIR definitions until scheduled: compiled for the CPU as they
+    are, the fp16 model must agree with hwcomp's interpreter (fp32) within fp16 tolerance, padding mask
+    (BERT), causal mask and the vocabulary-wide LM head padded to whole tiles (GPT-2) included."""
+    import tvm
+    from tvm import relax
+
+    from hwcomp.backends.tvm_cuda.relax_lowering import lower_to_relax
+
+    g, feeds = _graph(name, 2, 32, **kw)
+    lm = lower_to_relax(g, "fp16", target="cuda")
+    if kw:
+        vocab = max(int(g.types[n.inputs[1]].shape[-1]) for n in g.nodes if n.op == "dense")
+        assert vocab % 128 and any(f"x{-(-vocab // 128) * 128}x" in k for k in lm.kernel_schedules)
+    kinds = {k.split("_f16")[0].split("_")[0] for k in lm.kernel_schedules}
+    assert {"dense", "attn", "layer", "add"} <= kinds, sorted(lm.kernel_schedules)
+    vm = relax.VirtualMachine(tvm.compile(lm.mod, "llvm"), tvm.cpu())
+    args = [tvm.runtime.tensor(feeds[i]) for i in lm.input_names] + \
+           [tvm.runtime.tensor(lm.params[k]) for k in lm.param_names]
+    out = vm["main"](*args)
+    got = (out if hasattr(out, "numpy") else out[0]).numpy()
+    ref = interpret(g, feeds)[g.outputs[0]]
+    err = float(np.abs(got - ref).max())
+    print(f"{name}: max |fp16 kernels - interpreter| = {err:.4g} (output max {np.abs(ref).max():.3g})")
+    assert err < 2e-2 * max(1.0, float(np.abs(ref).max()))
+
+
+@pytest.fixture(scope="module")
+def bert_tiny():
+    return _graph("bert-tiny", 1, 128)[0]
+
+
+def test_every_fused_op_gets_an_hwcomp_kernel_with_machine_code(bert_tiny):
+    from hwcomp.backends.tvm_cuda.compile import build
+    from hwcomp.backends.tvm_cuda.verify import verify_executable
+
+    ex, lm = build(bert_tiny, "cuda", "sm_90", "fp16")
+    fused = [n.name for n in bert_tiny.nodes if n.op in ("dense", "attention", "layer_norm", "add_layer_norm")]
+    assert sorted(lm.kernel_sources) == sorted(fused)
+    report = verify_executable(ex, "sm_90")
+    assert report.mma_instructions > 0
+
+
+def test_tuning_record_takes_precedence_over_hwcomp_schedule(bert_tiny, tmp_path):
+    """A database record for one kernel definition replaces hwcomp's schedule for that kernel only."""
+    from tvm import s_tir
+    from tvm.s_tir import meta_schedule as ms
+
+    from hwcomp.backends.tvm_cuda import tuning
+    from hwcomp.backends.tvm_cuda.compile import build
+    from hwcomp.backends.tvm_cuda.relax_lowering import lower_to_relax
+    from hwcomp.schedules._mma import MmaConfig, schedule_mma
+
+    target = tuning.make_target("cuda", "sm_90")
+    mod = tuning.lowered_module(lower_to_relax(bert_tiny, "fp16", target="cuda"), target)
+    task = next(t for t in tuning.extract_tasks(mod, target, {"dense"}) if "gelu" in t.name)
+    workload_mod = task.mod
+    sch = s_tir.Schedule(workload_mod)
+    schedule_mma(sch, MmaConfig(1, 1, 1, 1), "float16", "float32", trans_b=False)  # not hwcomp's pick
+    db = tuning.open_database(tmp_path / "db", target, create=True)
+    db.commit_tuning_record(ms.database.TuningRecord(sch.trace, db.commit_workload(workload_mod), [1e-5], target))
+
+    _, lm = build(bert_tiny, "cuda", "sm_90", "fp16", tuning_db=str(tmp_path / "db"))
+    assert lm.tuned_kernels == [task.name]
