@@ -2,7 +2,9 @@
 //
 // Streaming interface (one "line" per cycle, lane i of a bus is bits [8*i +: 8]):
 //   in_valid, in_a[ROWS] : WS: one row of A (A[m, k0..k0+ROWS)); OS: one column of A (A[m0.., k])
-//   in_b[COLS]           : WS: weight row while ws_load (pushed bottom row first); OS: one row of B
+//   in_sel               : WS: weight bank the row multiplies with (travels with it through the skew)
+//   in_b[COLS]           : WS: weight row while ws_load (pushed bottom row first) into bank ws_lsel;
+//                          OS: one row of B
 //   out_c[COLS] int32    : WS: one row of C, out_valid marks it (LATENCY cycles after in_valid)
 //                          OS: bottom row of accumulators (valid while os_shift drains row ROWS-1-d)
 // Lines presented while in_valid=0 are zeros, so gaps and flush cycles add nothing.
@@ -15,9 +17,11 @@ module systolic_array #(
 ) (
     input  wire                 clk,
     input  wire                 in_valid,
+    input  wire                 in_sel,
     input  wire [ROWS*8-1:0]    in_a,
     input  wire [COLS*8-1:0]    in_b,
     input  wire                 ws_load,
+    input  wire                 ws_lsel,
     input  wire                 os_clear,
     input  wire                 os_shift,
     output wire                 out_valid,
@@ -27,6 +31,7 @@ module systolic_array #(
     localparam LATENCY = ROWS + COLS - 1;
 
     wire [7:0]  a_link [0:ROWS*(COLS+1)-1];   // a_link[r*(COLS+1)+c] enters PE(r,c) from the west
+    wire        s_link [0:ROWS*(COLS+1)-1];   // its weight bank (WS)
     wire [7:0]  b_link [0:(ROWS+1)*COLS-1];   // b_link[r*COLS+c] enters PE(r,c) from the north
     wire [31:0] p_link [0:(ROWS+1)*COLS-1];   // p_link[r*COLS+c] enters PE(r,c) from the north
 
@@ -37,15 +42,19 @@ module systolic_array #(
             wire [7:0] a_src = in_valid ? in_a[8*r +: 8] : 8'd0;
             if (r == 0) begin : g_nodelay
                 assign a_link[0] = a_src;
+                assign s_link[0] = in_sel;
             end else begin : g_delay
                 reg [7:0] sk [0:r-1];
+                reg       ss [0:r-1];
                 integer i;
-                initial for (i = 0; i < r; i = i + 1) sk[i] = 8'd0;
+                initial for (i = 0; i < r; i = i + 1) begin sk[i] = 8'd0; ss[i] = 1'b0; end
                 always @(posedge clk) begin
                     sk[0] <= a_src;
-                    for (i = 1; i < r; i = i + 1) sk[i] <= sk[i-1];
+                    ss[0] <= in_sel;
+                    for (i = 1; i < r; i = i + 1) begin sk[i] <= sk[i-1]; ss[i] <= ss[i-1]; end
                 end
                 assign a_link[r*(COLS+1)] = sk[r-1];
+                assign s_link[r*(COLS+1)] = ss[r-1];
             end
         end
     endgenerate
@@ -78,11 +87,14 @@ module systolic_array #(
                     .clk(clk),
                     .calc(1'b1),
                     .load(ws_load),
+                    .lsel(ws_lsel),
                     .shift(os_shift),
                     .clear(os_clear),
+                    .s_in(s_link[r*(COLS+1)+c]),
                     .a_in(a_link[r*(COLS+1)+c]),
                     .b_in(b_link[r*COLS+c]),
                     .p_in(p_link[r*COLS+c]),
+                    .s_out(s_link[r*(COLS+1)+c+1]),
                     .a_out(a_link[r*(COLS+1)+c+1]),
                     .b_out(b_link[(r+1)*COLS+c]),
                     .p_out(p_link[(r+1)*COLS+c])
@@ -130,6 +142,7 @@ module systolic_array #(
         for (r = 0; r < ROWS; r = r + 1) begin : g_unused
             // verilator lint_off UNUSEDSIGNAL
             wire [7:0] a_east = a_link[r*(COLS+1)+COLS];
+            wire       s_east = s_link[r*(COLS+1)+COLS];
             // verilator lint_on UNUSEDSIGNAL
         end
         for (c = 0; c < COLS; c = c + 1) begin : g_unused_b

@@ -17,7 +17,7 @@ class ArrayTB:
     def __init__(self, dut, rows: int, cols: int) -> None:
         self.dut, self.rows, self.cols = dut, rows, cols
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-        for sig in (dut.in_valid, dut.in_a, dut.in_b, dut.ws_load, dut.os_clear, dut.os_shift):
+        for sig in (dut.in_valid, dut.in_a, dut.in_b, dut.ws_load, dut.os_clear, dut.os_shift, dut.in_sel, dut.ws_lsel):
             sig.value = 0
 
     async def idle(self, n: int) -> None:

@@ -21,7 +21,7 @@ async def pe_matches_register_model(dut) -> None:
     dataflow = int(cfg["dataflow"])
     rng = random.Random(cfg["seed"])
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    for sig in (dut.calc, dut.load, dut.shift, dut.clear, dut.a_in, dut.b_in, dut.p_in):
+    for sig in (dut.calc, dut.load, dut.shift, dut.clear, dut.a_in, dut.b_in, dut.p_in, dut.s_in, dut.lsel):
         sig.value = 0
     for _ in range(2):  # the clock's first edge is at t=0: let it pass with idle inputs
         await RisingEdge(dut.clk)

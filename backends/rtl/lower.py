@@ -30,11 +30,13 @@ to lcm(rows, cols)); raw accumulators ``[M, Np]`` int32 (Np = N rounded up to co
 read as data: padded weight rows are zero. Every region is 64-byte aligned; constants come first, then
 activations in order of first definition (no reuse: simple and debuggable).
 
-WS tiling of one qdense ``[M, K] x [K, N]`` (the controller executes one instruction at a time, so there is
-no DMA/compute overlap to double-buffer; the tiling minimises reloads instead): per N tile of ``cols``
-columns the weight strip ``[Kp, cols]`` is loaded once when it fits the weight scratchpad; the whole input
-``[M, Kp]`` stays resident in the input scratchpad when it fits (loaded once per node), else each
-``[tm, rows]`` input tile is loaded per (N tile, M tile, K tile).
+WS tiling of one qdense ``[M, K] x [K, N]`` for the decoupled LD/EX/ST units (``_qdense_tiles`` /
+``_qdense_program``): the weights are stored tile-major (``[K tile][N tile][rows][cols]``) so one LOAD brings
+a K tile of ``gn`` N tiles; a group of ``gn`` N tiles x ``tm`` rows accumulates over K with ``gn`` MATMULs per
+K step, which chain back to back in the array; the loads of step i+1 are issued before the MATMULs of step i
+into rotating input/weight slots (the whole input stays resident when it fits); the accumulator and vector
+halves alternate between groups so requantization and stores overlap the next group. ``tm``/``gn`` come from
+a throughput estimate over what fits the scratchpads.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from hwcomp.ir.graph import Graph, Node
 from hwcomp.ir.types import DType
 
 from .isa import Buffer, Halt, Instr, Load, Matmul, Requant, Store, Vector, VecLutOp, VecOp
-from .isa_model import instr_cycles
+from .isa_model import schedule
 
 ALIGN = 64
 MAX_STRIDE = (1 << 20) - 1
@@ -355,7 +357,8 @@ class _Lowerer:
             raise HardwareError(f"node {n.name!r}: input row of {xt.cp} bytes shorter than K={kp}")
         wp = np.zeros((kp, np_), np.int8)
         wp[:k, :nn] = w
-        w_addr = self.const(wp)
+        # tile-major weights: [K tile][N tile][rows][cols], so one LOAD brings a K tile of several N tiles
+        w_addr = self.const(np.ascontiguousarray(wp.reshape(kp // r, r, np_ // c, c).transpose(0, 2, 1, 3)))
         bp = np.zeros(np_, "<i4")
         bp[:nn] = bias.astype(np.int64).astype(np.int32)       # int32 wrap, as the accumulator
         b_addr = self.const(bp)
@@ -363,6 +366,7 @@ class _Lowerer:
         first = len(seg.program)
         prog = seg.program
         m = xt.m
+        p_addr = zline = None
         if int8_out:
             mult = np.broadcast_to(np.asarray(n.attrs["multiplier"], np.int64).reshape(-1), (nn,))
             sh = np.broadcast_to(np.asarray(n.attrs["shift"], np.int64).reshape(-1), (nn,))
@@ -374,47 +378,141 @@ class _Lowerer:
             yt = self.tensor(out, "int8", g.types[out].shape)
         else:
             yt = self.tensor(acc_name(out), "int32", g.types[out].shape, cp=np_)
-        # Tile sizes from the scratchpads.
-        ktiles = kp // r
-        tm_cap = min(hw.acc_lines, hw.vector_lines // (2 if act == "relu" and int8_out else 1), 1 << 15)
-        resident = m * ktiles <= hw.input_lines and m <= tm_cap
-        tm = m if resident else min(tm_cap, max(1, hw.input_lines))
-        strip = kp <= hw.weight_lines
-        for s, what in ((xt.cp, "input row"), (yt.cp * yt.elem, "output row"), (np_, "weight row")):
-            if s > MAX_STRIDE:
-                raise HardwareError(f"node {n.name!r}: {what} stride {s} bytes exceeds the ISA's 20-bit stride field")
-        if resident:
-            for kt in range(ktiles):
-                prog.append(Load(Buffer.INPUT, kt * m, m, xt.addr + kt * r, xt.cp))
-        for n0 in range(0, np_, c):
-            if int8_out:
-                prog.append(Load(Buffer.PARAM, 0, 1, p_addr + n0 * 8, 0))
-            if strip:
-                prog.append(Load(Buffer.WEIGHT, 0, kp, w_addr + n0, np_))
-            for m0 in range(0, m, tm):
-                mt = min(tm, m - m0)
-                prog.append(Load(Buffer.ACC, 0, mt, b_addr + 4 * n0, 0))
-                for kt in range(ktiles):
-                    if not resident:
-                        prog.append(Load(Buffer.INPUT, 0, mt, xt.addr + m0 * xt.cp + kt * r, xt.cp))
-                    if not strip:
-                        prog.append(Load(Buffer.WEIGHT, 0, r, w_addr + kt * r * np_ + n0, np_))
-                    a = kt * m + m0 if resident else 0
-                    b = kt * r if strip else 0
-                    prog.append(Matmul(a, b, 0, mt, accumulate=True, load_weights=True))
-                if int8_out:
-                    prog.append(Requant(0, 0, mt))
-                    if zline is not None:
-                        prog.append(Load(Buffer.VECTOR, tm, mt, zline, 0))
-                        prog.append(Vector(VecOp.MAX, 0, tm, 0, mt))
-                    prog.append(Store(Buffer.VECTOR, 0, mt, yt.addr + m0 * yt.cp + n0, yt.cp))
-                else:
-                    prog.append(Store(Buffer.ACC, 0, mt, yt.addr + 4 * (m0 * yt.cp + n0), 4 * yt.cp))
+        relu = zline is not None
+        for s_, what in ((xt.cp, "input row"), (yt.cp * yt.elem, "output row")):
+            if s_ > MAX_STRIDE:
+                raise HardwareError(f"node {n.name!r}: {what} stride {s_} bytes exceeds the ISA's 20-bit stride field")
+        ktiles, ntiles = kp // r, np_ // c
+        tm, gn, resident, acc2, v2, sin, sw = self._qdense_tiles(m, ktiles, ntiles, relu, int8_out)
+        self._qdense_program(prog, m=m, ktiles=ktiles, ntiles=ntiles, tm=tm, gn=gn, resident=resident, acc2=acc2,
+                             v2=v2, sin=sin, sw=sw,
+                             x_addr=xt.addr, x_cp=xt.cp, w_addr=w_addr, b_addr=b_addr,
+                             p_addr=p_addr if int8_out else None, zline=zline, y_addr=yt.addr,
+                             y_cp=yt.cp, int8_out=int8_out)
         seg.phases.append(Phase(n.name, n.op, m * k * nn, first, len(prog) - first))
         self._produced(out, yt)
         if not int8_out:
             self._host(n, "epilogue", "float32 / 16-bit epilogue of the hardware's int32 accumulators "
                                       "(the requant unit writes int8)")
+
+    def _qdense_tiles(self, m: int, ktiles: int, ntiles: int, relu: bool, int8_out: bool) -> tuple:
+        """(tm, gn, resident, acc2, v2, sin, sw): M rows per tile, N tiles per group (one K step streams gn
+        MATMULs of tm rows), whole input resident in the input scratchpad, accumulator / vector halves
+        alternating between groups, input / weight slots rotating between K steps (3 when they fit). Picked by a
+        throughput estimate: per K step the array streams gn*tm rows while the DMA moves tm input lines (unless
+        resident) and gn*rows weight lines; each group adds its drain, bias loads and epilogue."""
+        hw = self.hw
+        r, c = hw.rows, hw.cols
+        cands = sorted({m, *[1 << i for i in range(0, 16) if (1 << i) < m]}, reverse=True)
+        best = None
+        for tm in cands:
+            for gn in range(1, min(ntiles, 16) + 1):
+                mt = min(tm, m)
+                resident = m * ktiles <= hw.input_lines and tm >= m
+                sin = 3 if resident else min(3, hw.input_lines // mt)
+                sw = min(3, hw.weight_lines // (gn * r))
+                if sin < 1 or sw < 1 or gn * mt > hw.acc_lines or mt > 1 << 15:
+                    continue
+                v2 = 2 * gn * mt + (mt if relu else 0) <= hw.vector_lines
+                if int8_out and not v2 and gn * mt + (mt if relu else 0) > hw.vector_lines:
+                    continue
+                acc2 = 2 * gn * mt <= hw.acc_lines
+                ld = (0 if resident else hw.beats(r) * mt + 4) + hw.beats(c) * gn * r + 4
+                step = max(gn * mt, ld + 2) if min(sin, sw) > 2 else gn * mt + ld + r + 4
+                groups = -(-ntiles // gn) * -(-m // tm)
+                epi = r + c + 4 + gn * (mt + 6 + 2 * (hw.beats(8 * c) + 5)) + r + 20
+                if not int8_out:
+                    epi += gn * (mt * hw.beats(4 * c) + 4)
+                est = groups * (ktiles * step + epi) + (m * ktiles * hw.beats(r) if resident else 0)
+                key = (est, -mt, gn)
+                if best is None or key < best[0]:
+                    best = (key, (tm, gn, resident, acc2, v2, sin, sw))
+        if best is None:
+            raise HardwareError(f"qdense with M={m} does not fit the scratchpads of {hw.name}")
+        return best[1]
+
+    def _qdense_program(self, prog: list[Instr], *, m: int, ktiles: int, ntiles: int, tm: int, gn: int,
+                        resident: bool, acc2: bool, v2: bool, sin: int, sw: int, x_addr: int, x_cp: int, w_addr: int, b_addr: int,
+                        p_addr: int | None, zline: int | None, y_addr: int, y_cp: int, int8_out: bool) -> None:
+        """Software-pipelined tile program: the loads of K step i+1 are issued before the MATMULs of step i
+        (three rotating input/weight slots), each group's epilogue (requant, relu, store) overlaps the next
+        group's loads and MATMULs (accumulator and vector halves alternate); the scoreboard orders the rest."""
+        hw = self.hw
+        r, c = hw.rows, hw.cols
+        wl = gn * r                                # weight lines per slot
+        glines = gn * min(tm, m)                   # accumulator / vector lines per group
+        zbase = (2 if v2 else 1) * glines if int8_out else 0
+        if zline is not None:
+            prog.append(Load(Buffer.VECTOR, zbase, min(tm, m), zline, 0))
+        if resident:
+            for kt in range(ktiles):
+                prog.append(Load(Buffer.INPUT, kt * m, m, x_addr + kt * r, x_cp))
+        groups = [(n0t, m0) for n0t in range(0, ntiles, gn) for m0 in range(0, m, tm)]
+        steps = [(gi, kt) for gi in range(len(groups)) for kt in range(ktiles)]
+
+        def loads(si: int) -> list[Instr]:
+            gi, kt = steps[si]
+            n0t, m0 = groups[gi]
+            mt, g = min(tm, m - m0), min(gn, ntiles - n0t)
+            out: list[Instr] = []
+            if not resident:
+                out.append(Load(Buffer.INPUT, (si % sin) * tm, mt, x_addr + m0 * x_cp + kt * r, x_cp))
+            out.append(Load(Buffer.WEIGHT, (si % sw) * wl, g * r, w_addr + (kt * ntiles + n0t) * r * c, c))
+            return out
+
+        pending: list[list[Instr]] = []            # deferred STOREs of the previous group, one per step
+        ahead = min(sin, sw) > 1                   # prefetch one K step ahead (needs two slots)
+        if ahead:
+            prog += loads(0)
+        for si, (gi, kt) in enumerate(steps):
+            n0t, m0 = groups[gi]
+            mt, g = min(tm, m - m0), min(gn, ntiles - n0t)
+            abase = (gi % 2) * glines if acc2 else 0
+            if ahead and si + 1 < len(steps):
+                prog += loads(si + 1)
+            elif not ahead:
+                prog += loads(si)
+            if kt == 0:
+                if gi > 0:
+                    for p in pending:
+                        prog += p
+                    pending = self._qdense_epilogue(prog, gi - 1, groups, tm, gn, m, ntiles, acc2, v2, glines, zbase,
+                                                    p_addr, zline, y_addr, y_cp, int8_out)
+                for jj in range(g):
+                    prog.append(Load(Buffer.ACC, abase + jj * mt, mt, b_addr + 4 * (n0t + jj) * c, 0))
+            a = kt * m + m0 if resident else (si % sin) * tm
+            for jj in range(g):
+                prog.append(Matmul(a, (si % sw) * wl + jj * r, abase + jj * mt, mt, accumulate=True, load_weights=True))
+            if pending:
+                prog += pending.pop(0)
+        for p in pending:
+            prog += p
+        pending = self._qdense_epilogue(prog, len(groups) - 1, groups, tm, gn, m, ntiles, acc2, v2, glines, zbase,
+                                        p_addr, zline, y_addr, y_cp, int8_out)
+        for p in pending:
+            prog += p
+
+    def _qdense_epilogue(self, prog: list[Instr], gi: int, groups, tm: int, gn: int, m: int, ntiles: int,
+                         acc2: bool, v2: bool, glines: int, zbase: int, p_addr: int | None, zline: int | None, y_addr: int,
+                         y_cp: int, int8_out: bool) -> list[list[Instr]]:
+        """Requant (+ relu) group ``gi`` now; return its STOREs, to be interleaved with the next group."""
+        c = self.hw.cols
+        n0t, m0 = groups[gi]
+        mt, g = min(tm, m - m0), min(gn, ntiles - n0t)
+        abase = (gi % 2) * glines if acc2 else 0
+        stores: list[list[Instr]] = []
+        for jj in range(g):
+            n0 = (n0t + jj) * c
+            if int8_out:
+                vb = ((gi % 2) * glines if v2 else 0) + jj * mt
+                prog.append(Load(Buffer.PARAM, 0, 1, p_addr + n0 * 8, 0))
+                prog.append(Requant(abase + jj * mt, vb, mt))
+                if zline is not None:
+                    prog.append(Vector(VecOp.MAX, vb, zbase, vb, mt))
+                stores.append([Store(Buffer.VECTOR, vb, mt, y_addr + m0 * y_cp + n0, y_cp)])
+            else:
+                prog.append(Store(Buffer.ACC, abase + jj * mt, mt, y_addr + 4 * (m0 * y_cp + n0), 4 * y_cp))
+        return stores
 
     # ---- int8 -> int8 element-wise ops as a vector-unit table ---------------------------------------------
     def _lut_on_hw(self, n: Node) -> bool:
@@ -552,19 +650,30 @@ def lower(g: Graph, hw: HardwareParams) -> Plan:
 
 
 def plan_cycles(plan: Plan) -> dict:
-    """Predicted cycles per segment (sum of its chunks, HALTs included), cycles by opcode and per phase."""
+    """Predicted cycles per segment (sum of its chunks' schedules, HALTs included), busy cycles by opcode
+    (units overlap, so these do not add up to the total) and per phase (the advance of the completion
+    frontier over the phase's instructions)."""
     hw = plan.hw
     segs = []
     for seg in plan.segments:
         chunks = seg.chunks(hw.imem_depth)
-        cyc = sum(instr_cycles(hw, i) for ch in chunks for i in ch)
+        cyc = 0
         by_op: dict[str, int] = {}
+        done: list[int] = []                   # per program instruction, on the segment's time line
         for ch in chunks:
-            for i in ch:
-                by_op[i.opcode.name] = by_op.get(i.opcode.name, 0) + instr_cycles(hw, i)
+            sch = schedule(hw, ch)
+            for i, b in zip(ch, sch.busy):
+                by_op[i.opcode.name] = by_op.get(i.opcode.name, 0) + b
+            done += [cyc + t for t in sch.done[:-1]]
+            cyc += sch.cycles
         phases = []
-        for p in seg.phases:
-            pc = sum(instr_cycles(hw, i) for i in seg.program[p.first: p.first + p.count])
+        front = 0
+        for k, p in enumerate(seg.phases):
+            end = max([front, *done[p.first: p.first + p.count]])
+            if k == len(seg.phases) - 1:
+                end = cyc
+            pc = end - front
+            front = end
             phases.append({**p.to_json(), "cycles": pc,
                            "mac_utilization": p.macs / (hw.rows * hw.cols * pc) if pc else 0.0})
         segs.append({"index": seg.index, "cycles": cyc, "chunks": len(chunks), "instructions": len(seg.program),

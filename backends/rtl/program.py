@@ -15,10 +15,11 @@ bias     [Np] int32 (if given)       same
 y        Y [M, Np] int8              Y [Mp, Np] int8
 =======  ==========================  =========================================================
 
-Kp, Np, Mp are K, N, M rounded up to rows, cols, rows (zero padding). Tiling (no double buffering):
+Kp, Np, Mp are K, N, M rounded up to rows, cols, rows (zero padding). Tiling:
 WS: for each N tile (cols), M tile (tm rows), K tile (rows): LOAD A/B tiles, MATMUL (accumulating
-over K); then REQUANT the tm accumulator lines and STORE them. OS: for each N tile, M tile (rows),
-K chunk (tk lines): LOAD A^T/B lines, MATMUL; then REQUANT rows lines, STORE.
+over K); then REQUANT the tm accumulator lines and STORE them (sequential order; the compiler's lowering
+in lower.py is the pipelined WS path). OS (``_os_program``): per M tile (rows) and N tile, K in chunks,
+software-pipelined with alternating scratchpad halves so the decoupled LD/EX/ST units overlap.
 """
 
 from __future__ import annotations
@@ -135,21 +136,59 @@ def plan_matmul(hw: HardwareParams, m: int, k: int, n: int, *, bias: bool = Fals
                 prog.append(Requant(0, 0, mt))
                 prog.append(Store(Buffer.VECTOR, 0, mt, y_off + m0 * np_ + n0, np_))
     else:
-        tk = tile_k or min(hw.input_lines, hw.weight_lines, 256)
-        for n0 in range(0, np_, c):
-            prog.append(Load(Buffer.PARAM, 0, 1, p_off + n0 * 8, 0))
-            for m0 in range(0, mp, r):
-                if bias_off is not None:
-                    prog.append(Load(Buffer.ACC, 0, r, bias_off + 4 * n0, 0))
-                for ki, k0 in enumerate(range(0, k, tk)):
-                    kt = min(tk, k - k0)
-                    prog.append(Load(Buffer.INPUT, 0, kt, a_off + k0 * mp + m0, mp))
-                    prog.append(Load(Buffer.WEIGHT, 0, kt, b_off + k0 * np_ + n0, np_))
-                    prog.append(Matmul(0, 0, 0, kt, accumulate=ki > 0 or bias_off is not None))
-                prog.append(Requant(0, 0, r))
-                prog.append(Store(Buffer.VECTOR, 0, r, y_off + m0 * np_ + n0, np_))
+        prog += _os_program(hw, lo, tile_k, bias_off is not None)
     prog.append(Halt())
     return lo, prog
+
+
+def _os_program(hw: HardwareParams, lo: MatmulLayout, tile_k: int | None, bias: bool) -> list[Instr]:
+    """OS tiles, software-pipelined for the decoupled units: the loads of step i+1 go before the MATMUL of
+    step i (input/weight scratchpad halves alternate); with the A^T strip [K, rows] of an M tile resident
+    (K fits half the input scratchpad, tile_k not smaller) it is loaded once per M tile and reused for every
+    N tile, else A^T and B are streamed in K chunks. Accumulator and vector halves alternate per output tile."""
+    r, c = hw.rows, hw.cols
+    k, mp, np_ = lo.k, lo.mp, lo.np_
+    strip = k <= hw.input_lines // 2 and 2 * k <= hw.weight_lines and (tile_k is None or tile_k >= k)
+    tk = k if strip else max(1, min(tile_k or 256, hw.input_lines // 2, hw.weight_lines // 2))
+    two = 2 * r <= hw.acc_lines and 2 * r <= hw.vector_lines
+    tiles = [(m0, n0) for m0 in range(0, mp, r) for n0 in range(0, np_, c)]
+    steps = [(ti, k0) for ti in range(len(tiles)) for k0 in range(0, k, tk)]
+    prog: list[Instr] = []
+
+    def loads(si: int) -> list[Instr]:
+        ti, k0 = steps[si]
+        m0, n0 = tiles[ti]
+        kt = min(tk, k - k0)
+        out: list[Instr] = []
+        if not strip:
+            out.append(Load(Buffer.INPUT, (si % 2) * tk, kt, lo.a + k0 * mp + m0, mp))
+        elif n0 == 0:
+            out.append(Load(Buffer.INPUT, ((m0 // r) % 2) * k, k, lo.a + m0, mp))
+        out.append(Load(Buffer.WEIGHT, (si % 2) * tk, kt, lo.b + k0 * np_ + n0, np_))
+        return out
+
+    prog += loads(0)
+    pending: list[Instr] = []                  # the previous tile's STORE, issued after the next MATMUL
+    for si, (ti, k0) in enumerate(steps):
+        m0, n0 = tiles[ti]
+        kt = min(tk, k - k0)
+        ab = (ti % 2) * r if two else 0
+        if k0 == 0 and bias:                   # before the next loads: the LD unit runs in order
+            prog.append(Load(Buffer.ACC, ab, r, lo.bias + 4 * n0, 0))
+        if si + 1 < len(steps):
+            prog += loads(si + 1)
+        a = ((m0 // r) % 2) * k if strip else (si % 2) * tk
+        prog.append(Matmul(a, (si % 2) * tk, ab, kt, accumulate=k0 > 0 or bias))
+        prog += pending
+        pending = []
+        if k0 + tk >= k:
+            prog.append(Load(Buffer.PARAM, 0, 1, lo.params + n0 * 8, 0))
+            prog.append(Requant(ab, ab, r))
+            pending = [Store(Buffer.VECTOR, ab, r, lo.y + m0 * np_ + n0, np_)]
+            if not two:
+                prog += pending
+                pending = []
+    return prog + pending
 
 
 def matmul_requant(hw: HardwareParams, a: np.ndarray, b: np.ndarray, multiplier: np.ndarray | int,

@@ -51,7 +51,7 @@ def test_hang_names_the_last_retired_instruction(tmp_path):
     g, feeds = mlp()
     rtl_compile(g, tmp_path / "art", array="4x4", hls=False, dram_bytes=SMALL_DRAM)
     with pytest.raises(SimulationError, match=r"hung in segment 0 chunk 0: no HALT after 1000 cycles.*last retired: "
-                                              r"(LOAD|MATMUL|REQUANT|STORE)\("):
+                                              r"(LOAD|MATMUL|REQUANT|STORE|VECTOR)\("):
         rtl_run(tmp_path / "art", feeds, sim="icarus", timeout_factor=0.0)
 
 
