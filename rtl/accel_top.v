@@ -385,6 +385,7 @@ module accel_top #(
         ws_lsel = 1'b0; os_clear = 1'b0; os_shift = 1'b0; dram_ren = 1'b0; dram_wen = 1'b0;
         in_ren = 1'b0; w_ren = 1'b0; acc_ren = 1'b0; vec_ren = 1'b0;
         in_wen = 1'b0; w_wen = 1'b0; acc_wen = 1'b0; vec_wen = 1'b0;
+        params = {COLS*64{1'b0}};   // a REQUANT before any LOAD PARAM gives 0, as in the model
     end
 
     always @(posedge clk) begin
