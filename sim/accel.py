@@ -17,7 +17,7 @@ import numpy as np
 from hwcomp.errors import SimulationError
 from hwcomp.hardware import HardwareParams
 
-from .bench_util import read_hex_bytes
+from .bench_util import hex_lines, read_hex_bytes
 from .runner import cache_dir, hw_config, run_bench
 
 
@@ -31,7 +31,7 @@ class AccelRun:
 
 def write_dram_hex(path: Path, image: np.ndarray) -> None:
     """One byte per line, as ``$readmemh`` reads into ``reg [7:0] mem[]``."""
-    path.write_text("".join(f"{b:02x}\n" for b in np.asarray(image, np.uint8).tolist()), encoding="ascii")
+    path.write_bytes(hex_lines(image))
 
 
 def run_program(sim: str, hw: HardwareParams, program_hex: str, disasm: list[str], dram: np.ndarray,

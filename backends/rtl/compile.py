@@ -37,7 +37,8 @@ from .runtime import RunStats, host_summary, load_plan, save_plan
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
-SIM_RTL = ("dram_host.v", "accel_host_top.v")
+SIM_RTL = ("dram_host.v", "accel_host_top.v", "accel_host_sim.v")
+SIM_TOP = "accel_host_sim"      # accel_host_top with a clock the simulator generates itself
 HW_FIELDS = ("input_sp_bytes", "weight_sp_bytes", "acc_sp_bytes", "vector_sp_bytes", "dram_bus_bytes", "clock_mhz",
              "vector_lanes", "imem_depth", "dram_bytes")
 
@@ -82,9 +83,10 @@ def compile(graph: Graph, outdir: Path, *, array: str = "16x16", dataflow: str =
         shutil.copyfile(REPO / "sim" / "tb_model.py", tmp / "bench" / "tb_model.py")
         (tmp / "bench" / "README.md").write_text(
             "# Model bench\n\n`tb_model.py` is the cocotb bench `hwcomp simulate OUTDIR --inputs in.npz` runs on\n"
-            f"`accel_host_top` (rtl/accel_host_top.v: `{wrapper_name(hw)}`'s accel_top + dram_host) with\n"
-            "`+DRAM_INIT=` the hex of dram_image.bin. It executes plan.json: host steps in numpy, hardware\n"
-            "segments from program/*.hex.\n", encoding="ascii", newline="\n")
+            f"`{SIM_TOP}` (rtl/{SIM_TOP}.v: a free-running clock around rtl/accel_host_top.v, which is\n"
+            f"`{wrapper_name(hw)}`'s accel_top + dram_host + a program loader) with `+DRAM_INIT=` the hex of\n"
+            "dram_image.bin. It executes plan.json: host steps in numpy, hardware segments from program/*.hex.\n",
+            encoding="ascii", newline="\n")
         hls_info: dict = {"generated": False}
         if hls:
             try:
@@ -147,12 +149,14 @@ def run(outdir: Path, inputs: dict[str, np.ndarray], *, sim: str = "verilator", 
     write_dram_hex(d / "dram_init.hex", plan.image[:used])   # the DRAM model starts zeroed beyond
     np.savez(d / "inputs.npz", **{k: np.asarray(v) for k, v in inputs.items()})
     cfg = {"artifact": str(outdir), "inputs_npz": str(d / "inputs.npz"), "outputs_npz": str(d / "outputs.npz"),
-           "patch_hex": str(d / "patch.hex"), "dump_hex": str(d / "dump.hex"), "timeout_factor": timeout_factor}
-    plusargs = [f"+DRAM_INIT={d / 'dram_init.hex'}", f"+DRAM_PATCH={d / 'patch.hex'}", f"+DRAM_DUMP={d / 'dump.hex'}"]
+           "patch_hex": str(d / "patch.hex"), "dump_hex": str(d / "dump.hex"), "prog_hex": str(d / "prog.hex"),
+           "timeout_factor": timeout_factor, "internal_clock": True}
+    plusargs = [f"+DRAM_INIT={d / 'dram_init.hex'}", f"+DRAM_PATCH={d / 'patch.hex'}", f"+DRAM_DUMP={d / 'dump.hex'}",
+                f"+IMEM_FILE={d / 'prog.hex'}"]
     if waves:
         raise SimulationError("--waves: sim/runner.run_bench does not dump waveforms yet; run the bench in "
                               f"{outdir / 'bench'} with cocotb's runner and waves=True")
-    res = run_bench(sim, "accel_host_top", "tb_model", hw.verilog_params(sim=True), cfg, plusargs=plusargs)
+    res = run_bench(sim, SIM_TOP, "tb_model", hw.verilog_params(sim=True), cfg, plusargs=plusargs)
     if "error" in res.outputs:
         raise SimulationError(f"{sim}: {res.outputs['error']} (log {res.log_file})")
     if res.failed or not res.tests or not (d / "outputs.npz").exists():
@@ -160,6 +164,8 @@ def run(outdir: Path, inputs: dict[str, np.ndarray], *, sim: str = "verilator", 
         raise SimulationError(f"{sim}: the model bench failed ({res.failed}/{res.tests}); log {res.log_file}\n{tail}")
     if stats is not None:
         stats.segments.extend(res.outputs["segments"])
+        stats.seconds.update({"build": round(res.build_seconds, 3), "simulator": round(res.run_seconds, 3),
+                              **{f"bench_{k}": v for k, v in res.outputs.get("seconds", {}).items()}})
     with np.load(d / "outputs.npz") as z:
         names = res.outputs["outputs"]
         outs = {n: z[f"o{i}"] for i, n in enumerate(names)}

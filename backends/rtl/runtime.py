@@ -48,6 +48,7 @@ class SegmentResult:
 @dataclass
 class RunStats:
     segments: list[dict] = field(default_factory=list)   # index, cycles (per chunk), predicted
+    seconds: dict[str, float] = field(default_factory=dict)  # RTL runs: wall seconds (build, simulator, per activity)
 
     @property
     def cycles(self) -> int:
