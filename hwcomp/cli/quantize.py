@@ -69,6 +69,7 @@ def quantize(model: str = typer.Argument(..., help="float model.onnx"),
              calib: Optional[list[str]] = typer.Option(None, "--calib", help="calibration .npz keyed by input names (repeatable; arrays may stack several batches along axis 0)"),
              calibrator: str = typer.Option("minmax", "--calibrator", help="minmax | percentile | entropy | mse"),
              group: int = typer.Option(128, "--group", help="weight-only group size along K"),
+             weight_method: Optional[str] = typer.Option(None, "--weight-method", help="w8/w4: rtn | awq | gptq | awq+gptq (default gptq with calibration data, else rtn)"),
              bits: Optional[int] = typer.Option(None, "--bits", help="integer width (2..16; default 8 for int8/w8, 4 for w4)"),
              smooth: float = typer.Option(0.75, "--smooth-alpha", help="SmoothQuant migration strength for int8 (negative: off)"),
              shape: Optional[list[str]] = typer.Option(None, "--shape", help=SHAPE_HELP),
@@ -81,6 +82,8 @@ def quantize(model: str = typer.Argument(..., help="float model.onnx"),
     print its accuracy against the float model."""
     if mode not in MODES:
         raise QuantizationError(f"unknown --mode {mode!r}; choose int8, w8 or w4")
+    if weight_method is not None and mode == "int8":
+        raise QuantizationError("--weight-method is for the weight-only modes w8/w4 (int8 uses --calibrator)")
     for p in passes or []:
         get_pass(p)
     from ..quant.params import check_bits
@@ -91,12 +94,12 @@ def quantize(model: str = typer.Argument(..., help="float model.onnx"),
     t0 = time.perf_counter()
     fused = run_pipeline(g, "default")
     opts: dict = {"calibrator": calibrator, "group_size": group, "bits": nbits, "keep_float": list(keep_float or []),
-                  "smooth_alpha": None if smooth < 0 else smooth}
+                  "smooth_alpha": None if smooth < 0 else smooth, "weight_method": weight_method}
     if calib_sets:
         opts["calib_inputs"] = calib_sets
-    elif _is_token_model(fused):  # built-in calibration sentences (int8 ranges; w8/w4 activation-aware scaling)
+    elif _is_token_model(fused):  # built-in calibration sentences (int8: the first 32; w8/w4: all, for GPTQ/AWQ)
         from .. import zoo
-        opts["calib_inputs"] = _token_batches(fused, zoo.calibration_sentences()[:32])
+        opts["calib_inputs"] = _token_batches(fused, zoo.calibration_sentences()[:32 if mode == "int8" else None])
     if mode == "int8":
         if "calib_inputs" not in opts:
             raise QuantizationError("int8 quantization needs calibration data for this model: pass --calib FILE.npz "
@@ -125,7 +128,8 @@ def quantize(model: str = typer.Argument(..., help="float model.onnx"),
         from ..quant.calibrate import validate_batches
         ev, ev_src = validate_batches(fused, opts.get("calib_inputs") or [_random_feeds(fused)]), "calibration data"
     rep = accuracy_report(fused, q, ev, out)
-    rep.update({"model": model, "mode": mode, "calibrator": calibrator if mode == "int8" else None, "eval": ev_src,
+    rep.update({"model": model, "mode": mode, "calibrator": calibrator if mode == "int8" else None,
+                "weight_method": q.metadata["quant"].get("weight_method"), "eval": ev_src,
                 "quantize_s": round(t_quant, 2), "output": str(out), "pass_stats": _jsonable(ctx.stats)})
     _print(rep)
     if report:

@@ -19,9 +19,22 @@ Options (``PassContext.options``): ``calib_inputs`` (list of feed dicts), ``cali
 (node / weight / value names or fnmatch patterns), ``only`` (quantize just these dense nodes; sensitivity
 analysis), ``bits`` (activation and weight width, default 8), ``group_size`` (w8/w4, default 128),
 ``integer_ops`` (subset of softmax/gelu/layer_norm, default all), ``ln_input_bits`` (default 16),
-``prob_bits`` (softmax output bits, default 8), ``gelu_input_bits`` (default 8), ``gptq`` (w4/w8 with
-calibration: GPTQ instead of clip search, default off), ``awq`` (activation-aware scaling, default on when
-calibration inputs are given).
+``prob_bits`` (softmax output bits, default 8), ``gelu_input_bits`` (default 8).
+
+``quantize_w8`` / ``quantize_w4`` (weight-only, group-wise asymmetric along K, float activations): each
+weight ``dense`` / ``MatMul`` becomes ``wdense``. ``weight_method`` (default gptq with calibration
+inputs, rtn without):
+  - ``rtn``: round to nearest, each group's full range;
+  - ``awq``: activation-aware scaling (``hwcomp.quant.awq``; alpha grid ``awq_grid``, default 0, 0.05, .., 1)
+    then the output-error clip search per (group, column);
+  - ``gptq``: GPTQ (``hwcomp.quant.gptq``; ``gptq_damp`` default 0.1, ``gptq_act_order`` default on) on
+    clip-searched static groups;
+  - ``awq+gptq``: AWQ scaling, then GPTQ on the scaled weights.
+  The calibration statistics are the second moments E[x x^T] of each dense input over every non-padding
+  token. An AWQ scale s is shared by the denses reading one value and is explicit in the IR: one ``Mul`` by
+  the constant 1 / s (attr ``awq`` = 1) before them, their codes quantizing W * s. (Folding 1 / s into the
+  producer instead is not done: in post-LN encoders such as BERT/MiniLM the layer-norm outputs also feed the
+  residual adds, and the QDQ export patches the ONNX model MatMul by MatMul.)
 """
 
 from __future__ import annotations
@@ -218,54 +231,82 @@ def quantize_int8(g: Graph, ctx: PassContext) -> Graph:
 
 # ---- weight-only ---------------------------------------------------------------------------------------
 
+WEIGHT_METHODS = ("rtn", "awq", "gptq", "awq+gptq")
+
+
+def weight_method(ctx: PassContext) -> str:
+    """The weight-only method: the ``weight_method`` option, by default gptq when calibration inputs are
+    given (the most accurate on MiniLM-L6, bench/quant/minilm_accuracy.json), else rtn."""
+    method = ctx.get("weight_method") or ("gptq" if ctx.get("calib_inputs") is not None else "rtn")
+    if method not in WEIGHT_METHODS:
+        raise QuantizationError(f"unknown weight method {method!r}; choose one of {', '.join(WEIGHT_METHODS)}")
+    if method != "rtn" and ctx.get("calib_inputs") is None:
+        raise QuantizationError(f"weight method {method!r} needs calibration data (--calib FILE.npz keyed by the "
+                                "graph inputs); without it use rtn")
+    return method
+
+
 def _weight_only(g: Graph, ctx: PassContext, bits: int, name: str) -> Graph:
+    from ..quant import awq
+    from ..quant.gptq import gptq_grouped
+
     bits = check_bits(ctx.get("bits", bits))
     group = int(ctx.get("group_size", 128))
     if group <= 0:
         raise QuantizationError(f"group size {group} must be positive (32, 64, 128, ...)")
+    method = weight_method(ctx)
+    grid = awq.check_alpha_grid(ctx.get("awq_grid", awq.ALPHA_GRID))
     keep = list(ctx.get("keep_float") or [])
     targets = [n for n in g.nodes if _is_weight_dense(g, n) and not _matches(n, keep)]
-    samples = {}
-    if ctx.get("calib_inputs") is not None and ctx.get("awq", True):  # activation-aware scaling
-        from ..quant.awq import sample_rows
-        samples = sample_rows(g, ctx.get("calib_inputs"), {n.inputs[0] for n in targets}, rows=int(ctx.get("awq_rows", 1024)))
-    alphas = {}
+    readers: dict[str, list[Node]] = {}  # dense input -> the targets reading it (they share one AWQ scale)
+    for n in targets:
+        readers.setdefault(n.inputs[0], []).append(n)
+    moments = cal.collect_moments(g, ctx.get("calib_inputs"), readers) if method != "rtn" else {}
+    scales: dict[str, np.ndarray] = {}
+    alphas: dict[str, float] = {}
+    if method.startswith("awq"):
+        for x, ns in readers.items():
+            m = moments[x]
+            s, alphas[x] = awq.search_scale(m.h, m.mean_abs, [g.constants[n.inputs[1]] for n in ns], bits, group, grid)
+            if alphas[x] > 0:
+                scales[x] = s
     b = _Builder(g)
+    scaled_inputs: dict[str, str] = {}  # x -> x * (1 / s), one explicit Mul per scaled value
     n_q = 0
     tset = {id(n) for n in targets}
     for n in b.old:
         if id(n) not in tset:
             b.keep(n)
             continue
+        x = n.inputs[0]
         w = g.constants[n.inputs[1]].astype(np.float32)
-        s_in = None
-        if n.inputs[0] in samples:
-            from ..ops.quantized import dequant_grouped
-            from ..quant.awq import search_scale
-            s_in, alphas[n.name] = search_scale(samples[n.inputs[0]], w,
-                                                lambda m: dequant_grouped(*weight_grouped(m, bits, group), group))
-            if s_in is not None:
-                w = (w * s_in[:, None]).astype(np.float32)
-            x = samples[n.inputs[0]] / (s_in if s_in is not None else 1.0)
-            if ctx.get("gptq", False):
-                from ..quant.awq import gptq_grouped
-                codes, scale, zero = gptq_grouped(w, x, bits, group)
-            else:
-                codes, scale, zero = weight_grouped_clip(w, bits, group, np.square(x.astype(np.float64)).mean(axis=0))
-        else:
+        s = scales.get(x)
+        if s is not None:
+            w = (w * s[:, None]).astype(np.float32)
+            if x not in scaled_inputs:
+                inv = (np.float32(1.0) / s).astype(np.float32)
+                scaled_inputs[x] = b.add("Mul", [x, g.add_constant(x.rsplit("/", 1)[-1] + "_awq_inv_scale", inv)],
+                                         {"awq": 1}, x.rsplit("/", 1)[-1] + "_awq_scale")
+        h = moments[x].h if x in moments else None
+        if s is not None:
+            h = awq.scaled_h(h, s)
+        if method == "rtn":
             codes, scale, zero = weight_grouped(w, bits, group)
+        elif method.endswith("gptq"):
+            codes, scale, zero = gptq_grouped(w, h, bits, group, damp=float(ctx.get("gptq_damp", 0.1)),
+                                              act_order=bool(ctx.get("gptq_act_order", True)))
+        else:
+            codes, scale, zero = weight_grouped_clip(w, bits, group, h)
         wname = g.add_constant(n.inputs[1] + f"_w{bits}", codes, DType.uint4 if bits <= 4 else None)
-        ins = [n.inputs[0], wname, g.add_constant(n.inputs[1] + "_scale", scale),
+        ins = [scaled_inputs.get(x, x), wname, g.add_constant(n.inputs[1] + "_scale", scale),
                g.add_constant(n.inputs[1] + "_zero", zero)]
         if n.op == "dense" and n.input(2):
             ins.append(n.inputs[2])
         attrs = {"group_size": group, "bits": bits, "activation": n.attr("activation", "none"), "weight_name": n.inputs[1]}
-        if s_in is not None:
-            attrs["in_scale"] = s_in
         b.add("wdense", ins, attrs, n.name, out=n.outputs[0])
         n_q += 1
-    g.metadata["quant"] = {"mode": f"w{bits}", "bits": bits, "group_size": group}
-    ctx.stats[name] = {"wdense": n_q, "group_size": group, "awq_alpha": alphas}
+    g.metadata["quant"] = {"mode": f"w{bits}", "bits": bits, "group_size": group, "weight_method": method}
+    ctx.stats[name] = {"wdense": n_q, "group_size": group, "weight_method": method, "awq_alpha": alphas}
     return g.remove_unused()
 
 

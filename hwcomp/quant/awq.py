@@ -1,100 +1,80 @@
-"""Activation-aware scaling for weight-only quantization (AWQ-style, Lin et al. 2023), without training.
+"""Activation-aware weight quantization (AWQ, Lin et al. 2023), without training.
 
-For a dense layer y = x W with calibration rows X [R, K]: per input channel k, s_k = amax(x_k)^a
-(normalised by the median), and the weight is quantized as Q(W * s) with the input divided by s at run time,
-so that channels carrying large activations get finer weight steps. ``a`` is searched on a grid per layer,
-minimising ||X W - (X / s) deq(Q(W * s))||^2 (a = 0 is plain round-to-nearest).
+The denses that read one value x (e.g. query/key/value) share a per-input-channel scale
+s_k = E|x_k|^alpha (normalised by sqrt(max(s) * min(s))): their weights are quantized as Q(W * s) and x is
+multiplied by 1/s first, so that the channels carrying large activations get finer weight steps while
+x W = (x / s)(W * s) is unchanged before rounding. alpha is searched on a grid, minimising the summed output
+error of those denses on the calibration rows,
+
+    sum_W mean_rows ||x W - (x / s) deq(Q(W * s))||^2 = sum_W sum_n e_n^T H_s e_n,   e = W s - deq(Q(W s)),
+
+with H_s = E[(x / s)(x / s)^T] taken from the second moments of x (``hwcomp.quant.calibrate.Moments``), Q
+round-to-nearest group-wise. alpha = 0 is s = 1 (no scaling). The final codes then come from the clip
+search (:func:`hwcomp.quant.params.weight_grouped_clip`) or GPTQ on (W * s, H_s).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from ..interp import run
-from ..ir.graph import Graph
-from .calibrate import token_mask_input, validate_batches
+from ..errors import QuantizationError
+from ..ops.quantized import dequant_grouped
+from .params import weight_grouped
 
-GRID = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
-
-
-def sample_rows(g: Graph, batches: Sequence[Mapping[str, np.ndarray]], names: Iterable[str], rows: int = 512,
-                seed: int = 0) -> dict[str, np.ndarray]:
-    """Up to ``rows`` random rows (last axis kept; padding tokens skipped) of each named value."""
-    batches = validate_batches(g, batches)
-    want = set(names)
-    got: dict[str, list[np.ndarray]] = {n: [] for n in want}
-    rng = np.random.default_rng(seed)
-    mname = token_mask_input(g)
-    per = max(1, rows // max(1, len(batches)))
-    cur: dict = {}
-
-    def observe(name: str, arr: np.ndarray) -> None:
-        if name in want:
-            m = cur.get("mask")
-            a = arr[m] if m is not None and arr.ndim >= 2 and arr.shape[:2] == m.shape else arr
-            a = np.asarray(a, np.float32).reshape(-1, arr.shape[-1])
-            idx = rng.choice(len(a), size=min(per, len(a)), replace=False)
-            got[name].append(a[idx])
-
-    for b in batches:
-        cur["mask"] = np.asarray(b[mname]) != 0 if mname else None
-        run(g, b, observer=observe)
-    return {k: np.concatenate(v) for k, v in got.items() if v}
+ALPHA_GRID = tuple(i / 20 for i in range(21))  # 0, 0.05, ..., 1
 
 
-def search_scale(x: np.ndarray, w: np.ndarray, quant: Callable[[np.ndarray], np.ndarray],
-                 grid: Sequence[float] = GRID) -> tuple[np.ndarray | None, float]:
-    """Best per-input-channel scale s (None for a = 0) and its alpha. ``quant`` maps W to its dequantized
-    quantization."""
-    ref = x @ w
-    amax = np.abs(x).max(axis=0).astype(np.float64)
-    amax = np.where(amax > 0, amax, amax[amax > 0].min() if np.any(amax > 0) else 1.0)
-    best, best_s, best_a = np.inf, None, 0.0
+def check_alpha_grid(grid: Sequence[float]) -> tuple[float, ...]:
+    try:
+        out = tuple(float(a) for a in grid)
+    except (TypeError, ValueError):
+        raise QuantizationError(f"AWQ alpha grid {grid!r} must be a list of numbers in [0, 1]") from None
+    if not out:
+        raise QuantizationError("AWQ alpha grid is empty: give at least one alpha in [0, 1] (e.g. 0, 0.05, ..., 1)")
+    bad = [a for a in out if not 0.0 <= a <= 1.0]
+    if bad:
+        raise QuantizationError(f"AWQ alpha grid values {bad} outside [0, 1]")
+    return out
+
+
+def scale_for_alpha(mean_abs: np.ndarray, alpha: float) -> np.ndarray:
+    """s = m^alpha / sqrt(max * min) (float32 [K]) for the per-channel mean |x| m (zero channels take the
+    smallest non-zero mean)."""
+    m = np.asarray(mean_abs, np.float64)
+    pos = m[m > 0]
+    m = np.where(m > 0, m, pos.min() if pos.size else 1.0)
+    s = m ** alpha
+    return (s / np.sqrt(s.max() * s.min())).astype(np.float32)
+
+
+def scaled_h(h: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """E[(x / s)(x / s)^T] from h = E[x x^T]."""
+    inv = 1.0 / np.asarray(s, np.float64)
+    return h * inv[:, None] * inv[None, :]
+
+
+def output_error(h: np.ndarray, w: np.ndarray, wq: np.ndarray) -> float:
+    """Mean squared output error of x wq against x w over rows with E[x x^T] = h: sum_n e_n^T h e_n."""
+    e = np.asarray(w, np.float64) - np.asarray(wq, np.float64)
+    return float(np.einsum("kn,kn->", h @ e, e))
+
+
+def search_scale(h: np.ndarray, mean_abs: np.ndarray, weights: Sequence[np.ndarray], bits: int, group: int,
+                 grid: Sequence[float] = ALPHA_GRID) -> tuple[np.ndarray, float]:
+    """The shared input scale s (float32 [K]) of the denses with weights [K, N_i] reading x (E[x x^T] = h,
+    E|x| = mean_abs), and its alpha: the grid point with the least summed output error under group-wise
+    round-to-nearest quantization."""
+    grid = check_alpha_grid(grid)
+    best = (np.inf, np.ones(h.shape[0], np.float32), 0.0)
     for a in grid:
-        s = amax ** a
-        s = s / np.median(s)
-        s = np.clip(s, 1e-4, 1e4).astype(np.float32)
-        wd = quant((w * s[:, None]).astype(np.float32))
-        err = float(np.square(ref - (x / s) @ wd).mean())
-        if err < best:
-            best, best_s, best_a = err, (None if a == 0 else s), a
-    return best_s, best_a
-
-
-def gptq_grouped(w: np.ndarray, x: np.ndarray, bits: int, group: int, damp: float = 0.01
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """GPTQ (Frantar et al. 2022) for w [K, N] with calibration rows x [R, K]: quantize the K rows in order,
-    each group's asymmetric scale/zero taken from the (error-updated) weights when the group starts, and
-    spread each row's rounding error over the rows not yet quantized through the inverse Hessian
-    (H = xᵀx + damp * mean(diag) * I). Returns (codes, scale [G, N], zero [G, N]) as weight_grouped."""
-    from .params import check_bits
-
-    bits = check_bits(bits)
-    k, n = w.shape
-    qmax = (1 << bits) - 1
-    xx = x.astype(np.float64)
-    h = xx.T @ xx
-    dead = np.diag(h) == 0
-    h[dead, dead] = 1.0
-    h += damp * np.mean(np.diag(h)) * np.eye(k)
-    hinv = np.linalg.inv(h)
-    u = np.linalg.cholesky(hinv).T  # upper: hinv = uᵀ u
-    wk = w.astype(np.float64).copy()
-    g = -(-k // group)
-    scale = np.ones((g, n))
-    zero = np.zeros((g, n))
-    codes = np.zeros((k, n))
-    for r in range(k):
-        gi = r // group
-        if r % group == 0:
-            blk = wk[r:r + group]
-            lo, hi = np.minimum(blk.min(axis=0), 0.0), np.maximum(blk.max(axis=0), 0.0)
-            scale[gi] = np.where(hi > lo, (hi - lo) / qmax, 1.0).astype(np.float32)
-            zero[gi] = np.clip(np.rint(-lo / scale[gi]), 0, qmax)
-        c = np.clip(np.rint(wk[r] / scale[gi]) + zero[gi], 0, qmax)
-        codes[r] = c
-        err = (wk[r] - (c - zero[gi]) * scale[gi]) / u[r, r]
-        wk[r + 1:] -= np.outer(u[r, r + 1:], err)
-    return codes.astype(np.uint8 if bits <= 8 else np.uint16), scale.astype(np.float32), zero.astype(np.int32)
+        s = scale_for_alpha(mean_abs, a)
+        hs = scaled_h(h, s)
+        err = 0.0
+        for w in weights:
+            ws = (w * s[:, None]).astype(np.float32)
+            err += output_error(hs, ws, dequant_grouped(*weight_grouped(ws, bits, group), group))
+        if err < best[0]:
+            best = (err, s, a)
+    return best[1], best[2]

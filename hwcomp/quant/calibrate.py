@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -222,6 +222,33 @@ def token_mask_input(g: Graph) -> str | None:
     return None
 
 
+def _observe_tokens(g: Graph, batches: Sequence[Mapping[str, np.ndarray]], want: set[str],
+                    fn: Callable[[str, np.ndarray], None], token_mask: str | None | bool = True) -> list[dict]:
+    """Run the float graph over the (validated) batches, calling ``fn(name, value)`` for each value in
+    ``want``; values of shape [B, S, ...] come only at the positions where the token mask (default: the
+    graph's ``attention_mask``-like input; ``False``: none) is non-zero. Graph inputs are passed directly.
+    Returns the validated batches."""
+    batches = validate_batches(g, batches)
+    mname = token_mask_input(g) if token_mask is True else (token_mask or None)
+    if mname is not None and mname not in g.inputs:
+        raise QuantizationError(f"token mask {mname!r} is not a graph input ({', '.join(g.inputs)})")
+    cur: dict[str, np.ndarray | None] = {"mask": None}
+
+    def observe(name: str, arr: np.ndarray) -> None:
+        if name in want:
+            m = cur["mask"]
+            fn(name, arr[m] if m is not None and arr.ndim >= 2 and arr.shape[:2] == m.shape else arr)
+
+    for i, b in enumerate(batches):
+        cur["mask"] = np.asarray(b[mname]) != 0 if mname is not None else None
+        run(g, b, observer=observe)
+        log.info("calibration batch %d/%d", i + 1, len(batches))
+    for n in want & set(g.inputs):  # graph inputs are observed directly
+        for b in batches:
+            fn(n, b[n])
+    return batches
+
+
 def collect(g: Graph, batches: Sequence[Mapping[str, np.ndarray]], names: Iterable[str],
             token_mask: str | None | bool = True, divide: Mapping[str, np.ndarray] | None = None) -> dict[str, Stats]:
     """Run the float graph over the batches, gathering Stats for ``names`` (float values only).
@@ -232,33 +259,54 @@ def collect(g: Graph, batches: Sequence[Mapping[str, np.ndarray]], names: Iterab
     per-channel (last axis) divisor applied before observing (the statistics of x / c for smoothed inputs).
     """
     divide = dict(divide or {})
-    batches = validate_batches(g, batches)
     want = {n for n in names if n in g.types and g.types[n].dtype.is_float and n not in g.constants}
     stats = {n: Stats() for n in want}
-    mname = token_mask_input(g) if token_mask is True else (token_mask or None)
-    if mname is not None and mname not in g.inputs:
-        raise QuantizationError(f"token mask {mname!r} is not a graph input ({', '.join(g.inputs)})")
-    cur: dict[str, np.ndarray | None] = {"mask": None}
 
-    def observe(name: str, arr: np.ndarray) -> None:
-        s = stats.get(name)
-        if s is not None:
-            m = cur["mask"]
-            if m is not None and arr.ndim >= 2 and arr.shape[:2] == m.shape:
-                arr = arr[m]
-            if name in divide:
-                arr = arr / divide[name]
-            s.update(arr)
+    def update(name: str, arr: np.ndarray) -> None:
+        stats[name].update(arr / divide[name] if name in divide else arr)
 
-    for i, b in enumerate(batches):
-        cur["mask"] = np.asarray(b[mname]) != 0 if mname is not None else None
-        run(g, b, observer=observe)
-        log.info("calibration batch %d/%d", i + 1, len(batches))
-    for n in want:  # graph inputs are observed directly
-        if n in g.inputs:
-            for b in batches:
-                stats[n].update(b[n])
+    _observe_tokens(g, batches, want, update, token_mask)
     return stats
+
+
+@dataclass
+class Moments:
+    """Second moments of one value's rows (its last axis is K): what a weight quantizer needs to predict
+    the output error of y = x W without keeping the activations."""
+
+    xx: np.ndarray  # float64 [K, K]: sum of x^T x over the observed rows
+    abs_sum: np.ndarray  # float64 [K]: sum of |x| per channel
+    rows: int = 0
+
+    @property
+    def h(self) -> np.ndarray:
+        """E[x x^T] [K, K]: the mean output error of x (W - Wq) is sum_n e_n^T h e_n, e = W - Wq."""
+        return self.xx / max(self.rows, 1)
+
+    @property
+    def mean_abs(self) -> np.ndarray:
+        """E|x_k| [K]."""
+        return self.abs_sum / max(self.rows, 1)
+
+
+def collect_moments(g: Graph, batches: Sequence[Mapping[str, np.ndarray]], names: Iterable[str],
+                    token_mask: str | None | bool = True) -> dict[str, Moments]:
+    """Run the float graph over the batches, accumulating :class:`Moments` of the rows (last axis kept) of
+    each named float value, over every non-padding token (see :func:`collect` for ``token_mask``)."""
+    want = {n for n in names if n in g.types and g.types[n].dtype.is_float and n not in g.constants}
+    out: dict[str, Moments] = {}
+
+    def update(name: str, arr: np.ndarray) -> None:
+        x = np.asarray(arr, np.float64).reshape(-1, arr.shape[-1])
+        m = out.get(name)
+        if m is None:
+            m = out[name] = Moments(np.zeros((x.shape[1], x.shape[1])), np.zeros(x.shape[1]))
+        m.xx += x.T @ x
+        m.abs_sum += np.abs(x).sum(axis=0)
+        m.rows += len(x)
+
+    _observe_tokens(g, batches, want, update, token_mask)
+    return out
 
 
 def ranges(stats: Mapping[str, Stats], method: str) -> dict[str, tuple[float, float]]:

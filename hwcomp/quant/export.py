@@ -10,7 +10,8 @@ The float ONNX model the graph came from is patched in place, MatMul by MatMul, 
   ONNX Runtime computes the same real numbers hwcomp's integer pipeline does up to float rounding.
 - ``wdense`` (weight-only): ``DequantizeLinear(codes, scale, zero, axis=0, block_size=group)`` with
   UINT4/UINT8 codes (blocked DequantizeLinear needs opset 21: the model is converted with
-  ``onnx.version_converter`` when it is older).
+  ``onnx.version_converter`` when it is older); when the wdense reads an AWQ-scaled value (an IR ``Mul``
+  with attr ``awq``), the same ``Mul`` by 1 / s is inserted before the MatMul, once per activation.
 
 The I-BERT integer ops (``qattention``, ``int_gelu``, ``int_layer_norm``) have no QDQ equivalent;
 exporting a graph that contains them raises QuantizationError.
@@ -66,6 +67,8 @@ def export_qdq(model, q: Graph, out_path: str | Path | None = None):
 
     new_nodes, new_inits, done = [], [], set()
     qcache: dict[str, str] = {}
+    producers = q.producers()
+    scaled: dict[str, str] = {}  # ONNX activation -> its AWQ-scaled copy
 
     def const(name: str, arr: np.ndarray, dtype: int | None = None) -> str:
         name = f"{name}"
@@ -130,11 +133,14 @@ def export_qdq(model, q: Graph, out_path: str | Path | None = None):
                 "DequantizeLinear", [const(base + f"_u{bits}", codes.astype(np.int64), dt), const(base + "_gscale", scale),
                                      const(base + "_gzero", zero.astype(np.int64), dt)], [wdq], name=wdq,
                 axis=0, block_size=group))
-            if qn.attrs.get("in_scale") is not None:  # activation-aware scaling: x / s before the MatMul
-                inv = (np.float32(1.0) / np.asarray(qn.attrs["in_scale"], np.float32)).astype(np.float32)
-                a_s = f"{base}_in_scaled"
-                new_nodes.append(helper.make_node("Mul", [a, const(base + "_in_inv", inv)], [a_s], name=a_s))
-                a = a_s
+            awq_mul = producers.get(qn.inputs[0])
+            if awq_mul is not None and awq_mul.op == "Mul" and awq_mul.attr("awq"):  # x * (1 / s), shared by readers
+                if a not in scaled:
+                    scaled[a] = f"{a}_awq_scaled"
+                    inv = q.constants[awq_mul.inputs[1]].astype(np.float32)
+                    new_nodes.append(helper.make_node("Mul", [a, const(f"{a}_awq_inv_scale", inv)], [scaled[a]],
+                                                      name=scaled[a]))
+                a = scaled[a]
             new_nodes.append(helper.make_node("MatMul", [a, wdq], list(node.output), name=node.name))
         done.add(wname)
     missing = [n.name for n in qnodes if n.attrs.get("weight_name") not in done]

@@ -41,69 +41,86 @@ def weight_per_channel(w: np.ndarray, bits: int = 8) -> tuple[np.ndarray, np.nda
     return wq.astype(np.int8 if bits <= 8 else np.int16), scale
 
 
-def weight_grouped(w: np.ndarray, bits: int, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Asymmetric group-wise quantization along K of w [K, N] into unsigned ``bits``-bit codes:
-    (codes uint8/uint16 [K, N], scale float32 [G, N], zero int32 [G, N]), G = ceil(K / group).
-    Per group: scale = (max - min) / (2^bits - 1) over the group's range widened to include 0,
-    zero = rint(-min / scale), codes = clip(rint(w / scale) + zero, 0, 2^bits - 1)."""
-    bits = check_bits(bits)
+CLIP_RATIOS = tuple(1.0 - i / 40 for i in range(21))  # 1.0, 0.975, ..., 0.5
+
+
+def _grouped(w: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """w [K, N] as float64 groups [G, group, N] (the last group zero-padded) and each group's range
+    [lo, hi] [G, N] over its real rows, widened to include 0."""
     if group <= 0:
         raise QuantizationError(f"group size {group} must be positive (e.g. 32, 64, 128)")
     k, n = w.shape
     g = -(-k // group)
-    pad = g * group - k
-    wp = np.concatenate([w, np.zeros((pad, n), w.dtype)]) if pad else w
+    wp = np.zeros((g * group, n), np.float64)
+    wp[:k] = w
     wg = wp.reshape(g, group, n)
-    if pad:  # padded rows must not widen the last group's range: reuse its real rows
-        last = w[(g - 1) * group:]
-        lo_last, hi_last = last.min(axis=0), last.max(axis=0)
-    lo = np.minimum(wg.min(axis=1), 0.0)
-    hi = np.maximum(wg.max(axis=1), 0.0)
-    if pad:
-        lo[-1], hi[-1] = np.minimum(lo_last, 0.0), np.maximum(hi_last, 0.0)
+    real = np.arange(g * group).reshape(g, group, 1) < k  # padded rows must not widen the last range
+    lo = np.minimum(np.where(real, wg, np.inf).min(axis=1), 0.0)
+    hi = np.maximum(np.where(real, wg, -np.inf).max(axis=1), 0.0)
+    return wg, lo, hi
+
+
+def grouped_qparams(lo: np.ndarray, hi: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Asymmetric unsigned ``bits``-bit (scale float32, zero int32) covering [lo, hi] (lo <= 0 <= hi):
+    scale = (hi - lo) / (2^bits - 1) (1.0 for an empty range), zero = rint(-lo / scale)."""
     qmax = (1 << bits) - 1
     scale = np.where(hi > lo, (hi - lo) / qmax, 1.0).astype(np.float32)
     zero = np.clip(np.rint(-lo / scale), 0, qmax).astype(np.int32)
-    idx = np.arange(k) // group
-    codes = np.clip(np.rint(w / scale[idx]) + zero[idx], 0, qmax)
-    return codes.astype(np.uint8 if bits <= 8 else np.uint16), scale, zero
+    return scale, zero
 
 
-def weight_grouped_clip(w: np.ndarray, bits: int, group: int, h: np.ndarray,
-                        ratios: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`weight_grouped` with each (group, column) range shrunk by the ratio (of those given) that
-    minimises sum_k h[k] * (w[k, n] - deq[k, n])^2 -- h the mean squared activation of input channel k,
-    a diagonal estimate of the layer's output error."""
+def grouped_codes(w: np.ndarray, scale: np.ndarray, zero: np.ndarray, bits: int, group: int) -> np.ndarray:
+    """Codes of w [K, N] under group-wise (scale, zero) [G, N]: clip(rint(w / scale) + zero, 0, 2^bits - 1)."""
+    idx = np.arange(w.shape[0]) // group
+    codes = np.clip(np.rint(w / scale[idx]) + zero[idx], 0, (1 << bits) - 1)
+    return codes.astype(np.uint8 if bits <= 8 else np.uint16)
+
+
+def weight_grouped(w: np.ndarray, bits: int, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Asymmetric group-wise quantization along K of w [K, N] into unsigned ``bits``-bit codes (round to
+    nearest): (codes uint8/uint16 [K, N], scale float32 [G, N], zero int32 [G, N]), G = ceil(K / group).
+    Per group: scale = (max - min) / (2^bits - 1) over the group's range widened to include 0,
+    zero = rint(-min / scale), codes = clip(rint(w / scale) + zero, 0, 2^bits - 1)."""
     bits = check_bits(bits)
-    k, n = w.shape
-    g = -(-k // group)
-    pad = g * group - k
-    wp = np.concatenate([w, np.zeros((pad, n), w.dtype)]) if pad else w
-    hp = np.concatenate([h, np.zeros(pad)]) if pad else h
-    wg = wp.reshape(g, group, n).astype(np.float64)
-    hg = hp.reshape(g, group, 1).astype(np.float64)
-    lo0 = np.minimum(wg.min(axis=1), 0.0)
-    hi0 = np.maximum(wg.max(axis=1), 0.0)
-    if pad:  # padded zero rows must not count: the last group's range from its real rows
-        last = w[(g - 1) * group:].astype(np.float64)
-        lo0[-1], hi0[-1] = np.minimum(last.min(axis=0), 0.0), np.maximum(last.max(axis=0), 0.0)
+    _, lo, hi = _grouped(w, group)
+    scale, zero = grouped_qparams(lo, hi, bits)
+    return grouped_codes(w, scale, zero, bits, group), scale, zero
+
+
+def clipped_qparams(w: np.ndarray, bits: int, group: int, h: np.ndarray,
+                    ratios: tuple[float, ...] = CLIP_RATIOS) -> tuple[np.ndarray, np.ndarray]:
+    """Group-wise (scale, zero) [G, N] of w [K, N] with each (group, column) range [lo, hi] shrunk by the
+    ratio (of those given) that minimises the group's share of the layer's output error,
+    e^T H_g e with e = w[g, n] - deq[g, n] and H_g the group's diagonal block of ``h`` = E[x x^T] [K, K]
+    (AWQ's clip search, exact within each group)."""
+    bits = check_bits(bits)
+    if not ratios or not all(0.0 < r <= 1.0 for r in ratios):
+        raise QuantizationError(f"clip ratios {tuple(ratios)!r} must be a non-empty list of values in (0, 1]")
+    wg, lo0, hi0 = _grouped(w, group)
+    g, size, n = wg.shape
+    k = w.shape[0]
+    hp = np.zeros((g * size, g * size))
+    hp[:k, :k] = h
+    hg = np.stack([hp[i * size:(i + 1) * size, i * size:(i + 1) * size] for i in range(g)])  # [G, group, group]
     qmax = (1 << bits) - 1
     best_err = np.full((g, n), np.inf)
-    best_scale = np.ones((g, n))
-    best_zero = np.zeros((g, n))
+    best_scale = np.ones((g, n), np.float32)
+    best_zero = np.zeros((g, n), np.int32)
     for r in ratios:
-        lo, hi = lo0 * r, hi0 * r
-        scale = np.where(hi > lo, (hi - lo) / qmax, 1.0).astype(np.float32).astype(np.float64)
-        zero = np.clip(np.rint(-lo / scale), 0, qmax)
-        codes = np.clip(np.rint(wg / scale[:, None, :]) + zero[:, None, :], 0, qmax)
-        err = (hg * np.square(wg - (codes - zero[:, None, :]) * scale[:, None, :])).sum(axis=1)
+        scale, zero = grouped_qparams(lo0 * r, hi0 * r, bits)
+        s64, z64 = scale.astype(np.float64)[:, None, :], zero[:, None, :]
+        e = wg - (np.clip(np.rint(wg / s64) + z64, 0, qmax) - z64) * s64
+        err = np.einsum("gin,gin->gn", np.matmul(hg, e), e)
         better = err < best_err
         best_err = np.where(better, err, best_err)
         best_scale = np.where(better, scale, best_scale)
         best_zero = np.where(better, zero, best_zero)
-    scale = best_scale.astype(np.float32)
-    zero = best_zero.astype(np.int32)
-    idx = np.arange(k) // group
-    codes = np.clip(np.rint(w / scale[idx]) + zero[idx], 0, qmax)
-    return codes.astype(np.uint8 if bits <= 8 else np.uint16), scale, zero
+    return best_scale, best_zero
+
+
+def weight_grouped_clip(w: np.ndarray, bits: int, group: int, h: np.ndarray,
+                        ratios: tuple[float, ...] = CLIP_RATIOS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`weight_grouped` with the ranges of :func:`clipped_qparams` (``h`` = E[x x^T] of the layer's
+    input)."""
+    scale, zero = clipped_qparams(w, bits, group, h, ratios)
+    return grouped_codes(w, scale, zero, bits, group), scale, zero
