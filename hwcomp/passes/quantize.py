@@ -262,12 +262,17 @@ def _weight_only(g: Graph, ctx: PassContext, bits: int, name: str) -> Graph:
     for n in targets:
         readers.setdefault(n.inputs[0], []).append(n)
     moments = cal.collect_moments(g, ctx.get("calib_inputs"), readers) if method != "rtn" else {}
+    unseen = [x for x in readers if method != "rtn" and x not in moments]
+    if unseen:
+        raise QuantizationError(f"node {readers[unseen[0]][0].name!r}: its input {unseen[0]!r} was not observed in "
+                                "calibration")
     scales: dict[str, np.ndarray] = {}
     alphas: dict[str, float] = {}
     if method.startswith("awq"):
         for x, ns in readers.items():
             m = moments[x]
-            s, alphas[x] = awq.search_scale(m.h, m.mean_abs, [g.constants[n.inputs[1]] for n in ns], bits, group, grid)
+            weights = [g.constants[n.inputs[1]] for n in ns]
+            s, alphas[x] = awq.search_scale(m.h, m.mean_abs, weights, bits, group, grid)
             if alphas[x] > 0:
                 scales[x] = s
     b = _Builder(g)
@@ -284,9 +289,9 @@ def _weight_only(g: Graph, ctx: PassContext, bits: int, name: str) -> Graph:
         if s is not None:
             w = (w * s[:, None]).astype(np.float32)
             if x not in scaled_inputs:
-                inv = (np.float32(1.0) / s).astype(np.float32)
-                scaled_inputs[x] = b.add("Mul", [x, g.add_constant(x.rsplit("/", 1)[-1] + "_awq_inv_scale", inv)],
-                                         {"awq": 1}, x.rsplit("/", 1)[-1] + "_awq_scale")
+                short = x.rsplit("/", 1)[-1]
+                inv = g.add_constant(short + "_awq_inv_scale", (np.float32(1.0) / s).astype(np.float32))
+                scaled_inputs[x] = b.add("Mul", [x, inv], {"awq": 1}, short + "_awq_scale")
         h = moments[x].h if x in moments else None
         if s is not None:
             h = awq.scaled_h(h, s)

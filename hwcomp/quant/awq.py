@@ -32,7 +32,8 @@ def check_alpha_grid(grid: Sequence[float]) -> tuple[float, ...]:
     except (TypeError, ValueError):
         raise QuantizationError(f"AWQ alpha grid {grid!r} must be a list of numbers in [0, 1]") from None
     if not out:
-        raise QuantizationError("AWQ alpha grid is empty: give at least one alpha in [0, 1] (e.g. 0, 0.05, ..., 1)")
+        raise QuantizationError("AWQ alpha grid is empty: give at least one alpha in [0, 1] "
+                                "(e.g. 0, 0.05, ..., 1)")
     bad = [a for a in out if not 0.0 <= a <= 1.0]
     if bad:
         raise QuantizationError(f"AWQ alpha grid values {bad} outside [0, 1]")

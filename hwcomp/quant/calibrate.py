@@ -223,7 +223,8 @@ def token_mask_input(g: Graph) -> str | None:
 
 
 def _observe_tokens(g: Graph, batches: Sequence[Mapping[str, np.ndarray]], want: set[str],
-                    fn: Callable[[str, np.ndarray], None], token_mask: str | None | bool = True) -> list[dict]:
+                    fn: Callable[[str, np.ndarray], None],
+                    token_mask: str | None | bool = True) -> list[dict]:
     """Run the float graph over the (validated) batches, calling ``fn(name, value)`` for each value in
     ``want``; values of shape [B, S, ...] come only at the positions where the token mask (default: the
     graph's ``attention_mask``-like input; ``False``: none) is non-zero. Graph inputs are passed directly.

@@ -134,12 +134,11 @@ def export_qdq(model, q: Graph, out_path: str | Path | None = None):
                                      const(base + "_gzero", zero.astype(np.int64), dt)], [wdq], name=wdq,
                 axis=0, block_size=group))
             awq_mul = producers.get(qn.inputs[0])
-            if awq_mul is not None and awq_mul.op == "Mul" and awq_mul.attr("awq"):  # x * (1 / s), shared by readers
+            if awq_mul is not None and awq_mul.op == "Mul" and awq_mul.attr("awq"):  # x * (1 / s), shared
                 if a not in scaled:
                     scaled[a] = f"{a}_awq_scaled"
-                    inv = q.constants[awq_mul.inputs[1]].astype(np.float32)
-                    new_nodes.append(helper.make_node("Mul", [a, const(f"{a}_awq_inv_scale", inv)], [scaled[a]],
-                                                      name=scaled[a]))
+                    inv = const(f"{a}_awq_inv_scale", q.constants[awq_mul.inputs[1]].astype(np.float32))
+                    new_nodes.append(helper.make_node("Mul", [a, inv], [scaled[a]], name=scaled[a]))
                 a = scaled[a]
             new_nodes.append(helper.make_node("MatMul", [a, wdq], list(node.output), name=node.name))
         done.add(wname)

@@ -70,7 +70,8 @@ def grouped_qparams(lo: np.ndarray, hi: np.ndarray, bits: int) -> tuple[np.ndarr
 
 
 def grouped_codes(w: np.ndarray, scale: np.ndarray, zero: np.ndarray, bits: int, group: int) -> np.ndarray:
-    """Codes of w [K, N] under group-wise (scale, zero) [G, N]: clip(rint(w / scale) + zero, 0, 2^bits - 1)."""
+    """Codes of w [K, N] under group-wise (scale, zero) [G, N]:
+    clip(rint(w / scale) + zero, 0, 2^bits - 1)."""
     idx = np.arange(w.shape[0]) // group
     codes = np.clip(np.rint(w / scale[idx]) + zero[idx], 0, (1 << bits) - 1)
     return codes.astype(np.uint8 if bits <= 8 else np.uint16)
@@ -101,7 +102,8 @@ def clipped_qparams(w: np.ndarray, bits: int, group: int, h: np.ndarray,
     k = w.shape[0]
     hp = np.zeros((g * size, g * size))
     hp[:k, :k] = h
-    hg = np.stack([hp[i * size:(i + 1) * size, i * size:(i + 1) * size] for i in range(g)])  # [G, group, group]
+    blocks = [slice(i * size, (i + 1) * size) for i in range(g)]
+    hg = np.stack([hp[b, b] for b in blocks])  # [G, group, group]
     qmax = (1 << bits) - 1
     best_err = np.full((g, n), np.inf)
     best_scale = np.ones((g, n), np.float32)
