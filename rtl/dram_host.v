@@ -1,7 +1,8 @@
 // Simulation-only DRAM model with host access between programs (the model-level bench, sim/tb_model.py):
 // like dram_model, plus a rising `load` applies the $readmemh patch file +DRAM_PATCH=<file> (`@addr` lines
 // then bytes: only the listed bytes change) and a rising `dump` writes bytes dump_lo..dump_hi to
-// +DRAM_DUMP=<file>. Addresses wrap modulo DRAM_BYTES. Not synthesizable as a real memory.
+// +DRAM_DUMP=<file>. The initial image comes from +DRAM_INIT_BIN=<file> (raw bytes, $fread) or
+// +DRAM_INIT=<file> (hex, $readmemh). Addresses wrap modulo DRAM_BYTES. Not synthesizable as a real memory.
 `default_nettype none
 module dram_host #(
     parameter BUS_BYTES = 16,
@@ -26,13 +27,18 @@ module dram_host #(
     reg [7:0] mem [0:DRAM_BYTES-1];
     reg [8*512-1:0] fname;
     reg dump_q, load_q;
-    integer i;
+    integer i, fd, nread;
     initial begin
         for (i = 0; i < DRAM_BYTES; i = i + 1) mem[i] = 8'd0;
         rdata = {BUS_BYTES*8{1'b0}};
         dump_q = 1'b0;
         load_q = 1'b0;
-        if ($value$plusargs("DRAM_INIT=%s", fname)) $readmemh(fname, mem);
+        if ($value$plusargs("DRAM_INIT_BIN=%s", fname)) begin   // raw bytes from address 0 (fast for large images)
+            fd = $fopen(fname, "rb");
+            nread = (fd == 0) ? 0 : $fread(mem, fd);
+            if (fd != 0) $fclose(fd);
+            if (nread == 0) $display("dram_host: +DRAM_INIT_BIN=%0s: nothing read", fname);
+        end else if ($value$plusargs("DRAM_INIT=%s", fname)) $readmemh(fname, mem);
     end
     always @(posedge clk) begin
         if (ren)

@@ -84,7 +84,7 @@ def compile(graph: Graph, outdir: Path, *, array: str = "16x16", dataflow: str =
         (tmp / "bench" / "README.md").write_text(
             "# Model bench\n\n`tb_model.py` is the cocotb bench `hwcomp simulate OUTDIR --inputs in.npz` runs on\n"
             f"`{SIM_TOP}` (rtl/{SIM_TOP}.v: a free-running clock around rtl/accel_host_top.v, which is\n"
-            f"`{wrapper_name(hw)}`'s accel_top + dram_host + a program loader) with `+DRAM_INIT=` the hex of\n"
+            f"`{wrapper_name(hw)}`'s accel_top + dram_host + a program loader) with `+DRAM_INIT_BIN=`\n"
             "dram_image.bin. It executes plan.json: host steps in numpy, hardware segments from program/*.hex.\n",
             encoding="ascii", newline="\n")
         hls_info: dict = {"generated": False}
@@ -143,16 +143,14 @@ def run(outdir: Path, inputs: dict[str, np.ndarray], *, sim: str = "verilator", 
     work = cache_dir().parent / "models"
     work.mkdir(parents=True, exist_ok=True)
     d = Path(tempfile.mkdtemp(prefix="model-", dir=work))
-    from hwcomp.sim.accel import write_dram_hex
-
     used = int(np.flatnonzero(plan.image)[-1]) + 1 if plan.image.any() else 1
-    write_dram_hex(d / "dram_init.hex", plan.image[:used])   # the DRAM model starts zeroed beyond
+    (d / "dram_init.bin").write_bytes(plan.image[:used].tobytes())   # the DRAM model starts zeroed beyond
     np.savez(d / "inputs.npz", **{k: np.asarray(v) for k, v in inputs.items()})
     cfg = {"artifact": str(outdir), "inputs_npz": str(d / "inputs.npz"), "outputs_npz": str(d / "outputs.npz"),
            "patch_hex": str(d / "patch.hex"), "dump_hex": str(d / "dump.hex"), "prog_hex": str(d / "prog.hex"),
            "timeout_factor": timeout_factor, "internal_clock": True}
-    plusargs = [f"+DRAM_INIT={d / 'dram_init.hex'}", f"+DRAM_PATCH={d / 'patch.hex'}", f"+DRAM_DUMP={d / 'dump.hex'}",
-                f"+IMEM_FILE={d / 'prog.hex'}"]
+    plusargs = [f"+DRAM_INIT_BIN={d / 'dram_init.bin'}", f"+DRAM_PATCH={d / 'patch.hex'}",
+                f"+DRAM_DUMP={d / 'dump.hex'}", f"+IMEM_FILE={d / 'prog.hex'}"]
     if waves:
         raise SimulationError("--waves: sim/runner.run_bench does not dump waveforms yet; run the bench in "
                               f"{outdir / 'bench'} with cocotb's runner and waves=True")
