@@ -2,7 +2,7 @@
 
 Layouts: x (and residual) ``[M, C]`` fp16 (flatten leading axes), gamma/beta ``[C]`` fp16.
 ``layer_norm_f16`` -> ``y``; ``add_layer_norm_f16`` -> ``(y, s)`` with ``s = x + residual`` rounded to fp16
-(hwcomp's second output) and ``y = layer_norm(s)``. Two-pass statistics (mean, then mean of squared
+(hwcomp's second output, written by a second, elementwise kernel) and ``y = layer_norm(s)``. Two-pass statistics (mean, then mean of squared
 deviations) as ONNX's reference computes them.
 
 Schedule: one thread block per row, ``threads`` threads; each statistic is a cross-thread reduction
@@ -24,7 +24,7 @@ def layer_norm_func(m: int, c: int, eps: float = 1e-5, residual: bool = False) -
     gamma = te.placeholder((c,), "float16", name="gamma")
     beta = te.placeholder((c,), "float16", name="beta")
 
-    def inp(i, j):
+    def inp(i, j):  # the residual sum rounded to fp16 (hwcomp's second output), normalized as rounded
         return ((x[i, j] + res[i, j]) if residual else x[i, j]).astype("float32")
 
     k1 = te.reduce_axis((0, c), name="k1")
@@ -36,8 +36,8 @@ def layer_norm_func(m: int, c: int, eps: float = 1e-5, residual: bool = False) -
                                          * gamma[j].astype("float32") + beta[j].astype("float32")).astype("float16"),
                    name="normalize")
     if residual:
-        s = te.compute((m, c), lambda i, j: x[i, j] + res[i, j], name="residual_sum")
-        return te.create_prim_func([x, res, gamma, beta, y, s]).with_attr("global_symbol", "add_layer_norm_f16")
+        s_out = te.compute((m, c), lambda i, j: x[i, j] + res[i, j], name="residual_sum")
+        return te.create_prim_func([x, res, gamma, beta, y, s_out]).with_attr("global_symbol", "add_layer_norm_f16")
     return te.create_prim_func([x, gamma, beta, y]).with_attr("global_symbol", "layer_norm_f16")
 
 
@@ -62,14 +62,12 @@ class LayerNormRule:
             (k,) = sch.get_loops(blk)[-1:]
             _, ktx = sch.split(k, [None, self.threads])
             sch.bind(ktx, "threadIdx.x")
-        try:
-            blk = sch.get_sblock("residual_sum")
-        except Exception:  # noqa: BLE001 - plain layer_norm has no residual block
-            blk = None
-        if blk is not None:
-            sch.reverse_compute_at(blk, row)
-            _, stx = sch.split(sch.get_loops(blk)[-1], [None, self.threads])
-            sch.bind(stx, "threadIdx.x")
+        if len(func.params) == 6:  # add_layer_norm's second output, x + residual: its own elementwise kernel
+            out = sch.get_sblock("residual_sum")  # (it depends on no statistic, so compute-at cannot place it)
+            flat = sch.fuse(*sch.get_loops(out))
+            bx, tx = sch.split(flat, [None, self.threads])
+            sch.bind(bx, "blockIdx.x")
+            sch.bind(tx, "threadIdx.x")
         return sch.mod["main"].with_attr("tirx.is_scheduled", True)
 
 

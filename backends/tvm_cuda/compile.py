@@ -69,8 +69,9 @@ def build(g: Graph, target_kind: str, arch: str, precision: str, tuning_db: str 
         target = cuda_target(arch)
         with target:
             mod = relax.get_pipeline("zero")(lm.mod)
-            if tuning_db:  # tuning records first, then hwcomp's schedules, then dlight
-                from .tuning import apply_database, database_kernels
+            if tuning_db:  # tuning records that beat hwcomp's schedule, then hwcomp's schedules, then dlight
+                from .tuning import apply_database, database_kernels, hwcomp_preferred
+                mod = apply_hwcomp_schedules(mod, lm.kernel_schedules, only=hwcomp_preferred(tuning_db, target))
                 mod = apply_database(mod, target, tuning_db)
                 lm.tuned_kernels = database_kernels(mod)
             mod = apply_hwcomp_schedules(mod, lm.kernel_schedules)

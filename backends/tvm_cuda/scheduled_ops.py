@@ -275,8 +275,9 @@ FUSED_KERNELS.update({"dense": dense_kernel, "attention": attention_kernels, "la
                       "add_layer_norm": add_layer_norm_kernel})
 
 
-def apply_hwcomp_schedules(mod, kernel_schedules: dict[str, object]):
-    """Replace every kernel definition still unscheduled (no tuning record took it) by hwcomp's schedule."""
+def apply_hwcomp_schedules(mod, kernel_schedules: dict[str, object], only: set[str] | None = None):
+    """Replace every kernel definition still unscheduled (no tuning record took it) by hwcomp's schedule
+    (``only``: just these kernels)."""
     from tvm import tirx
     for gv, f in list(mod.functions.items()):
         if not isinstance(f, tirx.PrimFunc) or not f.attrs or KERNEL_ATTR not in f.attrs:
@@ -284,6 +285,8 @@ def apply_hwcomp_schedules(mod, kernel_schedules: dict[str, object]):
         if f.attrs.get("tirx.is_scheduled", False):
             continue
         name = str(f.attrs[KERNEL_ATTR])
+        if only is not None and name not in only:
+            continue
         mod.update_func(gv, kernel_schedules[name].with_attr("tirx.is_scheduled", True)
                         .with_attr(SCHEDULE_SOURCE_ATTR, "hwcomp"))
     return mod

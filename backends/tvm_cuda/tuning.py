@@ -11,7 +11,10 @@ Database directory (default ``schedules/db/<arch>/``, ``llvm`` for CPU):
     database_workload.json        MetaSchedule JSONDatabase: one line per workload [shash, IRModule json]
     database_tuning_record.json   one line per measured candidate [workload index, [trace, run_secs, ...]]
     manifest.json                 hwcomp's header: format, TVM version, target kind, arch, target, and
-                                  per-task record counts and best times from the last session
+                                  per-task record counts, best times and hwcomp's own schedule's time
+    database_*.json.xz            the two JSON files compressed (what git keeps: traces of tensorized
+                                  schedules are ~20 KB each); written after every session, unpacked on open
+                                  when newer than the JSON files or when those are absent
 
 ``--trials N`` is a per-task budget counted in the database: a second run only measures the missing
 ``N - existing`` trials of each task, and the evolutionary search starts from the database's best records.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import lzma
 import math
 import os
 import tempfile
@@ -59,6 +63,7 @@ class TuneTask:
     extracted: object     # ms.ExtractedTask
     existing: int = 0     # records already in the database
     best_us: float | None = None  # best measured time in the database
+    hwcomp_us: float | None = None  # hwcomp's own schedule of this kernel, measured the same way
 
     @property
     def mod(self):
@@ -174,6 +179,26 @@ def _write_json_atomic(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
+def _unpack_compressed(d: Path) -> None:
+    """JSON files from their ``.xz`` copies where those are newer (a checkout) or the JSON files are absent."""
+    for name in (WORKLOAD_FILE, RECORD_FILE):
+        xz, plain = d / (name + ".xz"), d / name
+        if xz.exists() and (not plain.exists() or xz.stat().st_mtime > plain.stat().st_mtime):
+            tmp = plain.with_name(plain.name + ".tmp")
+            tmp.write_bytes(lzma.decompress(xz.read_bytes()))
+            os.replace(tmp, plain)
+
+
+def pack_compressed(d: Path) -> None:
+    """Write the ``.xz`` copies of the database files (atomically; deterministic bytes for the same records)."""
+    for name in (WORKLOAD_FILE, RECORD_FILE):
+        plain = Path(d) / name
+        if plain.exists():
+            tmp = plain.with_name(name + ".xz.tmp")
+            tmp.write_bytes(lzma.compress(plain.read_bytes(), preset=9))
+            os.replace(tmp, plain.with_name(name + ".xz"))
+
+
 def _repair_tail(path: Path) -> int:
     """Drop a torn last line (a kill during an append); returns how many lines were dropped."""
     if not path.exists():
@@ -213,6 +238,7 @@ def open_database(db_dir: str | os.PathLike, target, *, create: bool = False):
         _write_json_atomic(d / MANIFEST, {"format": DB_FORMAT, "tvm_version": _tvm_version(), "target_kind": kind,
                                           "arch": arch, "target": str(target), "tasks": {}})
     check_manifest(d, target)
+    _unpack_compressed(d)
     for f in (WORKLOAD_FILE, RECORD_FILE):
         _repair_tail(d / f)
     import_tensor_intrinsics()  # records of tensorized schedules name intrinsics that must be registered
@@ -328,7 +354,8 @@ def update_manifest(db_dir: Path, tasks: list[TuneTask], session: dict) -> None:
         m.setdefault("tasks", {})[t.name] = {
             "op_class": t.op_class, "weight": t.weight, "flops": t.flops, "records": t.existing,
             "best_us": None if t.best_us is None else round(t.best_us, 3),
-            "best_gflops": None if not t.best_us else round(t.gflops(t.best_us * 1e-6), 2)}
+            "best_gflops": None if not t.best_us else round(t.gflops(t.best_us * 1e-6), 2),
+            "hwcomp_us": None if t.hwcomp_us is None else round(t.hwcomp_us, 3)}
     m.setdefault("sessions", []).append(session)
     m["sessions"] = m["sessions"][-20:]
     _write_json_atomic(Path(db_dir) / MANIFEST, m)
@@ -391,9 +418,40 @@ class TuneOptions:
     extra: dict = field(default_factory=dict)
 
 
+def _measure_us(builder, runner, func, target) -> float | None:
+    """Build and time one scheduled PrimFunc with MetaSchedule's builder and runner (as its candidates are)."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+    (built,) = builder.build([ms.builder.BuilderInput(mod, target)])
+    if built.error_msg:
+        log.warning("hwcomp's schedule failed to build for measurement: %s", built.error_msg.strip()[-300:])
+        return None
+    (fut,) = runner.run([ms.runner.RunnerInput(built.artifact_path, target.kind.name,
+                                               ms.arg_info.ArgInfo.from_prim_func(func))])
+    res = fut.result()
+    secs = None if res.error_msg else _mean_secs(res.run_secs)
+    return None if secs is None else secs * 1e6
+
+
+def measure_baselines(tasks: list[TuneTask], baselines: dict, builder, runner, target, db_dir: Path) -> None:
+    """Time hwcomp's own schedule of each task (once per database) so that `compile --tuning-db` only takes a
+    tuned record that beats it; kept in the manifest as ``hwcomp_us``."""
+    known = (read_manifest(db_dir) or {}).get("tasks", {})
+    for t in tasks:
+        if t.hwcomp_us is None:
+            t.hwcomp_us = known.get(t.name, {}).get("hwcomp_us")
+        if t.hwcomp_us is None and t.name in baselines:
+            t.hwcomp_us = _measure_us(builder, runner, baselines[t.name], target)
+
+
 def tune(tasks: list[TuneTask], target, db_dir: Path, opts: TuneOptions,
-         on_progress: Callable[[Progress], None] | None = None) -> dict:
+         on_progress: Callable[[Progress], None] | None = None, baselines: dict | None = None) -> dict:
     """Tune ``tasks`` up to ``opts.trials`` records each in the database at ``db_dir``.
+
+    ``baselines`` maps a task name to hwcomp's scheduled PrimFunc for it (``LoweredModel.kernel_schedules``):
+    each is measured once beside the candidates, and records that do not beat it are not applied.
 
     Returns a session summary (also appended to the manifest). KeyboardInterrupt propagates after the
     manifest is updated; the records measured so far stay in the database.
@@ -426,6 +484,8 @@ def tune(tasks: list[TuneTask], target, db_dir: Path, opts: TuneOptions,
     evaluator = ms.runner.EvaluatorConfig(number=opts.number, repeat=1, min_repeat_ms=opts.min_repeat_ms,
                                           enable_cpu_cache_flush=False)
     runner = opts.runner or ms.runner.LocalRunner(evaluator_config=evaluator, timeout_sec=opts.run_timeout_s)
+    if baselines:
+        measure_baselines(todo, baselines, builder, runner, target, db_dir)
     # Tasks that still miss the same number of trials are tuned together (one task scheduler each group).
     groups: dict[int, list[TuneTask]] = {}
     for t in todo:
@@ -465,6 +525,7 @@ def tune(tasks: list[TuneTask], target, db_dir: Path, opts: TuneOptions,
             "added": {t.name: t.existing - before[t.name] for t in tasks if t.existing != before[t.name]},
             "runner": type(runner).__name__}
         update_manifest(db_dir, tasks, session)
+        pack_compressed(db_dir)
     return session
 
 
@@ -536,6 +597,14 @@ def apply_database(mod, target, db_dir: str | os.PathLike):
     return out
 
 
+def hwcomp_preferred(db_dir: str | os.PathLike, target) -> set[str]:
+    """Kernels whose best record in the database is not faster than hwcomp's own schedule (both measured in
+    the tuning session): `compile --tuning-db` keeps hwcomp's schedule for these."""
+    tasks = (read_manifest(resolve_db_dir(db_dir, target)) or {}).get("tasks", {})
+    return {name for name, t in tasks.items() if t.get("hwcomp_us") is not None
+            and (t.get("best_us") is None or t["hwcomp_us"] <= t["best_us"])}
+
+
 def database_kernels(mod) -> list[str]:
     """Names of the kernels whose schedule came from the tuning database (see :func:`apply_database`)."""
     from tvm import tirx
@@ -547,7 +616,8 @@ def database_kernels(mod) -> list[str]:
 def summarize(tasks: list[TuneTask]) -> list[dict]:
     return [{"task": t.name, "op_class": t.op_class, "weight": t.weight, "gflop": round(t.flops / 1e9, 4),
              "records": t.existing, "best_us": None if t.best_us is None else round(t.best_us, 3),
-             "best_gflops": None if not t.best_us else round(t.gflops(t.best_us * 1e-6), 2)} for t in tasks]
+             "best_gflops": None if not t.best_us else round(t.gflops(t.best_us * 1e-6), 2),
+             "hwcomp_us": None if t.hwcomp_us is None else round(t.hwcomp_us, 3)} for t in tasks]
 
 
 def weighted_best_us(tasks: list[TuneTask]) -> float:

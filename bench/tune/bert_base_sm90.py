@@ -76,25 +76,27 @@ def main() -> None:
                      "cuda")
     target = tuning.make_target("cuda", "sm_90")
     # Lowered as `hwcomp compile --target cuda` does: the tasks are hwcomp's kernel definitions.
-    mod = tuning.lowered_module(lower_to_relax(g, a.precision, target="cuda", arch="sm_90"), target)
+    lm = lower_to_relax(g, a.precision, target="cuda", arch="sm_90")
+    mod = tuning.lowered_module(lm, target)
     tasks = tuning.extract_tasks(mod, target, tuning.parse_ops(a.ops))[: a.top]
     t0 = time.time()
     if a.phase == "tune":
         session = tuning.tune(tasks, target, Path(a.db), tuning.TuneOptions(trials=a.trials, per_iter=16, seed=0),
-                              lambda p: print(f"{p.task.name}: {p.trials}/{p.target_trials} best "
+                              baselines=lm.kernel_schedules,
+                              on_progress=lambda p: print(f"{p.task.name}: {p.trials}/{p.target_trials} best "
                                               f"{p.best_us or float('nan'):.1f} us", flush=True))
         print(json.dumps(session))
         return
     session = None
     if a.phase == "both":
-        session = tuning.tune(tasks, target, Path(a.db), tuning.TuneOptions(trials=a.trials, per_iter=16, seed=0))
+        session = tuning.tune(tasks, target, Path(a.db), tuning.TuneOptions(trials=a.trials, per_iter=16, seed=0),
+                              baselines=lm.kernel_schedules)
     tuning.record_counts(tuning.open_database(Path(a.db), target), tasks)
     tune_s = time.time() - t0
 
     result = {"model": "bert-base", "batch": 1, "seq": 128, "precision": a.precision, "arch": "sm_90",
               "trials_per_kernel": a.trials, "ops": a.ops, "tune_seconds": round(tune_s, 1),
               "tasks": tuning.summarize(tasks), "session": session}
-    lm = lower_to_relax(g, a.precision, target="cuda", arch="sm_90")
     if a.build == "plain":  # Relax "zero" + [tuning records] + dlight defaults, without hwcomp.schedules
         result["build"] = "relax zero pipeline + dlight defaults (GEMV, Reduction, GeneralReduction, Fallback)"
         ex0, lm0 = plain_build(lm, target, None), lm

@@ -98,7 +98,8 @@ def tune(model: str = typer.Argument(..., help="model.onnx or graph.hwir"),
 
         try:
             session = tuning.tune(tasks, tgt, db_dir, tuning.TuneOptions(
-                trials=trials, per_iter=per_iter, seed=seed, population=population, runner=runner), on_progress)
+                trials=trials, per_iter=per_iter, seed=seed, population=population, runner=runner), on_progress,
+                baselines=lm.kernel_schedules)
         except KeyboardInterrupt:
             bar.stop()
             console.print(f"interrupted: {sum(x.existing for x in tasks)} records are saved in {db_dir}; rerun the "

@@ -103,3 +103,19 @@ def test_compile_with_tuning_db_uses_records_and_runs(tuned_db, matmul_onnx, tmp
     from onnx import numpy_helper
     w, b = (numpy_helper.to_array(t) for t in onnx.load(matmul_onnx).graph.initializer)
     np.testing.assert_allclose(y, np.maximum(x @ w + b, 0), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_database_kept_compressed_reopens_from_xz_alone(tuned_db, tmp_path):
+    """What git keeps (manifest + .xz copies) is a whole database: the JSON files come back on open."""
+    from hwcomp.backends.tvm_cuda import tuning
+
+    db = tmp_path / "db"
+    shutil.copytree(tuned_db, db)
+    assert (db / "database_tuning_record.json.xz").exists()
+    original = (db / "database_tuning_record.json").read_bytes()
+    for f in ("database_workload.json", "database_tuning_record.json"):
+        (db / f).unlink()
+    target = tuning.make_target("llvm", "llvm")
+    assert len(tuning.open_database(db, target).get_all_tuning_records()) == 4
+    assert (db / "database_tuning_record.json").read_bytes() == original
