@@ -462,17 +462,18 @@ def tune(tasks: list[TuneTask], target, db_dir: Path, opts: TuneOptions,
         raise TuningError(f"--trials {opts.trials}: need at least 1 trial per task")
     if not tasks:
         raise TuningError("no kernels to tune (check --ops and that the model lowers to fused kernels)")
-    try:
-        import xgboost  # noqa: F401
-    except ImportError:
-        raise TuningError("MetaSchedule's XGBoost cost model needs the xgboost package: pip install xgboost "
-                          "(or pip install 'apache-tvm[meta-schedule]')") from None
     db_dir = Path(db_dir)
     import_tensor_intrinsics()
     db = open_database(db_dir, target, create=True)
     record_counts(db, tasks)
     before = {t.name: t.existing for t in tasks}
     todo = [t for t in tasks if t.existing < opts.trials]
+    if todo:
+        try:
+            import xgboost  # noqa: F401
+        except ImportError:
+            raise TuningError("MetaSchedule's XGBoost cost model needs the xgboost package: pip install xgboost "
+                              "(or pip install 'apache-tvm[meta-schedule]')") from None
     t0 = time.perf_counter()
     status = "complete"
     workers = opts.builder_workers or max(1, os.cpu_count() or 1)
@@ -484,8 +485,8 @@ def tune(tasks: list[TuneTask], target, db_dir: Path, opts: TuneOptions,
     evaluator = ms.runner.EvaluatorConfig(number=opts.number, repeat=1, min_repeat_ms=opts.min_repeat_ms,
                                           enable_cpu_cache_flush=False)
     runner = opts.runner or ms.runner.LocalRunner(evaluator_config=evaluator, timeout_sec=opts.run_timeout_s)
-    if baselines:
-        measure_baselines(todo, baselines, builder, runner, target, db_dir)
+    if baselines:  # every task, also those with enough trials: a database from before baselines gets them
+        measure_baselines(tasks, baselines, builder, runner, target, db_dir)
     # Tasks that still miss the same number of trials are tuned together (one task scheduler each group).
     groups: dict[int, list[TuneTask]] = {}
     for t in todo:
