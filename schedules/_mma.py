@@ -43,6 +43,10 @@ class MmaConfig:
     frags_m: int = 4  # 16-row fragments per warp along M
     frags_n: int = 4  # 16-col fragments per warp along N
     chunk_k: int = 2  # K fragments per shared-memory stage
+    # Double-buffered shared memory filled by cp.async while the previous stage computes. Off: on an H200 it
+    # made the BERT-base GEMMs 5-25% slower (e.g. 4096x768x3072: 133.6 vs 107.6 us; batch-32 model 6.1 vs
+    # 5.1 ms) with this tile shape and two stages.
+    pipelined: bool = False
 
     @property
     def block_m(self) -> int:
@@ -172,4 +176,10 @@ def schedule_mma(sch: s_tir.Schedule, cfg: MmaConfig, in_dtype: str, acc_dtype: 
     sch.tensorize(sch.get_loops(inner)[-3], intrin["compute"])
     sch.tensorize(sch.get_loops(init)[-2], intrin["init"])
     sch.tensorize(sch.get_loops(c_warp)[-2], intrin["store"])
+    if cfg.pipelined:
+        # k0's body: A copy, B copy, the k1 loop of ldmatrix + mma. The copies of step k0+1 are issued
+        # asynchronously (cp.async into the second shared buffer) before the mma of step k0.
+        sch.annotate(k0, "software_pipeline_stage", [0, 0, 1])
+        sch.annotate(k0, "software_pipeline_order", [0, 1, 2])
+        sch.annotate(k0, "software_pipeline_async_stages", [0])
     return sch
