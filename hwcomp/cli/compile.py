@@ -47,6 +47,8 @@ def quantize_graph(g, quant: str, calib: list[str] | None, calibrator: str, grou
     options = {"calibrator": calibrator, "group_size": group, "keep_float": list(keep_float or []), **(extra or {})}
     if quant == "int8":
         options["calib_inputs"] = [load_npz(c) for c in calib] if calib else builtin_calibration(g)
+    elif calib:  # weight-only: calibration data selects GPTQ (else round-to-nearest; see `hwcomp quantize`)
+        options["calib_inputs"] = [load_npz(c) for c in calib]
     seq = [name] + (["integer_nonlinear"] if integer_only and quant == "int8" else [])
     return run_pipeline(g, seq, PassContext(options=options))
 
