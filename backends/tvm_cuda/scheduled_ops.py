@@ -226,9 +226,12 @@ def _norm_threads(c: int) -> int:
 
 
 def layer_norm_kernel(ctx: _Ctx, n, args):
-    if not _applies(ctx) or n.op != "layer_norm":
+    """``layer_norm``, or ``add_layer_norm`` (residual add + layer norm in one kernel, outputs (normalized, sum)),
+    over the last axis (schedules/layer_norm.py)."""
+    residual = n.op == "add_layer_norm"
+    if not _applies(ctx) or n.op not in ("layer_norm", "add_layer_norm"):
         return None
-    ops = _norm_operands(ctx, n, 0, args)
+    ops = _norm_operands(ctx, n, int(residual), args)
     if ops is None:
         return None
     m, c, eps = ops
@@ -236,43 +239,24 @@ def layer_norm_kernel(ctx: _Ctx, n, args):
 
     def make():
         ln = _schedules().layer_norm
-        return ln.layer_norm_func(m, c, eps), ln.layer_norm(m, c, eps, threads=_norm_threads(c))
+        return (ln.layer_norm_func(m, c, eps, residual=residual),
+                ln.layer_norm(m, c, eps, residual=residual, threads=_norm_threads(c)))
 
-    gv = _kernel(ctx, f"layer_norm_f16_{m}x{c}_e{eps:g}", make)
+    gv = _kernel(ctx, f"{n.op}_f16_{m}x{c}_e{eps:g}", make)
     if gv is None:
         return None
     shape = list(ctx.g.types[n.inputs[0]].shape)
-    y = _call(ctx, gv, [_reshape(ctx, args[0], [m, c]), args[1], args[2]], [m, c])
-    return _reshape(ctx, y, shape)
-
-
-def add_layer_norm_kernel(ctx: _Ctx, n, args):
-    """Residual add + layer norm in one kernel; outputs (normalized, sum) as hwcomp's `add_layer_norm`."""
-    if not _applies(ctx):
-        return None
-    ops = _norm_operands(ctx, n, 1, args)
-    if ops is None:
-        return None
-    m, c, eps = ops
-    from tvm import relax
-
-    def make():
-        ln = _schedules().layer_norm
-        return (ln.layer_norm_func(m, c, eps, residual=True),
-                ln.layer_norm(m, c, eps, residual=True, threads=_norm_threads(c)))
-
-    gv = _kernel(ctx, f"add_layer_norm_f16_{m}x{c}_e{eps:g}", make)
-    if gv is None:
-        return None
-    shape = list(ctx.g.types[n.inputs[0]].shape)
-    flat = [_reshape(ctx, a, [m, c]) for a in args[:2]]
-    t = _call(ctx, gv, flat + [args[2], args[3]], [((m, c), "float16"), ((m, c), "float16")])
+    rows = [_reshape(ctx, a, [m, c]) for a in args[:1 + residual]]
+    outs = [((m, c), "float16")] * (1 + residual)
+    t = _call(ctx, gv, rows + list(args[1 + residual:3 + residual]), outs if residual else [m, c])
+    if not residual:
+        return _reshape(ctx, t, shape)
     return [_reshape(ctx, ctx.emit(relax.TupleGetItem(t, i)), shape) for i in (0, 1)]
 
 
 relax_lowering.PARAM_PADDING = dense_weight_padding
 FUSED_KERNELS.update({"dense": dense_kernel, "attention": attention_kernels, "layer_norm": layer_norm_kernel,
-                      "add_layer_norm": add_layer_norm_kernel})
+                      "add_layer_norm": layer_norm_kernel})
 
 
 def apply_hwcomp_schedules(mod, kernel_schedules: dict[str, object], only: set[str] | None = None):
