@@ -374,7 +374,8 @@ class Progress:
     best_us: float | None
 
 
-def _progress_callback(group: list[TuneTask], trials: int, on_progress: Callable[[Progress], None] | None):
+def _progress_callback(group: list[TuneTask], trials: int, on_progress: Callable[[Progress], None] | None,
+                       stop: Callable[[], bool] = lambda: False):
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
@@ -398,6 +399,8 @@ def _progress_callback(group: list[TuneTask], trials: int, on_progress: Callable
             t.existing += len(measure_candidates)
             if on_progress is not None:
                 on_progress(Progress(t, t.existing, trials, ok, len(measure_candidates), t.best_us))
+            if stop():  # Ctrl-C: the batch just measured is in the database; stop here
+                raise KeyboardInterrupt
 
     return _Report()
 
@@ -502,7 +505,7 @@ def tune(tasks: list[TuneTask], target, db_dir: Path, opts: TuneOptions,
                     [t.extracted for t in group], work_dir, strategy=strategy, num_threads=workers, seed=opts.seed)
                 _quiet_meta_schedule_console()
                 callbacks = ms.measure_callback.MeasureCallback.create("default") + [
-                    _progress_callback(group, opts.trials, on_progress)]
+                    _progress_callback(group, opts.trials, on_progress, lambda: sigint.seen)]
                 ms.tune_tasks(tasks=ctxs, task_weights=weights, work_dir=work_dir,
                               max_trials_global=missing * len(group), max_trials_per_task=missing,
                               num_trials_per_iter=max(1, min(opts.per_iter, missing)), builder=builder,
@@ -531,15 +534,17 @@ def tune(tasks: list[TuneTask], target, db_dir: Path, opts: TuneOptions,
 
 
 class _SigintSeen:
-    """Notes that SIGINT arrived (then raises KeyboardInterrupt as usual), so that an interrupt that reaches
-    us wrapped in a TVM error is still reported as an interrupt."""
+    """Ctrl-C during a session: the first SIGINT is only noted, and the measure callback raises
+    KeyboardInterrupt after the batch in flight (a Python exception raised at an arbitrary point inside
+    MetaSchedule's C++ loop can end in std::terminate); a second SIGINT interrupts at once."""
 
     def __init__(self) -> None:
         self.seen, self._prev = False, None
 
     def _handler(self, signum, frame):
+        if self.seen:
+            raise KeyboardInterrupt
         self.seen = True
-        raise KeyboardInterrupt
 
     def __enter__(self):
         import signal
