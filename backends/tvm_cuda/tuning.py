@@ -498,8 +498,12 @@ def tune(tasks: list[TuneTask], target, db_dir: Path, opts: TuneOptions,
     try:
         with sigint, tempfile.TemporaryDirectory(prefix="hwcomp-tune-") as work_dir:
             for missing, group in sorted(groups.items(), reverse=True):
+                # Seed the population with (up to half of it) the records already in the database, so a
+                # resumed session knows them as measured and does not measure them again.
+                seeded = min(0.5, max(0.2, max(t.existing for t in group) / opts.population))
                 strategy = ms.search_strategy.EvolutionarySearch(
-                    population_size=opts.population, init_min_unmeasured=min(50, opts.population),
+                    population_size=opts.population, init_measured_ratio=seeded,
+                    init_min_unmeasured=min(50, opts.population),
                     genetic_num_iters=opts.genetic_iters)
                 ctxs, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
                     [t.extracted for t in group], work_dir, strategy=strategy, num_threads=workers, seed=opts.seed)
