@@ -47,8 +47,6 @@ class LoweredModel:
 
 # Hooks: op name -> fn(ctx, node, args) -> relax expr(s). Schedules register here (see hwcomp.schedules).
 FUSED_KERNELS: dict[str, Callable] = {}
-# fn(ctx) -> {constant name: padded last-axis width}: params a kernel wants zero-padded (see scheduled_ops)
-PARAM_PADDING: Callable[[object], dict[str, int]] = lambda ctx: {}
 
 
 class _Ctx:
@@ -97,7 +95,7 @@ def lower_to_relax(g: Graph, precision: str = "fp32", *, target: str = "llvm", a
     param_names = [k for k, v in g.constants.items() if v.size >= PARAM_MIN_ELEMENTS]
     params = {k: (_to_float(g.constants[k], ctx.fdt(g.types[k].dtype)) if g.types[k].dtype.is_float
                   else g.constants[k]) for k in param_names}
-    for k, width in PARAM_PADDING(ctx).items():  # e.g. a vocabulary-wide dense padded to whole mma tiles
+    for k, width in scheduled_ops.dense_weight_padding(ctx).items():  # e.g. a vocabulary-wide dense
         if k in params:
             ctx.padded[k] = width
             pad = [(0, 0)] * (params[k].ndim - 1) + [(0, width - params[k].shape[-1])]

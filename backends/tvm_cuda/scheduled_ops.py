@@ -14,6 +14,7 @@ exactly the kernels ``compile`` looks up.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -80,13 +81,11 @@ def _reshape(ctx: _Ctx, x, shape):
     return ctx.emit(relax.op.reshape(x, shape))
 
 
-def _call(ctx: _Ctx, gv, args, shape, dtype="float16"):
+def _call(ctx: _Ctx, gv, args, shape, dtype="float16", outputs: int = 1):
+    """``call_tir`` of a kernel with ``outputs`` outputs of ``shape``/``dtype`` (a tuple when more than one)."""
     from tvm import relax
-    if isinstance(shape, list) and shape and isinstance(shape[0], tuple):
-        sinfo = [relax.TensorType(list(s), d) for s, d in shape]
-    else:
-        sinfo = relax.TensorType(list(shape), dtype)
-    return ctx.emit(relax.call_tir(gv, args, sinfo))
+    out = relax.TensorType(list(shape), dtype)
+    return ctx.emit(relax.call_tir(gv, args, out if outputs == 1 else [out] * outputs))
 
 
 DENSE_N_ALIGN = 128  # output width a dense kernel wants; wider odd widths (vocabularies) are padded to it
@@ -184,27 +183,22 @@ def attention_kernels(ctx: _Ctx, n, args):
     scale, causal = float(n.attrs["scale"]), bool(n.attr("causal", 0))
     tag = f"{b}x{h}x{s_q}x{s_k}x{d}"
     mtag = f"_m{mb}x{mq}" if mask is not None else ""
-    kernels: dict[str, object] = {}
+
+    @functools.cache
+    def kernels():  # the three definitions and their schedules, made once for the three _kernel calls
+        att = _schedules().attention
+        defs = {"scores": att.scores_func(b, s_q, s_k, h, d, scale, causal, mask is not None, mb, mq),
+                "softmax": att.softmax_func(b, h, s_q, s_k), "pv": att.pv_func(b, s_q, s_k, h, d)}
+        return defs, att.attention(b, s_q, s_k, h, d, scale, causal, mask is not None, mask_batch=mb, mask_rows=mq)
 
     def part(which):
-        def make():
-            s = _schedules()
-            if "all" not in kernels:
-                att = s.attention
-                kernels["all"] = att.attention(b, s_q, s_k, h, d, scale, causal, mask is not None, mask_batch=mb,
-                                               mask_rows=mq)
-                kernels["defs"] = (att.scores_func(b, s_q, s_k, h, d, scale, causal, mask is not None, mb, mq),
-                                   att.softmax_func(b, h, s_q, s_k), att.pv_func(b, s_q, s_k, h, d))
-            i = ("scores", "softmax", "pv").index(which)
-            return kernels["defs"][i], getattr(kernels["all"], which)
-        return make
+        return lambda: (kernels()[0][which], getattr(kernels()[1], which))
 
     gv_s = _kernel(ctx, f"attn_scores_{tag}_s{scale:g}{'_causal' if causal else ''}{mtag}", part("scores"))
     gv_p = _kernel(ctx, f"attn_softmax_{b * h * s_q}x{s_k}", part("softmax"))
     gv_v = _kernel(ctx, f"attn_pv_{tag}", part("pv"))
     if gv_s is None or gv_p is None or gv_v is None:
         return None
-    from tvm import relax
     scores = _call(ctx, gv_s, [args[0], args[1]] + ([mask] if mask is not None else []), [b, h, s_q, s_k], "float32")
     probs = _call(ctx, gv_p, [_reshape(ctx, scores, [b * h * s_q, s_k])], [b * h * s_q, s_k])
     return _call(ctx, gv_v, [_reshape(ctx, probs, [b, h, s_q, s_k]), args[2]], [b, s_q, hd])
@@ -247,14 +241,12 @@ def layer_norm_kernel(ctx: _Ctx, n, args):
         return None
     shape = list(ctx.g.types[n.inputs[0]].shape)
     rows = [_reshape(ctx, a, [m, c]) for a in args[:1 + residual]]
-    outs = [((m, c), "float16")] * (1 + residual)
-    t = _call(ctx, gv, rows + list(args[1 + residual:3 + residual]), outs if residual else [m, c])
+    t = _call(ctx, gv, rows + list(args[1 + residual:3 + residual]), [m, c], outputs=1 + residual)
     if not residual:
         return _reshape(ctx, t, shape)
     return [_reshape(ctx, ctx.emit(relax.TupleGetItem(t, i)), shape) for i in (0, 1)]
 
 
-relax_lowering.PARAM_PADDING = dense_weight_padding
 FUSED_KERNELS.update({"dense": dense_kernel, "attention": attention_kernels, "layer_norm": layer_norm_kernel,
                       "add_layer_norm": layer_norm_kernel})
 

@@ -36,6 +36,8 @@ from typing import Callable, Iterable
 
 from hwcomp.errors import BackendError
 
+from .scheduled_ops import SCHEDULE_SOURCE_ATTR
+
 log = logging.getLogger(__name__)
 
 DB_FORMAT = "hwcomp-tuning-db/1"
@@ -43,7 +45,6 @@ MANIFEST = "manifest.json"
 WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
 OP_CLASSES = ("dense", "attention", "layer_norm", "gelu", "other")
-from .scheduled_ops import SCHEDULE_SOURCE_ATTR  # noqa: E402
 
 
 class TuningDatabaseError(BackendError):
