@@ -112,6 +112,15 @@ def schedule(hw: HardwareParams, program: list[Instr]) -> Schedule:
     def dram_range(ins) -> tuple[int, int]:
         return ins.dram, ins.dram + max(ins.lines - 1, 0) * ins.stride + line_bytes(hw, ins.buf)
 
+    def after_other_dma(ins, d: int, lo: int, hi: int, other) -> int:
+        """Dispatch cycle of a LOAD/STORE after the other DMA unit's last transfer (``other``: (ins, end, dram
+        lo, dram hi)) if that one is still running and shares scratchpad lines or DRAM bytes with it."""
+        if other is not None and other[1] > d:
+            o, end, olo, ohi = other
+            if (o.buf == ins.buf and _ovl(ins.sp, ins.lines, o.sp, o.lines)) or (lo < ohi and olo < hi):
+                return max(d, end)
+        return d
+
     def all_idle() -> int:
         return max(ld_end, st_end, xn_free, ex_idle, drained)
 
@@ -157,10 +166,7 @@ def schedule(hw: HardwareParams, program: list[Instr]) -> Schedule:
             if ins.buf == Buffer.ACC:
                 d = max(d, drained)
             lo, hi = dram_range(ins)
-            if last_st is not None and last_st[1] > d:
-                s, se, slo, shi = last_st
-                if (s.buf == ins.buf and _ovl(ins.sp, ins.lines, s.sp, s.lines)) or (lo < shi and slo < hi):
-                    d = max(d, se)
+            d = after_other_dma(ins, d, lo, hi, last_st)
             b = hw.beats(line_bytes(hw, ins.buf))
             ld_end = d + (b + ins.lines + 3 if ins.stride == 0 else ins.lines * b + 4)
             last_ld = (ins, ld_end, lo, hi)
@@ -181,10 +187,7 @@ def schedule(hw: HardwareParams, program: list[Instr]) -> Schedule:
             if ins.buf == Buffer.ACC:
                 d = max(d, drained)
             lo, hi = dram_range(ins)
-            if last_ld is not None and last_ld[1] > d:
-                s, le, llo, lhi = last_ld
-                if (s.buf == ins.buf and _ovl(ins.sp, ins.lines, s.sp, s.lines)) or (lo < lhi and llo < hi):
-                    d = max(d, le)
+            d = after_other_dma(ins, d, lo, hi, last_ld)
             st_end = d + ins.lines * hw.beats(line_bytes(hw, ins.buf)) + 3
             last_st = (ins, st_end, lo, hi)
             sched.dispatch.append(d)
