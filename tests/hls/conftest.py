@@ -75,3 +75,28 @@ def bit_exact(tmp_path: Path, csim_cache: Path):
         return got, ref
 
     return run
+
+
+def qattention_graph(causal: int, sq: int, sk: int, heads: int, d: int, batch: int = 2):
+    """Two qattention nodes on int8 q [batch, sq, heads*d], k/v [batch, sk, heads*d]: int8 epilogue and float
+    epilogue; an additive mask with a padded tail (second sequence) and a fractional entry. Returns (graph, feeds)."""
+    from hwcomp.ops.intmath import quantize_multiplier
+    from hwcomp.ops.quantized import exp_constants
+
+    rng = np.random.default_rng(3 + causal)
+    q = rng.integers(-128, 128, (batch, sq, heads * d), dtype=np.int8)
+    k = rng.integers(-128, 128, (batch, sk, heads * d), dtype=np.int8)
+    v = rng.integers(-128, 128, (batch, sk, heads * d), dtype=np.int8)
+    mask = np.zeros((batch, 1, 1, sk), np.float32)
+    mask[1, ..., -2:] = np.finfo(np.float32).min
+    mask[0, ..., 0] = -0.37
+    ss = 2e-4
+    ln2, b, c = exp_constants(ss)
+    m, sh = quantize_multiplier(np.asarray(0.004 / 256 / 0.02, np.float64))
+    attrs = {"num_heads": heads, "causal": causal, "score_scale": ss, "softmax": "int", "exp_ln2": ln2, "exp_b": b,
+             "exp_c": c, "prob_bits": 8, "multiplier": m, "shift": sh, "out_zero_point": 3}
+    g = make_graph({"q": q, "k": k, "v": v, "mask": mask}, {},
+                   [("qattention", ["q", "k", "v", "mask"], attrs, "y"),
+                    ("qattention", ["q", "k", "v"], {**attrs, "out_dtype": "float32", "out_scale": np.float32(1e-4)},
+                     "yf")], ["y", "yf"])
+    return g, {"q": q, "k": k, "v": v, "mask": mask}

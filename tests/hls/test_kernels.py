@@ -9,7 +9,7 @@ import numpy as np
 from hwcomp.ops import intmath
 from hwcomp.ops.quantized import exp_constants, gelu_constants
 
-from .conftest import SMALL_HW, make_graph
+from .conftest import SMALL_HW, make_graph, qattention_graph
 
 RNG = np.random.default_rng
 
@@ -135,24 +135,7 @@ def test_int_softmax_rows_and_prob_bits(bit_exact):
 
 
 def _attention_graph(causal: int, sq: int, sk: int):
-    rng = RNG(3 + causal)
-    bsz, h, d = 2, 3, 4
-    q = rng.integers(-128, 128, (bsz, sq, h * d), dtype=np.int8)
-    k = rng.integers(-128, 128, (bsz, sk, h * d), dtype=np.int8)
-    v = rng.integers(-128, 128, (bsz, sk, h * d), dtype=np.int8)
-    mask = np.zeros((bsz, 1, 1, sk), np.float32)
-    mask[1, ..., -2:] = np.finfo(np.float32).min  # padded keys of the second sequence
-    mask[0, ..., 0] = -0.37
-    ss = 2e-4
-    ln2, b, c = exp_constants(ss)
-    m, sh = _mult(0.004 / 256 / 0.02)
-    attrs = {"num_heads": h, "causal": causal, "score_scale": ss, "softmax": "int", "exp_ln2": ln2, "exp_b": b,
-             "exp_c": c, "prob_bits": 8, "multiplier": m, "shift": sh, "out_zero_point": 3}
-    g = make_graph({"q": q, "k": k, "v": v, "mask": mask}, {},
-                   [("qattention", ["q", "k", "v", "mask"], attrs, "y"),
-                    ("qattention", ["q", "k", "v"], {**attrs, "out_dtype": "float32", "out_scale": np.float32(1e-4)},
-                     "yf")], ["y", "yf"])
-    return g, {"q": q, "k": k, "v": v, "mask": mask}
+    return qattention_graph(causal, sq, sk, heads=3, d=4)
 
 
 def test_qattention_mask_bit_exact(bit_exact):
