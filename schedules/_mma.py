@@ -68,10 +68,15 @@ def pick_config(m: int, n: int, k: int, k_frag: int = 16, num_sms: int = 132) ->
         MmaConfig(2, 2, 4, 4), MmaConfig(2, 2, 2, 4), MmaConfig(2, 2, 2, 2),
         MmaConfig(1, 2, 2, 2), MmaConfig(1, 2, 1, 2), MmaConfig(1, 1, 1, 2), MmaConfig(1, 1, 1, 1),
     ]
-    fitting = [c for c in candidates
-               if m % c.block_m == 0 and n % c.block_n == 0 and k % (k_frag * c.chunk_k) == 0]
+
+    def fit(cands):
+        return [c for c in cands if m % c.block_m == 0 and n % c.block_n == 0 and k % (k_frag * c.chunk_k) == 0]
+
+    # K of a single fragment (e.g. int8 attention with head size 32): one fragment per shared-memory stage
+    fitting = fit(candidates) or fit([MmaConfig(c.warps_m, c.warps_n, c.frags_m, c.frags_n, chunk_k=1)
+                                      for c in candidates])
     if not fitting:
-        raise ScheduleError(f"no mma tile divides M={m}, N={n}, K={k}; pad M and N to 16, K to {2 * k_frag}")
+        raise ScheduleError(f"no mma tile divides M={m}, N={n}, K={k}; pad M and N to 16, K to {k_frag}")
     for c in fitting:
         if (m // c.block_m) * (n // c.block_n) >= num_sms:
             return c

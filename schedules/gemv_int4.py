@@ -68,6 +68,58 @@ def gemv_int4_func(m: int, n: int, k: int, group: int = 128) -> tirx.PrimFunc:
 
 
 @dataclass(frozen=True)
+class GemvInt4Schedule:
+    """hwcomp's schedule: one warp per output column ``n`` (``rows`` warps per thread block); each lane reads
+    ``vec_bytes`` packed bytes (``2 * vec_bytes`` codes, one 16-byte load) of the row per step, decodes them in
+    registers against its group's scale/zero, and multiplies by x read with 16-byte loads; the 32 lane partial
+    sums are then reduced with warp shuffles. Each weight byte is read once, by one lane, fully coalesced."""
+
+    rows: int = 4  # warps (output columns) per thread block
+    vec_bytes: int | None = None  # packed bytes per lane per step: 16, else 8 or 4 when K needs it
+
+    def apply(self, func: tirx.PrimFunc) -> tirx.PrimFunc:
+        m, k = (int(d) for d in func.params[0].shape)
+        n = int(func.params[1].shape[0])
+        vec = self.vec_bytes or next((v for v in (16, 8, 4) if k % (64 * v) == 0), 4)
+        codes = 2 * vec
+        if k % (32 * codes) or n % self.rows:
+            raise ScheduleError(f"gemv_int4 schedule needs K % {32 * codes} == 0 and N % {self.rows} == 0 "
+                                f"(K={k}, N={n})")
+        sch = s_tir.Schedule(func)
+        sch.compute_inline(sch.get_sblock("decode"))
+        gemv = sch.get_sblock("gemv")
+        i, j, kk = sch.get_loops(gemv)
+        ko, kt, kv = sch.split(kk, [None, 32, codes])
+        rf = sch.rfactor(kt, 0)  # acc_rf[kt, i, j]: each lane's partial sum
+        # rf loops: i, j, ko, kt, kv (rfactor keeps the original order) -> j0, ty, kt, i, ko, kv
+        ri, rj, rko, rkt, rkv = sch.get_loops(rf)
+        j0, ty = sch.split(rj, [None, self.rows])
+        sch.reorder(j0, ty, rkt, ri, rko, rkv)
+        sch.bind(j0, "blockIdx.x")
+        sch.bind(ty, "threadIdx.y")
+        sch.bind(rkt, "threadIdx.x")
+        sch.unroll(rkv)
+        if k // (32 * codes) <= 16:
+            sch.unroll(rko)  # every step's loads issued up front
+        # 16-byte loads of the packed weights and of x into registers, per step
+        wl = sch.cache_read(rf, 1, "local")
+        sch.compute_at(wl, rko)
+        sch.vectorize(sch.get_loops(wl)[-1])
+        xl = sch.cache_read(rf, 0, "local")
+        sch.compute_at(xl, rko)
+        _, xv = sch.split(sch.get_loops(xl)[-1], [None, 8])
+        sch.vectorize(xv)
+        # the cross-lane sum (threadIdx.x bound to the reduction: a warp allreduce) and the cast, per column
+        sch.reverse_compute_at(gemv, ty)
+        sch.bind(sch.get_loops(gemv)[-1], "threadIdx.x")
+        sch.reverse_compute_at(sch.get_sblock("cast"), ty)
+        sch.set_scope(rf, 0, "local")
+        sch.set_scope(gemv, 0, "local")
+        sch.decompose_reduction(rf, rko)
+        return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+@dataclass(frozen=True)
 class GemvInt4Rule:
     def apply(self, func: tirx.PrimFunc, target) -> tirx.PrimFunc:
         import tvm  # noqa: PLC0415
@@ -78,9 +130,13 @@ class GemvInt4Rule:
         return mod["main"].with_attr("tirx.is_scheduled", True)
 
 
-def gemv_int4(m: int, n: int, k: int, group: int = 128, arch: str = "sm_90") -> tirx.PrimFunc:
-    """Scheduled PrimFunc ``gemv_int4(x, w_packed, scale, zero, y)`` (layouts in the module docstring)."""
+def gemv_int4(m: int, n: int, k: int, group: int = 128, arch: str = "sm_90", schedule: str = "hwcomp"
+              ) -> tirx.PrimFunc:
+    """Scheduled PrimFunc ``gemv_int4(x, w_packed, scale, zero, y)`` (layouts in the module docstring);
+    ``schedule``: "hwcomp" (:class:`GemvInt4Schedule`) or "dlight" (its GEMV rules)."""
     import tvm  # noqa: PLC0415
 
+    if schedule == "hwcomp":
+        return GemvInt4Schedule().apply(gemv_int4_func(m, n, k, group))
     target = tvm.target.Target({"kind": "cuda", "arch": arch})
     return GemvInt4Rule().apply(gemv_int4_func(m, n, k, group), target)

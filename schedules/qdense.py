@@ -7,9 +7,12 @@ accumulator is exactly hwcomp's ``sum_k (x - x_zp) * w + bias`` with int32 wrap-
 
 Epilogues (``hwcomp/ops/intmath.py`` is the specification):
 
-* ``requant``: ``clamp(((acc * m[n] + 2^(s[n]-1)) >> s[n]) + out_zp, lo, 127)`` with the product in int64,
-  ``lo = out_zp`` for ``relu`` else -128 -> int8 ``[M, N]``;
-* ``dequant``: ``acc * scale[n]`` in fp32 -> fp16 ``[M, N]`` (``scale = x_scale * w_scale[n]``).
+* ``requant``: ``clamp(((acc * m[n] + 2^(s[n]-1)) >> s[n]) + out_zp, lo, hi)`` with the product in int64,
+  ``[lo, hi]`` the signed ``out_bits`` range (8 or 16), ``lo = out_zp`` for ``relu`` -> int8/int16 ``[M, N]``;
+* ``dequant``: ``float32(acc) * scale[n]`` [relu] -> ``out_dtype`` (fp16 or fp32) ``[M, N]``
+  (``scale = x_scale * w_scale[n]``). With ``exact=True`` the product is CUDA's ``__fmul_rn`` (IEEE
+  round-to-nearest, never contracted into an FMA nor approximated under ``--use_fast_math``), so a float32
+  result equals the interpreter's numpy product bit for bit.
 """
 
 from __future__ import annotations
@@ -31,10 +34,20 @@ def fold_input_zero_point(w_kn: np.ndarray, bias: np.ndarray | None, x_zero_poin
     return folded.astype(np.int64).astype(np.int32)
 
 
+def exact_mul(a: tirx.PrimExpr, b: tirx.PrimExpr, exact: bool) -> tirx.PrimExpr:
+    """float32 ``a * b``; ``exact``: CUDA's ``__fmul_rn`` (bit-identical to IEEE/numpy whatever the flags)."""
+    return tirx.call_pure_extern("float32", "__fmul_rn", a, b) if exact else a * b
+
+
 def qdense_func(m: int, n: int, k: int, epilogue: str = "requant", out_zero_point: int = 0,
-                activation: str = "none") -> tirx.PrimFunc:
+                activation: str = "none", out_bits: int = 8, out_dtype: str = "float16",
+                exact: bool = False) -> tirx.PrimFunc:
     """Unscheduled PrimFunc. requant: ``(x, w_nk, bias, multiplier, shift, out)``;
     dequant: ``(x, w_nk, bias, scale, out)``."""
+    if out_bits not in (8, 16):
+        raise ScheduleError(f"qdense out_bits {out_bits} is not 8 or 16")
+    if out_dtype not in ("float16", "float32"):
+        raise ScheduleError(f"qdense out_dtype {out_dtype!r} is not float16 or float32")
     if activation not in ("none", "relu"):
         raise ScheduleError(f"qdense activation {activation!r} is not 'none' or 'relu'")
     x = te.placeholder((m, k), "int8", name="x")
@@ -46,20 +59,27 @@ def qdense_func(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poin
     if epilogue == "requant":
         mult = te.placeholder((n,), "int32", name="multiplier")
         shift = te.placeholder((n,), "int32", name="shift")
-        lo = max(out_zero_point, -128) if activation == "relu" else -128
+        lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
+        lo = max(out_zero_point, lo) if activation == "relu" else lo
+        odt = f"int{out_bits}"
 
         def requant(i, j):
             a = (acc[i, j] + b[j]).astype("int64") * mult[j].astype("int64")
             s = shift[j].astype("int64")
             y = tirx.shift_right(a + tirx.shift_left(tirx.const(1, "int64"), s - 1), s) + out_zero_point
-            return tirx.max(tirx.min(y, tirx.const(127, "int64")), tirx.const(lo, "int64")).astype("int8")
+            return tirx.max(tirx.min(y, tirx.const(hi, "int64")), tirx.const(lo, "int64")).astype(odt)
 
         out = te.compute((m, n), requant, name="epilogue")
         args = [x, w, b, mult, shift, out]
     elif epilogue == "dequant":
         scale = te.placeholder((n,), "float32", name="scale")
-        out = te.compute((m, n), lambda i, j: ((acc[i, j] + b[j]).astype("float32") * scale[j]).astype("float16"),
-                         name="epilogue")
+        def dequant(i, j):
+            y = exact_mul((acc[i, j] + b[j]).astype("float32"), scale[j], exact)
+            if activation == "relu":
+                y = tirx.max(y, tirx.const(0.0, "float32"))
+            return y.astype(out_dtype) if out_dtype != "float32" else y
+
+        out = te.compute((m, n), dequant, name="epilogue")
         args = [x, w, b, scale, out]
     else:
         raise ScheduleError(f"qdense epilogue {epilogue!r} is not 'requant' or 'dequant'")
@@ -82,7 +102,8 @@ class QDenseRule:
 
 
 def qdense(m: int, n: int, k: int, epilogue: str = "requant", out_zero_point: int = 0,
-           activation: str = "none", arch: str = "sm_90", config: MmaConfig | None = None) -> tirx.PrimFunc:
+           activation: str = "none", arch: str = "sm_90", config: MmaConfig | None = None, out_bits: int = 8,
+           out_dtype: str = "float16", exact: bool = False) -> tirx.PrimFunc:
     """Scheduled tensor-core PrimFunc for int8 ``qdense`` (layouts in the module docstring)."""
     rule = QDenseRule({arch: config} if config else {})
-    return rule.apply(qdense_func(m, n, k, epilogue, out_zero_point, activation), arch)
+    return rule.apply(qdense_func(m, n, k, epilogue, out_zero_point, activation, out_bits, out_dtype, exact), arch)

@@ -55,16 +55,28 @@ def schedule_cuda(mod, precision: str):
     return dl.ApplyDefaultSchedule(*rules)(mod)
 
 
+INTEGER_OPS = frozenset({"qdense", "qattention", "int_layer_norm", "int_gelu", "int_softmax"})
+
+
+def float_precision(g: Graph, target_kind: str, precision: str) -> str:
+    """The float type the graph's float ops compute in: fp32 on the CPU, and on CUDA for int8 graphs too, whose
+    float glue (quantize, dequantize, residual adds) must round exactly as the interpreter does for the GPU
+    result to equal the interpreter's bit for bit; else ``precision``."""
+    if target_kind != "cuda" or any(n.op in INTEGER_OPS for n in g.nodes):
+        return "fp32"
+    return precision
+
+
 def build(g: Graph, target_kind: str, arch: str, precision: str, tuning_db: str | None = None,
           cuda_graph: bool = True, use_schedules: bool = True):
-    """Lower and compile; returns (executable, LoweredModel, schedule notes)."""
+    """Lower and compile; returns (executable, LoweredModel)."""
     import tvm
     from tvm import relax
 
     if precision not in ("fp32", "fp16"):
         raise BackendError(f"--precision {precision!r}: the {target_kind} backend supports fp32 and fp16")
-    lm = lower_to_relax(g, precision if target_kind == "cuda" else "fp32", target=target_kind, arch=arch,
-                        use_schedules=use_schedules)
+    precision = float_precision(g, target_kind, precision)
+    lm = lower_to_relax(g, precision, target=target_kind, arch=arch, use_schedules=use_schedules)
     if target_kind == "cuda":
         target = cuda_target(arch)
         with target:
@@ -99,7 +111,8 @@ def _compile(target_kind: str):
         if target_kind == "cuda":
             cuda_target(arch)  # validate before any work
         t0 = time.perf_counter()
-        ex, lm = build(g, target_kind, arch, precision if target_kind == "cuda" else "fp32", tuning_db)
+        ex, lm = build(g, target_kind, arch, precision, tuning_db)
+        precision = float_precision(g, target_kind, precision)
         build_s = time.perf_counter() - t0
         with atomic_outdir(outdir) as tmp:
             ex.export_library(str(tmp / "model.so"))

@@ -51,14 +51,16 @@ FUSED_KERNELS: dict[str, Callable] = {}
 
 class _Ctx:
     def __init__(self, bb, g: Graph, precision: str, target: str = "llvm", arch: str = "sm_90",
-                 use_schedules: bool = True):
+                 use_schedules: bool = True, exact_fp: bool = False):
         self.bb, self.g, self.precision = bb, g, precision
         self.target, self.arch, self.use_schedules = target, arch, use_schedules
+        self.exact_fp = exact_fp  # quantize/dequantize float math through CUDA's IEEE __fdiv_rn/__fmul_rn
         self.env: dict[str, object] = {}
         self.kernel_sources: dict[str, str] = {}
         self.scheduled: dict[str, object] = {}  # kernel name -> GlobalVar of its definition (None: no schedule)
         self.kernel_schedules: dict[str, object] = {}  # kernel name -> hwcomp's scheduled PrimFunc
         self.padded: dict[str, int] = {}  # weight/bias param -> last-axis width it was zero-padded to
+        self.transposed: dict[str, int] = {}  # int8 qdense weight param -> N of its [N, K] (padded) layout
 
     def fdt(self, dt: DType) -> str:
         """The compute dtype for an IR dtype under this precision."""
@@ -81,14 +83,17 @@ def _np_const(ctx: _Ctx, arr: np.ndarray, dt: DType):
 
 
 def lower_to_relax(g: Graph, precision: str = "fp32", *, target: str = "llvm", arch: str = "sm_90",
-                   use_schedules: bool = True) -> LoweredModel:
+                   use_schedules: bool = True, exact_fp: bool | None = None) -> LoweredModel:
+    """``exact_fp`` (default: on for cuda): the float math of quantize/dequantize and of float epilogues of
+    integer ops uses CUDA's IEEE-rounded ``__fdiv_rn``/``__fmul_rn``, which TVM's ``--use_fast_math`` build
+    cannot approximate or contract into FMAs, so that int8 graphs give the interpreter's bits on the GPU."""
     import tvm
     from tvm import relax
 
     if precision not in ("fp32", "fp16"):
         raise BackendError(f"precision {precision!r} is not one of fp32, fp16")
     bb = relax.BlockBuilder()
-    ctx = _Ctx(bb, g, precision, target, arch, use_schedules)
+    ctx = _Ctx(bb, g, precision, target, arch, use_schedules, target == "cuda" if exact_fp is None else exact_fp)
     inputs = [relax.Var(i, relax.TensorType(list(g.types[i].shape), g.types[i].dtype.value
                                             if not g.types[i].dtype.is_float else ctx.fdt(g.types[i].dtype)))
               for i in g.inputs]
@@ -100,6 +105,11 @@ def lower_to_relax(g: Graph, precision: str = "fp32", *, target: str = "llvm", a
             ctx.padded[k] = width
             pad = [(0, 0)] * (params[k].ndim - 1) + [(0, width - params[k].shape[-1])]
             params[k] = np.pad(params[k], pad)
+    if use_schedules:
+        for k, width in scheduled_ops.qdense_weight_layout(ctx).items():  # int8 GEMM reads W as [N, K]
+            if k in params:
+                ctx.transposed[k] = width
+                params[k] = np.ascontiguousarray(np.pad(params[k].T, [(0, width - params[k].shape[1]), (0, 0)]))
     pvars = [relax.Var(_safe(k), relax.TensorType(list(params[k].shape), str(params[k].dtype))) for k in param_names]
     with bb.function("main", inputs + pvars, attrs={"num_input": len(inputs)}):
         with bb.dataflow():
@@ -344,7 +354,7 @@ def _qepilogue(ctx: _Ctx, n: Node, acc):
     from tvm import relax
     R = relax.op
     if n.attr("out_dtype", "int8") == "float32":
-        y = ctx.emit(R.multiply(R.astype(acc, "float32"), _c(n.attrs["out_scale"], "float32")))
+        y = _exact(ctx, "__fmul_rn", ctx.emit(R.astype(acc, "float32")), n.attrs["out_scale"])
         y = _activation(ctx, y, n.attr("activation", "none"))
         return ctx.emit(R.astype(y, ctx.fdt(DType.float32))) if ctx.precision == "fp16" else y
     bits = int(n.attr("out_bits", 8))
@@ -357,13 +367,28 @@ def _qepilogue(ctx: _Ctx, n: Node, acc):
     return y
 
 
+def _exact(ctx: _Ctx, intrin: str, x, c):
+    """float32 ``x <op> c`` (c a scalar or a vector along the last axis) through the CUDA intrinsic ``intrin``
+    (``__fdiv_rn`` / ``__fmul_rn``) when ``ctx.exact_fp``, else the Relax op."""
+    from tvm import relax, te, tirx
+    R = relax.op
+    c = np.asarray(c, np.float32)
+    if not ctx.exact_fp:
+        return ctx.emit((R.divide if intrin == "__fdiv_rn" else R.multiply)(x, _c(c, "float32")))
+    if c.ndim == 0:
+        return ctx.bb.emit_te(lambda X: te.compute(X.shape, lambda *i: tirx.call_pure_extern(
+            "float32", intrin, X(*i), tirx.const(float(c), "float32")), name=intrin.strip("_")), x)
+    return ctx.bb.emit_te(lambda X, C: te.compute(X.shape, lambda *i: tirx.call_pure_extern(
+        "float32", intrin, X(*i), C[i[-1]]), name=intrin.strip("_")), x, _c(c.reshape(-1), "float32"))
+
+
 def _lower_quantize(ctx: _Ctx, n: Node, args):
     from tvm import relax
     R = relax.op
     bits, signed = int(n.attr("bits", 8)), bool(n.attr("signed", 1))
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-    x = R.astype(args[0], "float32")
-    q = R.add(R.round(R.divide(x, _c(n.attrs["scale"], "float32"))), _c(float(n.attr("zero_point", 0)), "float32"))
+    x = ctx.emit(R.astype(args[0], "float32"))
+    q = R.add(R.round(_exact(ctx, "__fdiv_rn", x, n.attrs["scale"])), _c(float(n.attr("zero_point", 0)), "float32"))
     q = R.minimum(R.maximum(q, _c(float(lo), "float32")), _c(float(hi), "float32"))
     return ctx.emit(R.astype(q, ctx.g.types[n.outputs[0]].dtype.value))
 
@@ -371,9 +396,10 @@ def _lower_quantize(ctx: _Ctx, n: Node, args):
 def _lower_dequantize(ctx: _Ctx, n: Node, args):
     from tvm import relax
     R = relax.op
-    d = R.astype(R.subtract(R.astype(args[0], "int64"), _c(int(n.attr("zero_point", 0)), "int64")), "float32")
-    y = R.multiply(d, _c(n.attrs["scale"], "float32"))
-    return ctx.emit(R.astype(y, ctx.fdt(DType.float32)) if ctx.precision == "fp16" else y)
+    d = ctx.emit(R.astype(R.subtract(R.astype(args[0], "int64"), _c(int(n.attr("zero_point", 0)), "int64")),
+                          "float32"))
+    y = _exact(ctx, "__fmul_rn", d, n.attrs["scale"])
+    return ctx.emit(R.astype(y, ctx.fdt(DType.float32))) if ctx.precision == "fp16" else y
 
 
 def _lower_qdense(ctx: _Ctx, n: Node, args):
@@ -452,20 +478,18 @@ def _lower_int_gelu(ctx: _Ctx, n: Node, args):
     return _qepilogue(ctx, n, acc)
 
 
-def _isqrt(ctx: _Ctx, v, iters: int = 40):
-    """intmath.isqrt by a fixed number of guarded Newton steps: from x0 >= sqrt(v) the iteration decreases
-    monotonically to floor(sqrt(v)) and then stops (nx >= x), so enough steps give the same fixed point."""
+def _isqrt(ctx: _Ctx, v):
+    """intmath.isqrt (floor(sqrt(v)), int64 v in [0, 2^62)): s = floor(sqrt(float64(v))) is within one of the
+    answer (v's rounding to 53 bits and sqrt's half-ulp error move sqrt(v) by far less than one below 2^31),
+    then one correction step each way makes it exact. (A fixed chain of Newton steps is exact too, but its
+    expression doubles with every step once a GPU schedule inlines it.)"""
     from tvm import relax
     R = relax.op
-    # x0 = 2^ceil(bitlength/2) >= sqrt(v): bit length from float64 log2 is exact enough for a start value
-    # as long as x0 >= sqrt(v); use 2^31 for every element (v < 2^62), which converges within 40 steps.
-    x = ctx.emit(R.where(R.greater(v, _c(0, "int64")), _c(np.int64(1) << np.int64(31), "int64"), _c(0, "int64")))
+    s = ctx.emit(R.astype(R.floor(R.sqrt(R.astype(v, "float64"))), "int64"))
     one = _c(1, "int64")
-    for _ in range(iters):
-        safe = R.maximum(x, one)
-        nx = R.right_shift(R.add(safe, R.floor_divide(v, safe)), one)
-        x = ctx.emit(R.where(R.less(nx, x), nx, x))
-    return x
+    s = ctx.emit(R.subtract(s, R.astype(R.greater(R.multiply(s, s), v), "int64")))
+    t = R.add(s, one)
+    return ctx.emit(R.add(s, R.astype(R.less_equal(R.multiply(t, t), v), "int64")))
 
 
 def _lower_int_layer_norm(ctx: _Ctx, n: Node, args):

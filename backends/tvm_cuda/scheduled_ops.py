@@ -247,8 +247,179 @@ def layer_norm_kernel(ctx: _Ctx, n, args):
     return [_reshape(ctx, ctx.emit(relax.TupleGetItem(t, i)), shape) for i in (0, 1)]
 
 
+# ---- int8 (static PTQ) kernels: any float precision, bit-exact with hwcomp/ops/quantized.py --------------------
+
+def _int_schedules():
+    from .startup import import_tensor_intrinsics
+    import_tensor_intrinsics()
+    import hwcomp.schedules.qattention
+    import hwcomp.schedules.qdense  # noqa: F401
+    return hwcomp.schedules
+
+
+def _qdense_width(ctx: _Ctx, n) -> int | None:
+    """Output width the int8 GEMM computes for ``qdense`` node ``n`` (N rounded up to 128 when wider than
+    128 and odd, like the fp16 dense), or None when the kernel does not cover the node."""
+    g = ctx.g
+    x, w = g.types[n.inputs[0]], g.types[n.inputs[1]]
+    if ctx.target != "cuda" or x.dtype.value != "int8" or w.dtype.value != "int8" or n.inputs[1] not in g.constants:
+        return None
+    if n.input(2) and n.inputs[2] not in g.constants:
+        return None
+    act = n.attr("activation", "none")
+    if act not in ("none", "relu") or int(w.shape[0]) % 32 or int(np.prod(x.shape[:-1])) % 16:
+        return None
+    if n.attr("out_dtype", "int8") != "float32" and int(n.attr("out_bits", 8)) not in (8, 16):
+        return None
+    nn = int(w.shape[1])
+    return nn if nn % DENSE_N_ALIGN == 0 or nn < DENSE_N_ALIGN else -(-nn // DENSE_N_ALIGN) * DENSE_N_ALIGN
+
+
+def qdense_weight_layout(ctx: _Ctx) -> dict[str, int]:
+    """int8 ``qdense`` weights the kernel reads as ``[N, K]`` (``ldmatrix`` cannot transpose bytes): weight
+    name -> padded N. The lowering transposes (and zero-pads) these constants once, at compile time. Only
+    weights used by nothing but covered qdense nodes are listed."""
+    g = ctx.g
+    users: dict[str, list] = {}
+    for n in g.nodes:
+        for i, name in enumerate(n.inputs):
+            users.setdefault(name, []).append((n, i))
+    out = {}
+    for n in g.nodes:
+        if n.op != "qdense":
+            continue
+        width = _qdense_width(ctx, n)
+        name = n.inputs[1]
+        if width is not None and all(u.op == "qdense" and i == 1 and _qdense_width(ctx, u) == width
+                                     for u, i in users[name]):
+            out[name] = width
+    return out
+
+
+def _per_channel(v, n: int, width: int, dtype: str, pad) -> np.ndarray:
+    a = np.broadcast_to(np.asarray(v, dtype), (n,)) if np.ndim(v) == 0 else np.asarray(v, dtype).reshape(n)
+    return np.concatenate([a, np.full(width - n, pad, dtype)]) if width > n else np.ascontiguousarray(a)
+
+
+def qdense_kernel(ctx: _Ctx, n, args):
+    """``qdense`` int8 x int8 -> int32 on int8 tensor cores with the requantization (int8/int16 out) or the
+    exact float32 dequant epilogue fused (schedules/qdense.py); the input zero point is folded into the bias."""
+    width = _qdense_width(ctx, n)
+    if width is None:
+        return None
+    from tvm import relax
+    g = ctx.g
+    xs = g.types[n.inputs[0]].shape
+    k, nn = (int(d) for d in g.types[n.inputs[1]].shape)
+    m = int(np.prod(xs[:-1]))
+    w_kn = g.constants[n.inputs[1]]
+    bias = g.constants[n.inputs[2]] if n.input(2) else None
+    folded = _per_channel(_int_schedules().qdense.fold_input_zero_point(w_kn, bias, int(n.attr("x_zero_point", 0))),
+                          nn, width, "int32", 0)
+    act = n.attr("activation", "none")
+    if n.attr("out_dtype", "int8") == "float32":
+        epi, zp, bits, odt = "dequant", 0, 8, "float32"
+        consts = [_per_channel(n.attrs["out_scale"], nn, width, "float32", 0.0)]
+        tag = f"dequant_f32{'_exact' if ctx.exact_fp else ''}"
+    else:
+        epi, zp, bits = "requant", int(n.attr("out_zero_point", 0)), int(n.attr("out_bits", 8))
+        odt = g.types[n.outputs[0]].dtype.value
+        consts = [_per_channel(n.attrs["multiplier"], nn, width, "int32", 0),
+                  _per_channel(n.attrs["shift"], nn, width, "int32", 1)]
+        tag = f"requant_i{bits}_z{zp}"
+    exact = ctx.exact_fp
+
+    def make():
+        q = _int_schedules().qdense
+        return (q.qdense_func(m, width, k, epi, zp, act, bits, "float32", exact),
+                q.qdense(m, width, k, epi, zp, act, ctx.arch, out_bits=bits, out_dtype="float32", exact=exact))
+
+    gv = _kernel(ctx, f"qdense_{m}x{width}x{k}_{tag}_{act}", make)
+    if gv is None:
+        return None
+    if n.inputs[1] in ctx.transposed:
+        w = args[1]
+    else:  # a small constant (or one shared with other ops): transposed here, inlined
+        w_nk = np.zeros((width, k), np.int8)
+        w_nk[:nn] = w_kn.T
+        w = relax.const(w_nk, "int8")
+    ins = [_reshape(ctx, args[0], [m, k]), w, relax.const(folded, "int32")] + [relax.const(c, str(c.dtype))
+                                                                                  for c in consts]
+    y = _call(ctx, gv, ins, [m, width], odt)
+    if width != nn:
+        y = ctx.emit(relax.op.strided_slice(y, [1], [0], [nn]))
+    return _reshape(ctx, y, list(xs[:-1]) + [nn])
+
+
+def qattention_kernels(ctx: _Ctx, n, args):
+    """``qattention`` (integer softmax) as int8-mma scores, integer softmax and exact fp16-mma PV with the
+    requantization fused (schedules/qattention.py)."""
+    if ctx.target != "cuda" or n.attr("softmax", "int") != "int":
+        return None
+    from tvm import relax
+    R = relax.op
+    g = ctx.g
+    if any(g.types[i].dtype.value != "int8" for i in n.inputs[:3]):
+        return None
+    h = int(n.attrs["num_heads"])
+    b, s_q, hd = (int(d) for d in g.types[n.inputs[0]].shape)
+    s_k = int(g.types[n.inputs[1]].shape[1])
+    d = hd // h
+    if int(g.types[n.inputs[2]].shape[-1]) != hd or d % 16 or s_q % 16 or s_k % 16:
+        return None
+    pb = int(n.attr("prob_bits", 8))
+    ss = float(n.attrs["score_scale"])
+    qa = _int_schedules().qattention
+    if n.attr("out_dtype", "int8") == "float32":
+        epi = qa.Epilogue(dequant=True, exact=ctx.exact_fp)
+        consts = [_per_channel(n.attrs["out_scale"], hd, hd, "float32", 0.0)]
+    else:
+        epi = qa.Epilogue(out_zero_point=int(n.attr("out_zero_point", 0)), out_bits=int(n.attr("out_bits", 8)))
+        consts = [_per_channel(n.attrs["multiplier"], hd, hd, "int32", 0),
+                  _per_channel(n.attrs["shift"], hd, hd, "int32", 1)]
+    mask = args[3] if len(args) > 3 and args[3] is not None else None
+    mb, mq = b, 1
+    if mask is not None:
+        m3 = _mask_3d(ctx, n.inputs[3], mask, b, s_q, s_k)
+        if m3 is None:
+            return None
+        mf, mb, mq = m3  # float32 [Bm, Sqm, Sk]; to score units in float64 as the interpreter does
+        mi = R.round(R.divide(R.astype(mf, "float64"), relax.const(ss, "float64")))
+        mi = R.minimum(R.maximum(mi, relax.const(-(2.0 ** 30), "float64")), relax.const(2.0 ** 30, "float64"))
+        mask = ctx.emit(R.astype(mi, "int32"))
+    causal = bool(n.attr("causal", 0))
+    sm = dict(exp_ln2=int(n.attrs["exp_ln2"]), exp_b=int(n.attrs["exp_b"]), exp_c=int(n.attrs["exp_c"]))
+    tag = f"{b}x{h}x{s_q}x{s_k}x{d}"
+    mtag = f"_m{mb}x{mq}" if mask is not None else ""
+
+    @functools.cache
+    def kernels():
+        defs = {"scores": qa.qscores_func(b, s_q, s_k, h, d, causal, mask is not None, mb, mq),
+                "softmax": qa.int_softmax_func(b * h * s_q, s_k, prob_bits=pb, **sm),
+                "pv": qa.qpv_func(b, s_q, s_k, h, d, epi)}
+        return defs, qa.qattention(b, s_q, s_k, h, d, prob_bits=pb, epilogue=epi, causal=causal,
+                                   has_mask=mask is not None, mask_batch=mb, mask_rows=mq, **sm)
+
+    def part(which):
+        return lambda: (kernels()[0][which], getattr(kernels()[1], which))
+
+    ctag = "_".join(str(v) for v in sm.values()).replace("-", "m")
+    etag = (f"dequant_f32{'_exact' if epi.exact else ''}" if epi.dequant else
+            f"requant_i{epi.out_bits}_z{epi.out_zero_point}".replace("-", "m"))
+    gv_s = _kernel(ctx, f"qattn_scores_{tag}{'_causal' if causal else ''}{mtag}", part("scores"))
+    gv_p = _kernel(ctx, f"qattn_softmax_{b * h * s_q}x{s_k}_p{pb}_{ctag}", part("softmax"))
+    gv_v = _kernel(ctx, f"qattn_pv_{tag}_{etag}", part("pv"))
+    if gv_s is None or gv_p is None or gv_v is None:
+        return None
+    scores = _call(ctx, gv_s, [args[0], args[1]] + ([mask] if mask is not None else []), [b, h, s_q, s_k], "int32")
+    probs = _call(ctx, gv_p, [_reshape(ctx, scores, [b * h * s_q, s_k])], [b * h * s_q, s_k])
+    v16 = ctx.emit(R.astype(args[2], "float16"))
+    return _call(ctx, gv_v, [_reshape(ctx, probs, [b, h, s_q, s_k]), v16] + [relax.const(c, str(c.dtype)) for c in consts],
+                 [b, s_q, hd], epi.dtype)
+
+
 FUSED_KERNELS.update({"dense": dense_kernel, "attention": attention_kernels, "layer_norm": layer_norm_kernel,
-                      "add_layer_norm": layer_norm_kernel})
+                      "add_layer_norm": layer_norm_kernel, "qdense": qdense_kernel, "qattention": qattention_kernels})
 
 
 def apply_hwcomp_schedules(mod, kernel_schedules: dict[str, object], only: set[str] | None = None):

@@ -71,7 +71,7 @@ def compile_(model: str = typer.Argument(..., help="model.onnx (float or QDQ) or
              tuning_db: Optional[str] = typer.Option(None, "--tuning-db", help="MetaSchedule database dir (cuda/llvm)"),
              integer_only: Optional[bool] = typer.Option(None, "--integer-only/--float-nonlinear",
                                                          help="int8: I-BERT integer softmax/GELU/layer norm (default: "
-                                                              "on for fpga/asic, off for cuda/llvm)"),
+                                                              "on for fpga/asic/cuda, off for llvm)"),
              ) -> None:
     """Compile a model for a target and write a deployable artifact directory with report.json."""
     backend = get_backend(target)
@@ -79,7 +79,7 @@ def compile_(model: str = typer.Argument(..., help="model.onnx (float or QDQ) or
     g = load_model(model, shape)
     g = run_pipeline(g, passes or backend.default_pipeline, PassContext())
     if integer_only is None:
-        integer_only = target in ("fpga", "asic")
+        integer_only = target in ("fpga", "asic", "cuda")
     g = quantize_graph(g, quant, calib, calibrator, group, keep_float, integer_only=integer_only)
     report = backend.compile(g, Path(output), precision=precision, arch=arch, array=array, dataflow=dataflow,
                              tuning_db=tuning_db, quant=quant, source=str(model))

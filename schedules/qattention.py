@@ -1,0 +1,203 @@
+"""``qattention`` (integer attention with the I-BERT softmax) on CUDA, bit-exact with ``hwcomp/ops/quantized.py``.
+
+Layouts: q, k, v ``[B, S, H*D]`` int8 (symmetric, zero point 0; heads read in place); mask ``[Bm, Sqm, Sk]``
+int32, the additive float mask already converted to score units (``clip(rint(mask / score_scale), ±2^30)``,
+done by the lowering in float64 as the interpreter does); out ``[B, Sq, H*D]`` int8 (requantized) or float32.
+
+Four kernels:
+
+* ``qattn_scores(q, k, mask, scores)``: ``scores[b, h, i, j] = sum_d q·k + mask`` in int32 on int8 tensor cores
+  (``mma.sync m16n8k32``; K is ``[Sk, D]`` row-major, exactly the ``[N, K]`` operand the int8 mma wants),
+  ``-2^30`` above the diagonal when ``causal``;
+* ``qattn_softmax(scores, probs)``: ``intmath.int_softmax`` per row in int64 (row max, ``i_exp``, row sum,
+  one ``2^62 // sum`` factor), probabilities ``0 .. 2^prob_bits - 1`` written as float16 — integers that
+  float16 holds exactly;
+* ``v`` cast to float16 (exact for int8) by an elementwise kernel of the lowering;
+* ``qattn_pv(probs, v, out)``: ``sum_j p·v`` on fp16 tensor cores with fp32 accumulation, heads merged on store,
+  then the requantization (int64) or the float32 dequant epilogue. The products are integers below 2^15 and
+  every partial sum stays below ``Sk * (2^prob_bits - 1) * 128 < 2^24``, so fp32 holds every intermediate
+  exactly and the accumulator equals the interpreter's int32 ``p @ v`` bit for bit (the kernel refuses shapes
+  where that bound does not hold). int8 mma cannot be used for PV: it needs V as ``[D, Sk]`` and ``ldmatrix``
+  cannot transpose bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tvm import s_tir, te, tirx
+from tvm.script import tirx as T
+
+from ._mma import pick_config, schedule_mma
+from .attention import _schedule_softmax
+from .errors import ScheduleError
+from .qdense import exact_mul
+
+CAUSAL_FILL = -(1 << 30)
+FP32_EXACT = 1 << 24  # every integer of magnitude below this is a float32
+
+
+def check_exact(s_k: int, prob_bits: int) -> None:
+    """PV in fp32 is exact when every partial sum of p (< 2^prob_bits) times v (|v| <= 128) is below 2^24."""
+    if s_k * ((1 << prob_bits) - 1) * 128 >= FP32_EXACT:
+        raise ScheduleError(f"qattention PV with Sk={s_k}, prob_bits={prob_bits} could exceed 2^24 in fp32; "
+                            "use Sk * (2^prob_bits - 1) * 128 < 2^24")
+
+
+def qscores_func(b: int, s_q: int, s_k: int, h: int, d: int, causal: bool = False, has_mask: bool = True,
+                 mask_batch: int | None = None, mask_rows: int = 1) -> tirx.PrimFunc:
+    mb = b if mask_batch is None else mask_batch
+    if mb not in (1, b) or mask_rows not in (1, s_q):
+        raise ScheduleError(f"attention mask [{mb}, {mask_rows}, {s_k}] does not broadcast to [{b}, {s_q}, {s_k}]")
+    q = te.placeholder((b, s_q, h * d), "int8", name="q")
+    k = te.placeholder((b, s_k, h * d), "int8", name="k")
+    mask = te.placeholder((mb, mask_rows, s_k), "int32", name="mask")
+    r = te.reduce_axis((0, d), name="d")
+    acc = te.compute((b, h, s_q, s_k), lambda bb, hh, i, j: te.sum(
+        q[bb, i, hh * d + r].astype("int32") * k[bb, j, hh * d + r].astype("int32"), axis=r), name="matmul")
+
+    def epi(bb, hh, i, j):
+        v = acc[bb, hh, i, j]
+        if has_mask:
+            v = v + mask[bb if mb > 1 else 0, i if mask_rows > 1 else 0, j]
+        if causal:
+            v = tirx.Select(j > i + (s_k - s_q), tirx.const(CAUSAL_FILL, "int32"), v)
+        return v
+
+    out = te.compute((b, h, s_q, s_k), epi, name="epilogue")
+    args = [q, k, mask, out] if has_mask else [q, k, out]
+    return te.create_prim_func(args).with_attr("global_symbol", "qattn_scores")
+
+
+def int_softmax_func(rows: int, s_k: int, exp_ln2: int, exp_b: int, exp_c: int, prob_bits: int = 8,
+                     max_shift: int = 30) -> tirx.PrimFunc:
+    """``intmath.int_softmax`` over the rows of int32 scores -> float16 probabilities (integer-valued)."""
+    if exp_ln2 >= 0:
+        raise ScheduleError(f"exp_ln2 {exp_ln2} must be negative (floor(-ln2 / S))")
+    i64 = "int64"
+    x = te.placeholder((rows, s_k), "int32", name="scores")
+    k1 = te.reduce_axis((0, s_k), name="k1")
+    mx = te.compute((rows,), lambda i: te.max(x[i, k1].astype(i64), axis=k1), name="row_max")
+
+    def i_exp(i, j):
+        v = tirx.max(x[i, j].astype(i64) - mx[i], tirx.const(max_shift * exp_ln2, i64))
+        ln2 = tirx.const(exp_ln2, i64)
+        z = tirx.floordiv(v, ln2)
+        r = v - z * ln2
+        poly = r * (r + tirx.const(exp_b, i64)) + tirx.const(exp_c, i64)
+        return tirx.shift_right(tirx.max(poly, tirx.const(0, i64)), z)
+
+    k2 = te.reduce_axis((0, s_k), name="k2")
+    sm = te.compute((rows,), lambda i: te.sum(i_exp(i, k2), axis=k2), name="row_sum")
+
+    def normalize(i, j):
+        factor = tirx.floordiv(tirx.const(1 << 62, i64), tirx.max(sm[i], tirx.const(1, i64)))
+        p = tirx.shift_right(i_exp(i, j) * factor, tirx.const(62 - prob_bits, i64))
+        return tirx.min(p, tirx.const((1 << prob_bits) - 1, i64)).astype("float16")
+
+    p = te.compute((rows, s_k), normalize, name="normalize")
+    return te.create_prim_func([x, p]).with_attr("global_symbol", "qattn_softmax")
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    """The output stage of ``qattention``, per output channel c of ``H*D``: requantization with
+    ``multiplier[c]``/``shift[c]`` (int32 buffers), ``out_zero_point`` and signed ``out_bits``; or, ``dequant``,
+    float32 ``acc * scale[c]`` (a float32 buffer), through ``__fmul_rn`` when ``exact``."""
+
+    dequant: bool = False
+    out_zero_point: int = 0
+    out_bits: int = 8
+    exact: bool = False
+
+    @property
+    def dtype(self) -> str:
+        return "float32" if self.dequant else f"int{self.out_bits}"
+
+    def requant(self, acc: tirx.PrimExpr, mult: tirx.PrimExpr, shift: tirx.PrimExpr) -> tirx.PrimExpr:
+        """acc: the fp32 accumulator (an exact integer)."""
+        i64 = "int64"
+        lo, hi = -(1 << (self.out_bits - 1)), (1 << (self.out_bits - 1)) - 1
+        s = shift.astype(i64)
+        a = acc.astype(i64) * mult.astype(i64)
+        y = tirx.shift_right(a + tirx.shift_left(tirx.const(1, i64), s - 1), s) + self.out_zero_point
+        return tirx.max(tirx.min(y, tirx.const(hi, i64)), tirx.const(lo, i64)).astype(self.dtype)
+
+    def scale(self, acc: tirx.PrimExpr, scale: tirx.PrimExpr) -> tirx.PrimExpr:
+        return exact_mul(acc.astype("int32").astype("float32"), scale, self.exact)
+
+
+def qpv_func(b: int, s_q: int, s_k: int, h: int, d: int, epilogue: Epilogue) -> tirx.PrimFunc:
+    """``(probs, v, multiplier, shift, out)`` or, dequant, ``(probs, v, scale, out)``."""
+    return _qpv_dequant(b, s_q, s_k, h, d, epilogue) if epilogue.dequant else _qpv_requant(b, s_q, s_k, h, d, epilogue)
+
+
+def _qpv_dequant(b: int, s_q: int, s_k: int, h: int, d: int, epilogue: Epilogue) -> tirx.PrimFunc:
+    @T.prim_func(s_tir=True)
+    def qattn_pv(p: T.Buffer((b, h, s_q, s_k), "float16"), v: T.Buffer((b, s_k, h * d), "float16"),
+                 scale: T.Buffer((h * d,), "float32"), out: T.Buffer((b, s_q, h * d), "float32")):
+        T.func_attr({"global_symbol": "qattn_pv", "tirx.noalias": True})
+        with T.sblock("root"):
+            acc = T.sblock_alloc_buffer((b, h, s_q, d), "float32")
+            for bb, hh, i, j, r in T.grid(b, h, s_q, d, s_k):
+                with T.sblock("matmul"):
+                    vb, vh, vi, vj, vr = T.axis.remap("SSSSR", [bb, hh, i, j, r])
+                    with T.init():
+                        acc[vb, vh, vi, vj] = T.float32(0)
+                    acc[vb, vh, vi, vj] = acc[vb, vh, vi, vj] + T.Cast("float32", p[vb, vh, vi, vr]) * T.Cast(
+                        "float32", v[vb, vr, vh * d + vj])
+            for bb, hh, i, j in T.grid(b, h, s_q, d):
+                with T.sblock("epilogue"):
+                    vb, vh, vi, vj = T.axis.remap("SSSS", [bb, hh, i, j])
+                    out[vb, vi, vh * d + vj] = epilogue.scale(acc[vb, vh, vi, vj], scale[vh * d + vj])
+
+    return qattn_pv
+
+
+def _qpv_requant(b: int, s_q: int, s_k: int, h: int, d: int, epilogue: Epilogue) -> tirx.PrimFunc:
+    odt = epilogue.dtype
+
+    @T.prim_func(s_tir=True)
+    def qattn_pv(p: T.Buffer((b, h, s_q, s_k), "float16"), v: T.Buffer((b, s_k, h * d), "float16"),
+                 mult: T.Buffer((h * d,), "int32"), shift: T.Buffer((h * d,), "int32"),
+                 out: T.Buffer((b, s_q, h * d), odt)):
+        T.func_attr({"global_symbol": "qattn_pv", "tirx.noalias": True})
+        with T.sblock("root"):
+            acc = T.sblock_alloc_buffer((b, h, s_q, d), "float32")
+            for bb, hh, i, j, r in T.grid(b, h, s_q, d, s_k):
+                with T.sblock("matmul"):
+                    vb, vh, vi, vj, vr = T.axis.remap("SSSSR", [bb, hh, i, j, r])
+                    with T.init():
+                        acc[vb, vh, vi, vj] = T.float32(0)
+                    acc[vb, vh, vi, vj] = acc[vb, vh, vi, vj] + T.Cast("float32", p[vb, vh, vi, vr]) * T.Cast(
+                        "float32", v[vb, vr, vh * d + vj])
+            for bb, hh, i, j in T.grid(b, h, s_q, d):
+                with T.sblock("epilogue"):
+                    vb, vh, vi, vj = T.axis.remap("SSSS", [bb, hh, i, j])
+                    out[vb, vi, vh * d + vj] = epilogue.requant(acc[vb, vh, vi, vj], mult[vh * d + vj],
+                                                                shift[vh * d + vj])
+
+    return qattn_pv
+
+
+@dataclass(frozen=True)
+class QAttentionKernels:
+    scores: tirx.PrimFunc
+    softmax: tirx.PrimFunc
+    pv: tirx.PrimFunc
+
+
+def qattention(b: int, s_q: int, s_k: int, h: int, d: int, *, exp_ln2: int, exp_b: int, exp_c: int,
+               prob_bits: int = 8, epilogue: Epilogue = Epilogue(), causal: bool = False, has_mask: bool = True,
+               mask_batch: int | None = None, mask_rows: int = 1, softmax_threads: int = 128) -> QAttentionKernels:
+    """Scheduled kernels (module docstring): int8 mma scores, integer softmax, exact fp16-mma PV."""
+    check_exact(s_k, prob_bits)
+    sch = s_tir.Schedule(qscores_func(b, s_q, s_k, h, d, causal, has_mask, mask_batch, mask_rows))
+    schedule_mma(sch, pick_config(b * h * s_q, s_k, d, 32), "int8", "int32", trans_b=True)
+    scores = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    sch = s_tir.Schedule(qpv_func(b, s_q, s_k, h, d, epilogue))
+    schedule_mma(sch, pick_config(b * h * s_q, d, s_k, 16), "float16", "float32", trans_b=False)
+    pv = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    softmax = _schedule_softmax(int_softmax_func(b * h * s_q, s_k, exp_ln2, exp_b, exp_c, prob_bits),
+                                min(softmax_threads, s_k))
+    return QAttentionKernels(scores, softmax, pv)
