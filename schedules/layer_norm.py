@@ -75,3 +75,71 @@ def layer_norm(m: int, c: int, eps: float = 1e-5, residual: bool = False, thread
     """Scheduled PrimFunc: ``layer_norm_f16(x, gamma, beta, y)`` or
     ``add_layer_norm_f16(x, residual, gamma, beta, y, s)``."""
     return LayerNormRule(threads).apply(layer_norm_func(m, c, eps, residual))
+
+
+# ---- int_layer_norm (I-BERT, bit-exact with hwcomp/ops/intmath.py::int_layer_norm) -----------------------------
+
+def _isqrt64(v: tirx.PrimExpr) -> tirx.PrimExpr:
+    """floor(sqrt(v)) of int64 v in [0, 2^62): the float64 square root is within one of it, one correction
+    step each way makes it exact."""
+    i64 = "int64"
+    s = tirx.floor(tirx.sqrt(v.astype("float64"))).astype(i64)
+    s = s - (s * s > v).astype(i64)
+    return s + ((s + 1) * (s + 1) <= v).astype(i64)
+
+
+def int_layer_norm_func(m: int, c: int, in_dtype: str, eps_int: int, frac_bits: int = 14,
+                        dequant: bool = False, out_zero_point: int = 0, out_bits: int = 8,
+                        exact: bool = False) -> tirx.PrimFunc:
+    """``(x, gamma, beta, multiplier, shift, out)`` (requantized ``int<out_bits>``) or, ``dequant``,
+    ``(x, gamma, beta, scale, out)`` (float32 ``acc * scale[c]``); gamma/beta/multiplier/shift int32 ``[C]``,
+    scale float32 ``[C]``. mean = floor(sum(x) / C), var = sum((x - mean)^2) + eps, std = max(isqrt(var), 1),
+    z = ((x - mean) * floor(2^31 / std)) >> (31 - frac_bits), acc = z * gamma + beta."""
+    from .qdense import exact_mul
+
+    i64 = "int64"
+    x = te.placeholder((m, c), in_dtype, name="x")
+    gamma = te.placeholder((c,), "int32", name="gamma")
+    beta = te.placeholder((c,), "int32", name="beta")
+    k1 = te.reduce_axis((0, c), name="k1")
+    total = te.compute((m,), lambda i: te.sum(x[i, k1].astype(i64), axis=k1), name="row_sum")
+
+    def centered(i, j):
+        return x[i, j].astype(i64) - tirx.floordiv(total[i], tirx.const(c, i64))
+
+    k2 = te.reduce_axis((0, c), name="k2")
+    sq = te.compute((m,), lambda i: te.sum(centered(i, k2) * centered(i, k2), axis=k2), name="row_sq")
+
+    def acc(i, j):
+        std = tirx.max(_isqrt64(sq[i] + tirx.const(eps_int, i64)), tirx.const(1, i64))
+        factor = tirx.floordiv(tirx.const(1 << 31, i64), std)
+        z = tirx.shift_right(centered(i, j) * factor, tirx.const(31 - frac_bits, i64))
+        return z * gamma[j].astype(i64) + beta[j].astype(i64)
+
+    if dequant:
+        scale = te.placeholder((c,), "float32", name="scale")
+        out = te.compute((m, c), lambda i, j: exact_mul(acc(i, j).astype("float32"), scale[j], exact),
+                         name="normalize")
+        args = [x, gamma, beta, scale, out]
+    else:
+        mult = te.placeholder((c,), "int32", name="multiplier")
+        shift = te.placeholder((c,), "int32", name="shift")
+        lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
+
+        def requant(i, j):
+            s = shift[j].astype(i64)
+            y = tirx.shift_right(acc(i, j) * mult[j].astype(i64) + tirx.shift_left(tirx.const(1, i64), s - 1), s)
+            y = y + out_zero_point
+            return tirx.max(tirx.min(y, tirx.const(hi, i64)), tirx.const(lo, i64)).astype(f"int{out_bits}")
+
+        out = te.compute((m, c), requant, name="normalize")
+        args = [x, gamma, beta, mult, shift, out]
+    return te.create_prim_func(args).with_attr("global_symbol", "int_layer_norm")
+
+
+def int_layer_norm(m: int, c: int, in_dtype: str, eps_int: int, frac_bits: int = 14, dequant: bool = False,
+                   out_zero_point: int = 0, out_bits: int = 8, exact: bool = False, threads: int = 256
+                   ) -> tirx.PrimFunc:
+    """Scheduled ``int_layer_norm`` (one thread block per row, like the float layer norm)."""
+    return LayerNormRule(threads).apply(int_layer_norm_func(m, c, in_dtype, eps_int, frac_bits, dequant,
+                                                            out_zero_point, out_bits, exact))

@@ -39,11 +39,22 @@ def exact_mul(a: tirx.PrimExpr, b: tirx.PrimExpr, exact: bool) -> tirx.PrimExpr:
     return tirx.call_pure_extern("float32", "__fmul_rn", a, b) if exact else a * b
 
 
+def quantize_expr(v: tirx.PrimExpr, scale: tirx.PrimExpr, zero_point: int, bits: int, exact: bool) -> tirx.PrimExpr:
+    """hwcomp's ``quantize`` of float32 v: clip(rint(v / scale) + zero_point) to signed ``bits`` (round half to
+    even; the division through CUDA's ``__fdiv_rn`` when ``exact``)."""
+    q = tirx.call_pure_extern("float32", "__fdiv_rn", v, scale) if exact else v / scale
+    q = tirx.nearbyint(q) + tirx.const(float(zero_point), "float32")
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return tirx.max(tirx.min(q, tirx.const(float(hi), "float32")), tirx.const(float(lo), "float32")).astype(f"int{bits}")
+
+
 def qdense_func(m: int, n: int, k: int, epilogue: str = "requant", out_zero_point: int = 0,
                 activation: str = "none", out_bits: int = 8, out_dtype: str = "float16",
-                exact: bool = False) -> tirx.PrimFunc:
+                exact: bool = False, residual_quant: tuple[int, int] | None = None) -> tirx.PrimFunc:
     """Unscheduled PrimFunc. requant: ``(x, w_nk, bias, multiplier, shift, out)``;
-    dequant: ``(x, w_nk, bias, scale, out)``."""
+    dequant: ``(x, w_nk, bias, scale, out)``; dequant with ``residual_quant=(bits, zero_point)``: the float32
+    result plus ``residual`` ``[M, N]`` float32, quantized by ``qscale[n]`` -> ``int<bits>``:
+    ``(x, w_nk, bias, scale, residual, qscale, out)`` (hwcomp's qdense -> Add -> quantize chain, one kernel)."""
     if out_bits not in (8, 16):
         raise ScheduleError(f"qdense out_bits {out_bits} is not 8 or 16")
     if out_dtype not in ("float16", "float32"):
@@ -73,14 +84,19 @@ def qdense_func(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poin
         args = [x, w, b, mult, shift, out]
     elif epilogue == "dequant":
         scale = te.placeholder((n,), "float32", name="scale")
+        res = te.placeholder((m, n), "float32", name="residual")
+        qscale = te.placeholder((n,), "float32", name="qscale")
+
         def dequant(i, j):
             y = exact_mul((acc[i, j] + b[j]).astype("float32"), scale[j], exact)
             if activation == "relu":
                 y = tirx.max(y, tirx.const(0.0, "float32"))
+            if residual_quant is not None:
+                return quantize_expr(y + res[i, j], qscale[j], residual_quant[1], residual_quant[0], exact)
             return y.astype(out_dtype) if out_dtype != "float32" else y
 
         out = te.compute((m, n), dequant, name="epilogue")
-        args = [x, w, b, scale, out]
+        args = [x, w, b, scale] + ([res, qscale] if residual_quant is not None else []) + [out]
     else:
         raise ScheduleError(f"qdense epilogue {epilogue!r} is not 'requant' or 'dequant'")
     return te.create_prim_func(args).with_attr("global_symbol", f"qdense_{epilogue}")
@@ -103,7 +119,9 @@ class QDenseRule:
 
 def qdense(m: int, n: int, k: int, epilogue: str = "requant", out_zero_point: int = 0,
            activation: str = "none", arch: str = "sm_90", config: MmaConfig | None = None, out_bits: int = 8,
-           out_dtype: str = "float16", exact: bool = False) -> tirx.PrimFunc:
+           out_dtype: str = "float16", exact: bool = False, residual_quant: tuple[int, int] | None = None
+           ) -> tirx.PrimFunc:
     """Scheduled tensor-core PrimFunc for int8 ``qdense`` (layouts in the module docstring)."""
     rule = QDenseRule({arch: config} if config else {})
-    return rule.apply(qdense_func(m, n, k, epilogue, out_zero_point, activation, out_bits, out_dtype, exact), arch)
+    return rule.apply(qdense_func(m, n, k, epilogue, out_zero_point, activation, out_bits, out_dtype, exact,
+                                  residual_quant), arch)

@@ -61,6 +61,13 @@ class _Ctx:
         self.kernel_schedules: dict[str, object] = {}  # kernel name -> hwcomp's scheduled PrimFunc
         self.padded: dict[str, int] = {}  # weight/bias param -> last-axis width it was zero-padded to
         self.transposed: dict[str, int] = {}  # int8 qdense weight param -> N of its [N, K] (padded) layout
+        self.fused_away: set[str] = set()  # nodes a kernel of an earlier node computed (epilogue fusion)
+        self._consumers = None
+
+    def consumers(self, value: str) -> list[Node]:
+        if self._consumers is None:
+            self._consumers = self.g.consumers()
+        return list(self._consumers.get(value, []))
 
     def fdt(self, dt: DType) -> str:
         """The compute dtype for an IR dtype under this precision."""
@@ -118,6 +125,8 @@ def lower_to_relax(g: Graph, precision: str = "fp32", *, target: str = "llvm", a
             for k, v in zip(param_names, pvars):
                 ctx.env[k] = v
             for n in g.nodes:
+                if n.name in ctx.fused_away:
+                    continue
                 outs = _lower_node(ctx, n)
                 if not isinstance(outs, (list, tuple)):
                     outs = [outs]
@@ -375,11 +384,20 @@ def _exact(ctx: _Ctx, intrin: str, x, c):
     c = np.asarray(c, np.float32)
     if not ctx.exact_fp:
         return ctx.emit((R.divide if intrin == "__fdiv_rn" else R.multiply)(x, _c(c, "float32")))
+    op = intrin.strip("_")  # fdiv_rn / fmul_rn: also the PrimFunc's (and the CUDA kernel's) name
+
+    def by_scalar(x_te):
+        return te.compute(x_te.shape, lambda *i: tirx.call_pure_extern(
+            "float32", intrin, x_te(*i), tirx.const(float(c), "float32")), name=op)
+
+    def by_channel(x_te, c_te):
+        return te.compute(x_te.shape, lambda *i: tirx.call_pure_extern(
+            "float32", intrin, x_te(*i), c_te[i[-1]]), name=op)
+
+    by_scalar.__name__ = by_channel.__name__ = op
     if c.ndim == 0:
-        return ctx.bb.emit_te(lambda X: te.compute(X.shape, lambda *i: tirx.call_pure_extern(
-            "float32", intrin, X(*i), tirx.const(float(c), "float32")), name=intrin.strip("_")), x)
-    return ctx.bb.emit_te(lambda X, C: te.compute(X.shape, lambda *i: tirx.call_pure_extern(
-        "float32", intrin, X(*i), C[i[-1]]), name=intrin.strip("_")), x, _c(c.reshape(-1), "float32"))
+        return ctx.bb.emit_te(by_scalar, x, primfunc_name_hint=op)
+    return ctx.bb.emit_te(by_channel, x, _c(c.reshape(-1), "float32"), primfunc_name_hint=op)
 
 
 def _lower_quantize(ctx: _Ctx, n: Node, args):

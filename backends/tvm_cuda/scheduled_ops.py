@@ -301,6 +301,30 @@ def _per_channel(v, n: int, width: int, dtype: str, pad) -> np.ndarray:
     return np.concatenate([a, np.full(width - n, pad, dtype)]) if width > n else np.ascontiguousarray(a)
 
 
+def _residual_quant_chain(ctx: _Ctx, n, width: int):
+    """(Add node, quantize node, residual value) when ``n`` (float32 out) feeds only ``Add(n, r)`` whose sum feeds
+    only a signed 8/16-bit ``quantize``: the chain post-LN transformers run after every output projection
+    (residual add, then quantize for the integer layer norm). None otherwise."""
+    g = ctx.g
+    y = n.outputs[0]
+    cons = ctx.consumers(y)
+    if len(cons) != 1 or cons[0].op != "Add" or y in g.outputs or width != int(g.types[y].shape[-1]):
+        return None
+    add = cons[0]
+    other = add.inputs[1] if add.inputs[0] == y else add.inputs[0]
+    if other == y or g.types[other].shape != g.types[y].shape or g.types[other].dtype.value != "float32":
+        return None
+    if other not in ctx.env or add.outputs[0] in g.outputs:
+        return None
+    qs = ctx.consumers(add.outputs[0])
+    if len(qs) != 1 or qs[0].op != "quantize" or not qs[0].attr("signed", 1) or int(qs[0].attr("bits", 8)) not in (8, 16):
+        return None
+    q = qs[0]
+    if g.types[q.outputs[0]].dtype.value != f"int{int(q.attr('bits', 8))}" or np.ndim(q.attrs["scale"]) > 1:
+        return None
+    return add, q, other
+
+
 def qdense_kernel(ctx: _Ctx, n, args):
     """``qdense`` int8 x int8 -> int32 on int8 tensor cores with the requantization (int8/int16 out) or the
     exact float32 dequant epilogue fused (schedules/qdense.py); the input zero point is folded into the bias."""
@@ -317,10 +341,17 @@ def qdense_kernel(ctx: _Ctx, n, args):
     folded = _per_channel(_int_schedules().qdense.fold_input_zero_point(w_kn, bias, int(n.attr("x_zero_point", 0))),
                           nn, width, "int32", 0)
     act = n.attr("activation", "none")
+    chain = None
     if n.attr("out_dtype", "int8") == "float32":
         epi, zp, bits, odt = "dequant", 0, 8, "float32"
         consts = [_per_channel(n.attrs["out_scale"], nn, width, "float32", 0.0)]
         tag = f"dequant_f32{'_exact' if ctx.exact_fp else ''}"
+        chain = _residual_quant_chain(ctx, n, width)
+        if chain is not None:
+            q = chain[1]
+            rq = (int(q.attr("bits", 8)), int(q.attr("zero_point", 0)))
+            odt = f"int{rq[0]}"
+            tag += f"_resq_i{rq[0]}_z{rq[1]}".replace("-", "m")
     else:
         epi, zp, bits = "requant", int(n.attr("out_zero_point", 0)), int(n.attr("out_bits", 8))
         odt = g.types[n.outputs[0]].dtype.value
@@ -329,10 +360,13 @@ def qdense_kernel(ctx: _Ctx, n, args):
         tag = f"requant_i{bits}_z{zp}"
     exact = ctx.exact_fp
 
+    rq = (int(chain[1].attr("bits", 8)), int(chain[1].attr("zero_point", 0))) if chain else None
+
     def make():
         q = _int_schedules().qdense
-        return (q.qdense_func(m, width, k, epi, zp, act, bits, "float32", exact),
-                q.qdense(m, width, k, epi, zp, act, ctx.arch, out_bits=bits, out_dtype="float32", exact=exact))
+        return (q.qdense_func(m, width, k, epi, zp, act, bits, "float32", exact, rq),
+                q.qdense(m, width, k, epi, zp, act, ctx.arch, out_bits=bits, out_dtype="float32", exact=exact,
+                         residual_quant=rq))
 
     gv = _kernel(ctx, f"qdense_{m}x{width}x{k}_{tag}_{act}", make)
     if gv is None:
@@ -345,6 +379,13 @@ def qdense_kernel(ctx: _Ctx, n, args):
         w = relax.const(w_nk, "int8")
     ins = [_reshape(ctx, args[0], [m, k]), w, relax.const(folded, "int32")] + [relax.const(c, str(c.dtype))
                                                                                   for c in consts]
+    if chain is not None:
+        add, q, other = chain
+        ins += [_reshape(ctx, ctx.env[other], [m, nn]), relax.const(_per_channel(q.attrs["scale"], nn, nn, "float32", 1.0))]
+        out = _reshape(ctx, _call(ctx, gv, ins, [m, width], odt), list(xs[:-1]) + [nn])
+        ctx.env[q.outputs[0]] = out  # the quantized residual sum; the Add and the quantize are done
+        ctx.fused_away |= {add.name, q.name}
+        return out  # (n's own float output has no other consumer)
     y = _call(ctx, gv, ins, [m, width], odt)
     if width != nn:
         y = ctx.emit(relax.op.strided_slice(y, [1], [0], [nn]))
@@ -418,6 +459,42 @@ def qattention_kernels(ctx: _Ctx, n, args):
                  [b, s_q, hd], epi.dtype)
 
 
+def int_layer_norm_kernel(ctx: _Ctx, n, args):
+    """``int_layer_norm`` over the last axis as one row-per-block kernel: integer statistics, isqrt, normalize
+    and the requantization (or exact float32 dequant) epilogue (schedules/layer_norm.py)."""
+    g = ctx.g
+    xt = g.types[n.inputs[0]]
+    if ctx.target != "cuda" or xt.dtype.value not in ("int8", "int16", "int32"):
+        return None
+    from tvm import relax
+    c = int(xt.shape[-1])
+    m = int(np.prod(xt.shape[:-1]))
+    eps, fb = int(n.attrs["eps_int"]), int(n.attr("frac_bits", 14))
+    consts = [_per_channel(n.attrs["gamma_int"], c, c, "int32", 0), _per_channel(n.attrs["beta_int"], c, c, "int32", 0)]
+    if n.attr("out_dtype", "int8") == "float32":
+        dequant, zp, bits, odt = True, 0, 8, "float32"
+        consts.append(_per_channel(n.attrs["out_scale"], c, c, "float32", 0.0))
+        tag = f"dequant_f32{'_exact' if ctx.exact_fp else ''}"
+    else:
+        dequant, zp, bits = False, int(n.attr("out_zero_point", 0)), int(n.attr("out_bits", 8))
+        odt = g.types[n.outputs[0]].dtype.value
+        consts += [_per_channel(n.attrs["multiplier"], c, c, "int32", 0), _per_channel(n.attrs["shift"], c, c, "int32", 1)]
+        tag = f"requant_i{bits}_z{zp}".replace("-", "m")
+    exact, threads = ctx.exact_fp, _norm_threads(c)
+
+    def make():
+        ln = _schedules().layer_norm
+        args_ = (m, c, xt.dtype.value, eps, fb, dequant, zp, bits, exact)
+        return ln.int_layer_norm_func(*args_), ln.int_layer_norm(*args_, threads=threads)
+
+    gv = _kernel(ctx, f"int_layer_norm_{m}x{c}_{xt.dtype.value}_e{eps}_f{fb}_{tag}", make)
+    if gv is None:
+        return None
+    y = _call(ctx, gv, [_reshape(ctx, args[0], [m, c])] + [relax.const(a, str(a.dtype)) for a in consts], [m, c], odt)
+    return _reshape(ctx, y, list(xt.shape))
+
+
+FUSED_KERNELS.update({"int_layer_norm": int_layer_norm_kernel})
 FUSED_KERNELS.update({"dense": dense_kernel, "attention": attention_kernels, "layer_norm": layer_norm_kernel,
                       "add_layer_norm": layer_norm_kernel, "qdense": qdense_kernel, "qattention": qattention_kernels})
 
