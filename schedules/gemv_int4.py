@@ -48,44 +48,33 @@ def unpack_int4(packed: np.ndarray, scale: np.ndarray, zero: np.ndarray, group: 
     return (codes - zero.astype(np.float32)[:, g]) * scale.astype(np.float32)[:, g]
 
 
-MAGIC = 0x4B000000  # float32 2^23: OR-ing a 4-bit code into its mantissa gives 2^23 + code exactly
-
-
 def gemv_int4_func(m: int, n: int, k: int, group: int = 128) -> tirx.PrimFunc:
-    """y = x @ dequant(w)^T in fp32: ``decode[n, k] = code - zero`` exactly in fp32 without an int-to-float
-    conversion (the code OR-ed into the mantissa of 2^23, then ``2^23 + zero`` subtracted: full-rate ALU ops
-    instead of quarter-rate conversions), times the group's scale, times x (converted once per element)."""
     if k % group or group % 2:
         raise ScheduleError(f"int4 group {group} must be even and divide K={k}")
     x = te.placeholder((m, k), "float16", name="x")
     w = te.placeholder((n, k // 2), "uint8", name="w")
     scale = te.placeholder((n, k // group), "float16", name="scale")
     zero = te.placeholder((n, k // group), "float16", name="zero")
-    xf = te.compute((m, k), lambda i, kk: x[i, kk].astype("float32"), name="x_f32")
-
-    def decode(j, kk):
-        code = ((w[j, kk // 2] >> ((kk % 2) * 4).astype("uint8")) & tirx.const(15, "uint8")).astype("uint32")
-        f = tirx.reinterpret("float32", code | tirx.const(MAGIC, "uint32"))
-        return (f - (tirx.const(float(1 << 23), "float32") + zero[j, kk // group].astype("float32"))) \
-            * scale[j, kk // group].astype("float32")
-
-    deq = te.compute((n, k), decode, name="decode")
+    deq = te.compute(
+        (n, k),
+        lambda j, kk: (((w[j, kk // 2] >> ((kk % 2) * 4).astype("uint8")) & tirx.const(15, "uint8")).astype("float16")
+                       - zero[j, kk // group]) * scale[j, kk // group],
+        name="decode")
     r = te.reduce_axis((0, k), name="k")
-    acc = te.compute((m, n), lambda i, j: te.sum(xf[i, r] * deq[j, r], axis=r), name="gemv")
+    acc = te.compute((m, n), lambda i, j: te.sum(x[i, r].astype("float32") * deq[j, r].astype("float32"), axis=r),
+                     name="gemv")
     y = te.compute((m, n), lambda i, j: acc[i, j].astype("float16"), name="cast")
     return te.create_prim_func([x, w, scale, zero, y]).with_attr("global_symbol", "gemv_int4")
 
 
 @dataclass(frozen=True)
 class GemvInt4Schedule:
-    """hwcomp's schedule: a warp computes ``cols`` output columns, ``rows`` warps per thread block; per step
-    each lane reads ``vec_bytes`` packed bytes (one 16-byte load when K allows) of each of its columns,
-    decodes them in registers and multiplies by its slice of x, converted to fp32 once and shared by the
-    ``cols`` columns; the 32 lane partial sums are reduced with warp shuffles. Every weight byte is read once,
-    by one lane, fully coalesced."""
+    """hwcomp's schedule: one warp per output column ``n`` (``rows`` warps per thread block); each lane reads
+    ``vec_bytes`` packed bytes (``2 * vec_bytes`` codes, one 16-byte load) of the row per step, decodes them in
+    registers against its group's scale/zero, and multiplies by x read with 16-byte loads; the 32 lane partial
+    sums are then reduced with warp shuffles. Each weight byte is read once, by one lane, fully coalesced."""
 
-    rows: int = 4  # warps per thread block
-    cols: int = 1  # output columns per warp
+    rows: int = 4  # warps (output columns) per thread block
     vec_bytes: int | None = None  # packed bytes per lane per step: 16, else 8 or 4 when K needs it
 
     def apply(self, func: tirx.PrimFunc) -> tirx.PrimFunc:
@@ -93,8 +82,7 @@ class GemvInt4Schedule:
         n = int(func.params[1].shape[0])
         vec = self.vec_bytes or next((v for v in (16, 8, 4) if k % (64 * v) == 0), 4)
         codes = 2 * vec
-        cols = self.cols if n % (self.rows * self.cols) == 0 else 1
-        if k % (32 * codes) or n % (self.rows * cols):
+        if k % (32 * codes) or n % self.rows:
             raise ScheduleError(f"gemv_int4 schedule needs K % {32 * codes} == 0 and N % {self.rows} == 0 "
                                 f"(K={k}, N={n})")
         sch = s_tir.Schedule(func)
@@ -103,24 +91,26 @@ class GemvInt4Schedule:
         i, j, kk = sch.get_loops(gemv)
         ko, kt, kv = sch.split(kk, [None, 32, codes])
         rf = sch.rfactor(kt, 0)  # acc_rf[kt, i, j]: each lane's partial sum
+        # rf loops: i, j, ko, kt, kv (rfactor keeps the original order) -> j0, ty, kt, i, ko, kv
         ri, rj, rko, rkt, rkv = sch.get_loops(rf)
-        j0, ty, jc = sch.split(rj, [None, self.rows, cols])
-        sch.reorder(j0, ty, jc, rkt, ri, rko, rkv)
+        j0, ty = sch.split(rj, [None, self.rows])
+        sch.reorder(j0, ty, rkt, ri, rko, rkv)
         sch.bind(j0, "blockIdx.x")
         sch.bind(ty, "threadIdx.y")
         sch.bind(rkt, "threadIdx.x")
         sch.unroll(rkv)
-        sch.unroll(jc)
         if k // (32 * codes) <= 16:
             sch.unroll(rko)  # every step's loads issued up front
-        wl = sch.cache_read(rf, 1, "local")  # 16-byte load of packed weights per step
+        # 16-byte loads of the packed weights and of x into registers, per step
+        wl = sch.cache_read(rf, 1, "local")
         sch.compute_at(wl, rko)
         sch.vectorize(sch.get_loops(wl)[-1])
-        xf = sch.get_sblock("x_f32")  # this lane's slice of x, in fp32, shared by the warp's columns
-        sch.compute_at(xf, rko)
-        sch.set_scope(xf, 0, "local")
-        sch.unroll(sch.get_loops(xf)[-1])
-        sch.reverse_compute_at(gemv, ty)  # the cross-lane sum: threadIdx.x bound to the reduction (allreduce)
+        xl = sch.cache_read(rf, 0, "local")
+        sch.compute_at(xl, rko)
+        _, xv = sch.split(sch.get_loops(xl)[-1], [None, 8])
+        sch.vectorize(xv)
+        # the cross-lane sum (threadIdx.x bound to the reduction: a warp allreduce) and the cast, per column
+        sch.reverse_compute_at(gemv, ty)
         sch.bind(sch.get_loops(gemv)[-1], "threadIdx.x")
         sch.reverse_compute_at(sch.get_sblock("cast"), ty)
         sch.set_scope(rf, 0, "local")

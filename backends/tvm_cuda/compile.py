@@ -125,6 +125,8 @@ def _compile(target_kind: str):
                 "inputs": {i: {"shape": list(g.types[i].shape), "dtype": g.types[i].dtype.value} for i in g.inputs},
                 "outputs": {o: {"shape": list(g.types[o].shape), "dtype": "float32" if g.types[o].dtype.is_float
                                 else g.types[o].dtype.value} for o in g.outputs},
+                # the library's argument order (report keys are sorted): inputs, then params; outputs in order
+                "input_order": list(g.inputs), "output_order": list(g.outputs),
                 "params": lm.param_names, "build_seconds": round(build_s, 2),
                 "kernels": rows,
                 "predicted_total_us": round(sum(r["predicted_us"] for r in rows), 3),

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+# (run with hwcomp importable: `pip install -e .` here, bench/gpu/device_env.sh on the GPU machine)
 
 
-def prepare(d: Path, model: str, quants: list[str], batch: int, seq: int) -> None:
+def prepare(d: Path, model: str, quants: list[str], batch: int, seq: int, target: str = "cuda") -> None:
     import hwcomp
     from hwcomp import zoo
     from hwcomp.artifact import get_backend
@@ -42,7 +42,7 @@ def prepare(d: Path, model: str, quants: list[str], batch: int, seq: int) -> Non
         g = quantize_graph(g, q, None, "minmax", 128, None, integer_only=(q == "int8"))
         out = d / f"{model}_{q}_b{batch}"
         t = time.time()
-        get_backend("cuda").compile(g, out, precision="fp16", arch="sm_90", quant=q, source=str(path))
+        get_backend(target).compile(g, out, precision="fp16", arch="sm_90", quant=q, source=str(path))
         np.savez(out / "inputs.npz", **feeds)
         np.savez(out / "expected.npz", **hwcomp.run(g, feeds))
         print(f"{out.name}: compiled in {time.time() - t:.1f} s", flush=True)
@@ -61,14 +61,14 @@ def check(d: Path, out: Path) -> None:
         ref = dict(np.load(art / "expected.npz"))
         row = {"artifact": art.name, "quant": rep["quant"], "precision": rep["precision"]}
         try:
-            dev = tvm.cuda(0)
+            dev = tvm.cuda(0) if rep["target"] == "cuda" else tvm.cpu(0)
             vm = relax.VirtualMachine(tvm.runtime.load_module(str(art / "model.so")), dev)
             with np.load(art / "params.npz") as z:
                 params = [tvm.runtime.tensor(z[f"p{i}"], dev) for i in range(len(rep["params"]))]
-            args = [tvm.runtime.tensor(feeds[i], dev) for i in rep["inputs"]] + params
-            out = vm["main"](*args)
-            names = list(rep["outputs"])
-            outs = [out] if len(names) == 1 else [out[i] for i in range(len(names))]
+            args = [tvm.runtime.tensor(feeds[i], dev) for i in rep["input_order"]] + params
+            res = vm["main"](*args)
+            names = rep["output_order"]
+            outs = [res] if len(names) == 1 else [res[i] for i in range(len(names))]
             got = {k: o.numpy() for k, o in zip(names, outs)}
             row["outputs"] = {k: {"max_abs_err": float(np.abs(got[k].astype(np.float64) - ref[k]).max()),
                                   "ref_max_abs": float(np.abs(ref[k]).max()),
@@ -79,7 +79,8 @@ def check(d: Path, out: Path) -> None:
             row["error"] = f"{type(e).__name__}: {str(e)[:600]}"
         print(json.dumps(row), flush=True)
         rows.append(row)
-    out.write_text(json.dumps({"device": tvm.cuda(0).device_name, "rows": rows}, indent=1))
+    out.write_text(json.dumps({"device": tvm.cuda(0).device_name if tvm.cuda(0).exist else "cpu", "rows": rows},
+                              indent=1))
 
 
 def main() -> int:
@@ -91,11 +92,12 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--out", default="artifact_check.json")
+    ap.add_argument("--target", default="cuda", help="prepare: cuda, or llvm to test this script on a CPU")
     a = ap.parse_args()
     d = Path(a.dir)
     d.mkdir(parents=True, exist_ok=True)
     if a.mode == "prepare":
-        prepare(d, a.model, a.quant.split(","), a.batch, a.seq)
+        prepare(d, a.model, a.quant.split(","), a.batch, a.seq, a.target)
     else:
         check(d, Path(a.out))
     return 0

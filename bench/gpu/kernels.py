@@ -47,6 +47,26 @@ def cases() -> list[dict]:
     return out
 
 
+# --sweep: thread-block tiles (warps_m, warps_n, frags_m, frags_n, chunk_k) of the mma GEMM at BERT-base b32
+SWEEP_CONFIGS = ((2, 2, 4, 4, 2), (2, 2, 4, 4, 4), (2, 4, 4, 2, 2), (2, 4, 4, 2, 4), (4, 2, 2, 4, 2), (2, 2, 2, 4, 4))
+
+
+def sweep_cases() -> list[dict]:
+    out = []
+    for k, n in ((HID, HID), (HID, FFN), (FFN, HID)):
+        for cfg in SWEEP_CONFIGS:
+            out.append(dict(kind="dense_f16", m=32 * SEQ, n=n, k=k, act="none", cfg="x".join(map(str, cfg))))
+            out.append(dict(kind="qdense_requant", m=32 * SEQ, n=n, k=k, cfg="x".join(map(str, cfg))))
+    return out
+
+
+def _config(c: dict):
+    if "cfg" not in c:
+        return None
+    from schedules._mma import MmaConfig
+    return MmaConfig(*(int(v) for v in c["cfg"].split("x")))
+
+
 def case_name(c: dict) -> str:
     return c["kind"] + "_" + "_".join(f"{k}{v}" for k, v in c.items() if k != "kind")
 
@@ -57,9 +77,9 @@ def build_funcs(c: dict) -> dict:
 
     k = c["kind"]
     if k == "dense_f16":
-        return {"main": dense.dense_f16(c["m"], c["n"], c["k"], c["act"])}
+        return {"main": dense.dense_f16(c["m"], c["n"], c["k"], c["act"], config=_config(c))}
     if k.startswith("qdense"):
-        return {"main": qdense.qdense(c["m"], c["n"], c["k"], k.split("_")[1], out_zero_point=3)}
+        return {"main": qdense.qdense(c["m"], c["n"], c["k"], k.split("_")[1], out_zero_point=3, config=_config(c))}
     if k == "layer_norm":
         return {"main": layer_norm.layer_norm(c["m"], c["c"])}
     if k == "add_layer_norm":
@@ -373,13 +393,14 @@ def main() -> int:
     ap.add_argument("--dry", action="store_true", help="build and export only (no GPU)")
     ap.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--only", default="", help="comma-separated kinds")
+    ap.add_argument("--sweep", action="store_true", help="GEMM tile configurations at BERT-base batch-32 shapes")
     a = ap.parse_args()
     if not a.dry:
         try:
             import cuda.bindings  # noqa: F401  (NVRTC available)
         except ImportError:
             os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")
-    todo = [c for c in cases() if not a.only or c["kind"] in a.only.split(",")]
+    todo = [c for c in (sweep_cases() if a.sweep else cases()) if not a.only or c["kind"] in a.only.split(",")]
     libdir = tempfile.mkdtemp(prefix="hwcomp_kernels_")
     t0 = time.time()
     with mp.get_context("fork").Pool(a.jobs) as pool:
