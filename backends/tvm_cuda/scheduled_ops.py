@@ -64,6 +64,16 @@ def _kernel(ctx: _Ctx, name: str, make: Callable[[], tuple[object, object]]):
     return gv
 
 
+def _kernel_set(ctx: _Ctx, names: dict[str, str], make_all: Callable[[], tuple[dict, object]]):
+    """GlobalVars of kernels defined and scheduled together (attention's scores/softmax/pv): ``names`` maps each
+    part to its kernel name, ``make_all()`` returns (part -> definition, object with a scheduled PrimFunc per
+    part as attribute) and runs at most once. None when any part is not covered."""
+    made = functools.cache(make_all)
+    gvs = {part: _kernel(ctx, name, lambda part=part: (made()[0][part], getattr(made()[1], part)))
+           for part, name in names.items()}
+    return None if any(v is None for v in gvs.values()) else gvs
+
+
 def _reshape(ctx: _Ctx, x, shape):
     """``reshape(x, shape)`` without reshape chains: a value that is itself a reshape of a tensor already of
     ``shape`` (one kernel's output feeding the next) is unwrapped, and a no-op reshape is dropped."""
@@ -184,21 +194,17 @@ def attention_kernels(ctx: _Ctx, n, args):
     tag = f"{b}x{h}x{s_q}x{s_k}x{d}"
     mtag = f"_m{mb}x{mq}" if mask is not None else ""
 
-    @functools.cache
-    def kernels():  # the three definitions and their schedules, made once for the three _kernel calls
+    def kernels():
         att = _schedules().attention
         defs = {"scores": att.scores_func(b, s_q, s_k, h, d, scale, causal, mask is not None, mb, mq),
                 "softmax": att.softmax_func(b, h, s_q, s_k), "pv": att.pv_func(b, s_q, s_k, h, d)}
         return defs, att.attention(b, s_q, s_k, h, d, scale, causal, mask is not None, mask_batch=mb, mask_rows=mq)
 
-    def part(which):
-        return lambda: (kernels()[0][which], getattr(kernels()[1], which))
-
-    gv_s = _kernel(ctx, f"attn_scores_{tag}_s{scale:g}{'_causal' if causal else ''}{mtag}", part("scores"))
-    gv_p = _kernel(ctx, f"attn_softmax_{b * h * s_q}x{s_k}", part("softmax"))
-    gv_v = _kernel(ctx, f"attn_pv_{tag}", part("pv"))
-    if gv_s is None or gv_p is None or gv_v is None:
+    gvs = _kernel_set(ctx, {"scores": f"attn_scores_{tag}_s{scale:g}{'_causal' if causal else ''}{mtag}",
+                            "softmax": f"attn_softmax_{b * h * s_q}x{s_k}", "pv": f"attn_pv_{tag}"}, kernels)
+    if gvs is None:
         return None
+    gv_s, gv_p, gv_v = gvs["scores"], gvs["softmax"], gvs["pv"]
     scores = _call(ctx, gv_s, [args[0], args[1]] + ([mask] if mask is not None else []), [b, h, s_q, s_k], "float32")
     probs = _call(ctx, gv_p, [_reshape(ctx, scores, [b * h * s_q, s_k])], [b * h * s_q, s_k])
     return _call(ctx, gv_v, [_reshape(ctx, probs, [b, h, s_q, s_k]), args[2]], [b, s_q, hd])
@@ -433,7 +439,6 @@ def qattention_kernels(ctx: _Ctx, n, args):
     tag = f"{b}x{h}x{s_q}x{s_k}x{d}"
     mtag = f"_m{mb}x{mq}" if mask is not None else ""
 
-    @functools.cache
     def kernels():
         defs = {"scores": qa.qscores_func(b, s_q, s_k, h, d, causal, mask is not None, mb, mq),
                 "softmax": qa.int_softmax_func(b * h * s_q, s_k, prob_bits=pb, **sm),
@@ -441,17 +446,15 @@ def qattention_kernels(ctx: _Ctx, n, args):
         return defs, qa.qattention(b, s_q, s_k, h, d, prob_bits=pb, epilogue=epi, causal=causal,
                                    has_mask=mask is not None, mask_batch=mb, mask_rows=mq, **sm)
 
-    def part(which):
-        return lambda: (kernels()[0][which], getattr(kernels()[1], which))
-
     ctag = "_".join(str(v) for v in sm.values()).replace("-", "m")
     etag = (f"dequant_f32{'_exact' if epi.exact else ''}" if epi.dequant else
             f"requant_i{epi.out_bits}_z{epi.out_zero_point}".replace("-", "m"))
-    gv_s = _kernel(ctx, f"qattn_scores_{tag}{'_causal' if causal else ''}{mtag}", part("scores"))
-    gv_p = _kernel(ctx, f"qattn_softmax_{b * h * s_q}x{s_k}_p{pb}_{ctag}", part("softmax"))
-    gv_v = _kernel(ctx, f"qattn_pv_{tag}_{etag}", part("pv"))
-    if gv_s is None or gv_p is None or gv_v is None:
+    gvs = _kernel_set(ctx, {"scores": f"qattn_scores_{tag}{'_causal' if causal else ''}{mtag}",
+                            "softmax": f"qattn_softmax_{b * h * s_q}x{s_k}_p{pb}_{ctag}",
+                            "pv": f"qattn_pv_{tag}_{etag}"}, kernels)
+    if gvs is None:
         return None
+    gv_s, gv_p, gv_v = gvs["scores"], gvs["softmax"], gvs["pv"]
     scores = _call(ctx, gv_s, [args[0], args[1]] + ([mask] if mask is not None else []), [b, h, s_q, s_k], "int32")
     probs = _call(ctx, gv_p, [_reshape(ctx, scores, [b * h * s_q, s_k])], [b * h * s_q, s_k])
     v16 = ctx.emit(R.astype(args[2], "float16"))

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from backends.tvm_cuda.build import build_cpu_reference, build_kernel  # noqa: E402
 from backends.tvm_cuda.verify import verify_executable  # noqa: E402
-from schedules import attention, dense, gelu, gemv_int4, layer_norm, qdense  # noqa: E402
+from schedules import attention, dense, gelu, gemv_int4, layer_norm, qattention, qdense  # noqa: E402
 
 pytestmark = [pytest.mark.tvm]
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
@@ -24,6 +24,14 @@ needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not i
 
 def _t(a):
     return tvm.runtime.tensor(a, tvm.cpu())
+
+
+def _qattn(b, s, h, d, epilogue=None):
+    from hwcomp.ops.quantized import exp_constants
+
+    ln2, eb, ec = exp_constants(8e-4)
+    return qattention.qattention(b, s, s, h, d, exp_ln2=ln2, exp_b=eb, exp_c=ec,
+                                 epilogue=epilogue or qattention.Epilogue(out_zero_point=3), mask_batch=b)
 
 
 @needs_nvcc
@@ -38,6 +46,12 @@ def _t(a):
     ("gemv_int4", lambda a: gemv_int4.gemv_int4(1, 1024, 768, 128, arch=a), False),
     ("attn_scores", lambda a: attention.attention(1, 128, 128, 2, 64).scores, True),
     ("attn_pv", lambda a: attention.attention(1, 128, 128, 2, 64).pv, True),
+    ("qdense_resq", lambda a: qdense.qdense(128, 256, 256, "dequant", arch=a, out_dtype="float32", exact=True,
+                                           residual_quant=(16, 0)), True),
+    ("qattn_scores_d32", lambda a: _qattn(1, 128, 2, 32).scores, True),
+    ("qattn_softmax", lambda a: _qattn(1, 128, 2, 64).softmax, False),
+    ("qattn_pv", lambda a: _qattn(1, 128, 2, 64).pv, True),
+    ("int_layer_norm", lambda a: layer_norm.int_layer_norm(64, 768, "int16", 5, dequant=True, exact=True), False),
 ])
 def test_kernel_builds_machine_code_for_arch(name, make, mma, arch):
     report = verify_executable(build_kernel(make(arch), name, arch), arch)
@@ -96,3 +110,82 @@ def test_add_layer_norm_definition_matches_numpy():
     ref = (s16 - mu) / np.sqrt(((s16 - mu) ** 2).mean(-1, keepdims=True) + 1e-5) * g + b
     np.testing.assert_array_equal(s.numpy(), x + r)
     np.testing.assert_allclose(y.numpy(), ref, rtol=1e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("d", [32, 64])
+def test_qattention_definitions_are_bit_exact_with_intmath(d):
+    """int8-mma scores (+ mask), the I-BERT integer softmax (written as float16 integers) and the fp16-mma PV
+    with per-channel requantization give hwcomp's integer attention exactly (head size 32: one K fragment)."""
+    from hwcomp.ops import intmath
+    from hwcomp.ops.quantized import exp_constants
+
+    b, s, h = 2, 32, 2
+    ln2, eb, ec = exp_constants(8e-4)
+    rng = np.random.default_rng(d)
+    q, k, v = (rng.integers(-128, 128, (b, s, h * d)).astype(np.int8) for _ in range(3))
+    mask = np.zeros((b, 1, s), np.int32)
+    mask[1, 0, s // 2:] = -(1 << 30)
+    mult = rng.integers(1 << 30, 1 << 31, h * d).astype(np.int32)
+    shift = rng.integers(36, 42, h * d).astype(np.int32)
+    scores = _t(np.zeros((b, h, s, s), np.int32))
+    build_cpu_reference(qattention.qscores_func(b, s, s, h, d, False, True, b, 1))["main"](_t(q), _t(k), _t(mask), scores)
+    split = lambda x: x.astype(np.int64).reshape(b, s, h, d).transpose(0, 2, 1, 3)  # noqa: E731
+    ref = split(q) @ split(k).transpose(0, 1, 3, 2) + mask[:, None]
+    np.testing.assert_array_equal(scores.numpy(), ref)
+    probs = _t(np.zeros((b * h * s, s), np.float16))
+    build_cpu_reference(qattention.int_softmax_func(b * h * s, s, ln2, eb, ec, 8))["main"](_t(ref.reshape(-1, s).astype(np.int32)), probs)
+    p = intmath.int_softmax(ref.reshape(-1, s), ln2, eb, ec, 8)
+    np.testing.assert_array_equal(probs.numpy().astype(np.int64), p)
+    out = _t(np.zeros((b, s, h * d), np.int8))
+    build_cpu_reference(qattention.qpv_func(b, s, s, h, d, qattention.Epilogue(out_zero_point=-2)))["main"](
+        _t(probs.numpy().reshape(b, h, s, s)), _t(v.astype(np.float16)), _t(mult), _t(shift), out)
+    acc = (p.reshape(b, h, s, s) @ split(v)).transpose(0, 2, 1, 3).reshape(b, s, h * d)
+    np.testing.assert_array_equal(out.numpy(), intmath.requantize(acc, mult, shift, -2))
+
+
+def test_qattention_refuses_shapes_fp32_cannot_hold_exactly():
+    from schedules.errors import ScheduleError
+
+    with pytest.raises(ScheduleError, match="2\\^24"):
+        qattention.check_exact(1024, 8)
+
+
+def test_int_layer_norm_definition_is_bit_exact_with_intmath():
+    """Integer statistics, the float64-sqrt isqrt with its correction steps, and both epilogues."""
+    from hwcomp.ops import intmath
+
+    rng = np.random.default_rng(0)
+    m, c = 16, 96
+    x = rng.integers(-30000, 30000, (m, c)).astype(np.int16)
+    x[0] = 7  # zero variance: std clamps to 1
+    gamma = rng.integers(-32767, 32767, c).astype(np.int32)
+    beta = rng.integers(-1 << 20, 1 << 20, c).astype(np.int32)
+    acc = intmath.int_layer_norm(x, gamma, beta, 3, 14)
+    mult = np.full(c, 1 << 30, np.int32)
+    shift = np.full(c, 52, np.int32)
+    y = _t(np.zeros((m, c), np.int8))
+    build_cpu_reference(layer_norm.int_layer_norm_func(m, c, "int16", 3, 14))["main"](
+        _t(x), _t(gamma), _t(beta), _t(mult), _t(shift), y)
+    np.testing.assert_array_equal(y.numpy(), intmath.requantize(acc, mult, shift, 0))
+    scale = rng.uniform(1e-6, 1e-4, c).astype(np.float32)
+    yf = _t(np.zeros((m, c), np.float32))
+    build_cpu_reference(layer_norm.int_layer_norm_func(m, c, "int16", 3, 14, dequant=True))["main"](
+        _t(x), _t(gamma), _t(beta), _t(scale), yf)
+    np.testing.assert_array_equal(yf.numpy(), acc.astype(np.float32) * scale)
+
+
+def test_isqrt_by_float64_sqrt_is_exact():
+    """floor(sqrt(v)) for v up to 2^62, around perfect squares and at random, as intmath.isqrt."""
+    from tvm import te
+
+    from hwcomp.ops import intmath
+
+    rng = np.random.default_rng(1)
+    r = rng.integers(1, 1 << 31, 2000).astype(np.int64)
+    v = np.concatenate([r * r - 1, r * r, r * r + 1, rng.integers(0, 1 << 62, 2000), [0, 1, 2, 3, (1 << 62) - 1]])
+    v = np.clip(v, 0, (1 << 62) - 1).astype(np.int64)
+    x = te.placeholder((v.size,), "int64", name="v")
+    y = te.compute((v.size,), lambda i: layer_norm._isqrt64(x[i]), name="y")
+    out = _t(np.zeros(v.size, np.int64))
+    build_cpu_reference(te.create_prim_func([x, y]))["main"](_t(v), out)
+    np.testing.assert_array_equal(out.numpy(), intmath.isqrt(v))
