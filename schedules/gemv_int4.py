@@ -48,18 +48,27 @@ def unpack_int4(packed: np.ndarray, scale: np.ndarray, zero: np.ndarray, group: 
     return (codes - zero.astype(np.float32)[:, g]) * scale.astype(np.float32)[:, g]
 
 
-def gemv_int4_func(m: int, n: int, k: int, group: int = 128) -> tirx.PrimFunc:
+def gemv_int4_func(m: int, n: int, k: int, group: int = 128, fast_decode: bool = False) -> tirx.PrimFunc:
+    """``fast_decode`` (CUDA only): codes become floats through the mantissa of 2^23 (``__uint_as_float`` of
+    ``code | 0x4B000000`` minus 2^23: exact, no int-to-float conversion) and the dequant is computed in fp32;
+    otherwise the code is converted to fp16 and dequantized in fp16."""
     if k % group or group % 2:
         raise ScheduleError(f"int4 group {group} must be even and divide K={k}")
     x = te.placeholder((m, k), "float16", name="x")
     w = te.placeholder((n, k // 2), "uint8", name="w")
     scale = te.placeholder((n, k // group), "float16", name="scale")
     zero = te.placeholder((n, k // group), "float16", name="zero")
-    deq = te.compute(
-        (n, k),
-        lambda j, kk: (((w[j, kk // 2] >> ((kk % 2) * 4).astype("uint8")) & tirx.const(15, "uint8")).astype("float16")
-                       - zero[j, kk // group]) * scale[j, kk // group],
-        name="decode")
+    def code(j, kk):
+        return (w[j, kk // 2] >> ((kk % 2) * 4).astype("uint8")) & tirx.const(15, "uint8")
+
+    def decode(j, kk):
+        if not fast_decode:
+            return (code(j, kk).astype("float16") - zero[j, kk // group]) * scale[j, kk // group]
+        f = tirx.call_pure_extern("float32", "__uint_as_float", code(j, kk).astype("uint32") | tirx.const(0x4B000000, "uint32"))
+        return (f - (tirx.const(float(1 << 23), "float32") + zero[j, kk // group].astype("float32"))) \
+            * scale[j, kk // group].astype("float32")
+
+    deq = te.compute((n, k), decode, name="decode")
     r = te.reduce_axis((0, k), name="k")
     acc = te.compute((m, n), lambda i, j: te.sum(x[i, r].astype("float32") * deq[j, r].astype("float32"), axis=r),
                      name="gemv")
@@ -130,13 +139,13 @@ class GemvInt4Rule:
         return mod["main"].with_attr("tirx.is_scheduled", True)
 
 
-def gemv_int4(m: int, n: int, k: int, group: int = 128, arch: str = "sm_90", schedule: str = "hwcomp"
-              ) -> tirx.PrimFunc:
+def gemv_int4(m: int, n: int, k: int, group: int = 128, arch: str = "sm_90", schedule: str = "hwcomp",
+              fast_decode: bool = False) -> tirx.PrimFunc:
     """Scheduled PrimFunc ``gemv_int4(x, w_packed, scale, zero, y)`` (layouts in the module docstring);
     ``schedule``: "hwcomp" (:class:`GemvInt4Schedule`) or "dlight" (its GEMV rules)."""
     import tvm  # noqa: PLC0415
 
     if schedule == "hwcomp":
-        return GemvInt4Schedule().apply(gemv_int4_func(m, n, k, group))
+        return GemvInt4Schedule().apply(gemv_int4_func(m, n, k, group, fast_decode))
     target = tvm.target.Target({"kind": "cuda", "arch": arch})
     return GemvInt4Rule().apply(gemv_int4_func(m, n, k, group), target)

@@ -42,7 +42,7 @@ def cases() -> list[dict]:
     out.append(dict(kind="gelu", m=32 * SEQ, n=FFN))
     # GPT-2 small decode (QKV, FFN up, FFN down, the 50257-word LM head padded to 50304) and 7B-class shapes
     for k, n in ((HID, 3 * HID), (HID, FFN), (FFN, HID), (HID, 50304), (4096, 4096), (4096, 11008)):
-        for sched in ("hwcomp", "dlight"):
+        for sched in ("hwcomp", "hwcomp_fast", "dlight"):
             out.append(dict(kind="gemv_int4", m=1, n=n, k=k, sched=sched))
     return out
 
@@ -87,7 +87,9 @@ def build_funcs(c: dict) -> dict:
     if k == "gelu":
         return {"main": gelu.gelu((c["m"], c["n"]))}
     if k == "gemv_int4":
-        return {"main": gemv_int4.gemv_int4(c["m"], c["n"], c["k"], GROUP, schedule=c.get("sched", "hwcomp"))}
+        sched = c.get("sched", "hwcomp")
+        return {"main": gemv_int4.gemv_int4(c["m"], c["n"], c["k"], GROUP, schedule=sched.split("_")[0],
+                                            fast_decode=sched.endswith("_fast"))}
     if k == "attention":
         ks = attention.attention(c["b"], c["s"], c["s"], c["h"], c["d"])
         return {"scores": ks.scores, "softmax": ks.softmax, "pv": ks.pv}

@@ -44,6 +44,7 @@ def _qattn(b, s, h, d, epilogue=None):
     ("layer_norm", lambda a: layer_norm.layer_norm(64, 768, residual=True), False),
     ("gelu", lambda a: gelu.gelu((64, 3072)), False),
     ("gemv_int4", lambda a: gemv_int4.gemv_int4(1, 1024, 768, 128, arch=a), False),
+    ("gemv_int4_fast", lambda a: gemv_int4.gemv_int4(1, 1024, 768, 128, arch=a, fast_decode=True), False),
     ("attn_scores", lambda a: attention.attention(1, 128, 128, 2, 64).scores, True),
     ("attn_pv", lambda a: attention.attention(1, 128, 128, 2, 64).pv, True),
     ("qdense_resq", lambda a: qdense.qdense(128, 256, 256, "dequant", arch=a, out_dtype="float32", exact=True,
