@@ -89,10 +89,11 @@ class GemvInt4Schedule:
     def apply(self, func: tirx.PrimFunc) -> tirx.PrimFunc:
         m, k = (int(d) for d in func.params[0].shape)
         n = int(func.params[1].shape[0])
-        vec = self.vec_bytes or next((v for v in (16, 8, 4) if k % (64 * v) == 0), 4)
+        vec = self.vec_bytes or next((v for v in (16, 8, 4, 2, 1) if k % (64 * v) == 0), 1)
+        rows = next(r for r in (self.rows, 2, 1) if n % r == 0)  # odd widths (a vocabulary): fewer warps
         codes = 2 * vec
-        if k % (32 * codes) or n % self.rows:
-            raise ScheduleError(f"gemv_int4 schedule needs K % {32 * codes} == 0 and N % {self.rows} == 0 "
+        if k % (32 * codes):
+            raise ScheduleError(f"gemv_int4 schedule needs K % {32 * codes} == 0 "
                                 f"(K={k}, N={n})")
         sch = s_tir.Schedule(func)
         sch.compute_inline(sch.get_sblock("decode"))
@@ -102,7 +103,7 @@ class GemvInt4Schedule:
         rf = sch.rfactor(kt, 0)  # acc_rf[kt, i, j]: each lane's partial sum
         # rf loops: i, j, ko, kt, kv (rfactor keeps the original order) -> j0, ty, kt, i, ko, kv
         ri, rj, rko, rkt, rkv = sch.get_loops(rf)
-        j0, ty = sch.split(rj, [None, self.rows])
+        j0, ty = sch.split(rj, [None, rows])
         sch.reorder(j0, ty, rkt, ri, rko, rkv)
         sch.bind(j0, "blockIdx.x")
         sch.bind(ty, "threadIdx.y")

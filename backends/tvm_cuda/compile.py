@@ -51,8 +51,36 @@ def schedule_cuda(mod, precision: str):
     # only for fp32, where it does not tensorize.
     if precision == "fp32":
         rules.append(dl.gpu.Matmul())
-    rules += [dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback()]
+    rules += [_Declining(dl.gpu.GEMV()), _Declining(dl.gpu.Reduction()), _Declining(dl.gpu.GeneralReduction()),
+              dl.gpu.Fallback()]
     return dl.ApplyDefaultSchedule(*rules)(mod)
+
+
+def _declining_rule():
+    from tvm.s_tir import dlight as dl
+
+    class Declining(dl.ScheduleRule):
+        """A dlight rule that declines (the next rule applies) where it would fail: dlight's GEMV asserts on a
+        reduction of extent 1, e.g. attention over a single key when a decoder runs on one token."""
+
+        def __init__(self, rule):
+            self.rule = rule
+
+        def apply(self, func, target, tunable):
+            try:
+                return self.rule.apply(func, target, tunable)
+            except (AssertionError, ValueError, IndexError) as e:
+                log.debug("dlight %s declined %s: %s", type(self.rule).__name__, func.attrs, e)
+                return None
+
+        def is_target_available(self, target) -> bool:
+            return self.rule.is_target_available(target)
+
+    return Declining
+
+
+def _Declining(rule):  # noqa: N802 - reads as the class it builds
+    return _declining_rule()(rule)
 
 
 INTEGER_OPS = frozenset({"qdense", "qattention", "int_layer_norm", "int_gelu", "int_softmax"})

@@ -61,6 +61,7 @@ class _Ctx:
         self.kernel_schedules: dict[str, object] = {}  # kernel name -> hwcomp's scheduled PrimFunc
         self.padded: dict[str, int] = {}  # weight/bias param -> last-axis width it was zero-padded to
         self.transposed: dict[str, int] = {}  # int8 qdense weight param -> N of its [N, K] (padded) layout
+        self.repacked: set[str] = set()  # int4 wdense constants stored in the GEMV kernel's layout
         self.fused_away: set[str] = set()  # nodes a kernel of an earlier node computed (epilogue fusion)
         self._consumers = None
 
@@ -113,6 +114,10 @@ def lower_to_relax(g: Graph, precision: str = "fp32", *, target: str = "llvm", a
             pad = [(0, 0)] * (params[k].ndim - 1) + [(0, width - params[k].shape[-1])]
             params[k] = np.pad(params[k], pad)
     if use_schedules:
+        for k, fn in scheduled_ops.wdense_param_layouts(ctx).items():  # int4 GEMV: packed [N, K/2], [N, K/g]
+            if k in params:
+                ctx.repacked.add(k)
+                params[k] = fn(g.constants[k])
         for k, width in scheduled_ops.qdense_weight_layout(ctx).items():  # int8 GEMM reads W as [N, K]
             if k in params:
                 ctx.transposed[k] = width

@@ -498,6 +498,93 @@ def int_layer_norm_kernel(ctx: _Ctx, n, args):
 
 
 FUSED_KERNELS.update({"int_layer_norm": int_layer_norm_kernel})
+
+
+# ---- weight-only int4 (decode: few rows) --------------------------------------------------------------------
+
+GEMV_MAX_ROWS = 8  # wdense with at most this many rows (decode) runs as hwcomp's int4 GEMV kernel
+
+
+def _wdense_gemv_ok(ctx: _Ctx, n) -> bool:
+    g = ctx.g
+    if n.op != "wdense" or not _applies(ctx) or int(n.attr("bits", 4)) != 4 or n.attr("in_scale") is not None:
+        return False
+    if any(i not in g.constants for i in n.inputs[1:4]):
+        return False
+    k, nn = (int(d) for d in g.types[n.inputs[1]].shape)
+    grp = int(n.attrs["group_size"])
+    m = int(np.prod(g.types[n.inputs[0]].shape[:-1]))
+    vec = next((v for v in (16, 8, 4, 2, 1) if k % (64 * v) == 0), None)
+    return (m <= GEMV_MAX_ROWS and vec is not None and k % grp == 0 and grp % (2 * vec) == 0
+            and n.attr("activation", "none") in ("none", "gelu", "gelu_tanh", "relu", "tanh"))
+
+
+def _pack_codes(codes: np.ndarray) -> np.ndarray:
+    c = np.ascontiguousarray(codes.T).astype(np.uint8)
+    return (c[:, 0::2] | (c[:, 1::2] << 4)).astype(np.uint8)
+
+
+def _to_f16_t(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.T).astype(np.float16)
+
+
+def wdense_param_layouts(ctx: _Ctx) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """int4 ``wdense`` constants the GEMV kernel reads in its own layout, each used only by covered wdense nodes:
+    codes ``[K, N]`` -> packed ``[N, K/2]`` uint8 (low nibble = even k); scale and zero ``[K/g, N]`` ->
+    ``[N, K/g]`` float16 (zero points are small integers, exact in fp16)."""
+    g = ctx.g
+    users: dict[str, list] = {}
+    for n in g.nodes:
+        for i, name in enumerate(n.inputs):
+            users.setdefault(name, []).append((n, i))
+
+    out = {}
+    for n in g.nodes:
+        if not _wdense_gemv_ok(ctx, n):
+            continue
+        for i, fn in ((1, _pack_codes), (2, _to_f16_t), (3, _to_f16_t)):
+            name = n.inputs[i]
+            if all(u.op == "wdense" and j == i and _wdense_gemv_ok(ctx, u) for u, j in users[name]):
+                out[name] = fn
+    return out
+
+
+def wdense_gemv_kernel(ctx: _Ctx, n, args):
+    """``wdense`` int4 with few rows (decode): hwcomp's GEMV, dequant fused (schedules/gemv_int4.py), then bias
+    and activation as elementwise ops."""
+    if not _wdense_gemv_ok(ctx, n):
+        return None
+    from tvm import relax
+    g = ctx.g
+    xs = g.types[n.inputs[0]].shape
+    k, nn = (int(d) for d in g.types[n.inputs[1]].shape)
+    m = int(np.prod(xs[:-1]))
+    grp = int(n.attrs["group_size"])
+
+    def make():
+        from .startup import import_tensor_intrinsics
+        import_tensor_intrinsics()
+        import hwcomp.schedules.gemv_int4 as gi
+        return gi.gemv_int4_func(m, nn, k, grp), gi.gemv_int4(m, nn, k, grp, ctx.arch)
+
+    gv = _kernel(ctx, f"gemv_int4_{m}x{nn}x{k}_g{grp}", make)
+    if gv is None:
+        return None
+    ops = []
+    for i in (1, 2, 3):
+        name = n.inputs[i]
+        if name in ctx.repacked:
+            ops.append(args[i])
+        else:  # a small constant, or one shared with other ops: repacked here, inlined
+            ops.append(relax.const((_pack_codes if i == 1 else _to_f16_t)(g.constants[name])))
+    y = _call(ctx, gv, [_reshape(ctx, args[0], [m, k])] + ops, [m, nn])
+    y = _reshape(ctx, y, list(xs[:-1]) + [nn])
+    if len(args) > 4 and args[4] is not None:
+        y = ctx.emit(relax.op.add(y, args[4]))
+    return relax_lowering._activation(ctx, y, n.attr("activation", "none"))
+
+
+FUSED_KERNELS.update({"wdense": wdense_gemv_kernel})
 FUSED_KERNELS.update({"dense": dense_kernel, "attention": attention_kernels, "layer_norm": layer_norm_kernel,
                       "add_layer_norm": layer_norm_kernel, "qdense": qdense_kernel, "qattention": qattention_kernels})
 
