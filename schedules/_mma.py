@@ -88,13 +88,15 @@ def pick_config(m: int, n: int, k: int, k_frag: int = 16, num_sms: int = 132) ->
 
 
 def schedule_mma(sch: s_tir.Schedule, cfg: MmaConfig, in_dtype: str, acc_dtype: str,
-                 trans_b: bool) -> s_tir.Schedule:
-    """Tensorize block ``matmul`` and fuse block ``epilogue`` into the same kernel (in place)."""
+                 trans_b: bool, matmul: str = "matmul") -> s_tir.Schedule:
+    """Tensorize block ``matmul`` and fuse block ``epilogue`` into the same kernel (in place). The accumulator's
+    name names its dynamic shared memory in the CUDA source, where kernels of one module share one namespace:
+    accumulators of different dtypes need different names."""
     k_frag = 16 if in_dtype == "float16" else 32
     vec = 16 // (2 if in_dtype == "float16" else 1)  # elements per 16-byte load
     intrin = get_mma_intrin_group("shared", "shared.dyn", in_dtype, acc_dtype, False, trans_b, True)
 
-    blk = sch.get_sblock("matmul")
+    blk = sch.get_sblock(matmul)
     *batch, i, j, k = sch.get_loops(blk)
     m_ext, n_ext, k_ext = (int(sch.get(x).extent) for x in (i, j, k))
     cfg.check(m_ext, n_ext, k_ext, k_frag)
@@ -151,7 +153,7 @@ def schedule_mma(sch: s_tir.Schedule, cfg: MmaConfig, in_dtype: str, acc_dtype: 
     sch.vectorize(e_vec)
 
     sch.decompose_reduction(outer, k0)
-    init = sch.get_sblock("matmul_init")
+    init = sch.get_sblock(matmul + "_init")
 
     def frag_loop(b: s_tir.SBlockRV, rows: int, cols: int) -> s_tir.LoopRV:
         r, c = sch.get_loops(b)[-2:]

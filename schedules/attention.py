@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tvm import s_tir, te, tirx
-from tvm.script import tirx as T
 
 from ._mma import MmaConfig, pick_config, schedule_mma
 from .errors import ScheduleError
@@ -63,26 +62,35 @@ def softmax_func(b: int, h: int, s_q: int, s_k: int) -> tirx.PrimFunc:
     return te.create_prim_func([x, p]).with_attr("global_symbol", "attn_softmax")
 
 
-def pv_func(b: int, s_q: int, s_k: int, h: int, d: int) -> tirx.PrimFunc:
-    @T.prim_func(s_tir=True)
-    def attn_pv(p: T.Buffer((b, h, s_q, s_k), "float16"), v: T.Buffer((b, s_k, h * d), "float16"),
-                out: T.Buffer((b, s_q, h * d), "float16")):
-        T.func_attr({"global_symbol": "attn_pv", "tirx.noalias": True})
-        with T.sblock("root"):
-            acc = T.sblock_alloc_buffer((b, h, s_q, d), "float32")
-            for bb, hh, i, j, r in T.grid(b, h, s_q, d, s_k):
-                with T.sblock("matmul"):
-                    vb, vh, vi, vj, vr = T.axis.remap("SSSSR", [bb, hh, i, j, r])
-                    with T.init():
-                        acc[vb, vh, vi, vj] = T.float32(0)
-                    acc[vb, vh, vi, vj] = acc[vb, vh, vi, vj] + T.Cast("float32", p[vb, vh, vi, vr]) * T.Cast(
-                        "float32", v[vb, vr, vh * d + vj])
-            for bb, hh, i, j in T.grid(b, h, s_q, d):
-                with T.sblock("epilogue"):
-                    vb, vh, vi, vj = T.axis.remap("SSSS", [bb, hh, i, j])
-                    out[vb, vi, vh * d + vj] = T.Cast("float16", acc[vb, vh, vi, vj])
+def pv_heads_func(b: int, s_q: int, s_k: int, h: int, d: int, epilogue, extra=(), out_dtype: str = "float16",
+                  name: str = "attn_pv") -> tirx.PrimFunc:
+    """``(probs, v, *extra, out)``: ``acc[b, h, i, j] = sum_r p·v`` (fp16 in, fp32 accumulation), then
+    ``epilogue(acc, channel)`` per element (channel = ``h*D + j``, for per-channel epilogue parameters in
+    ``extra``), stored with the heads merged: ``out[b, i, h*D + j]``. The ``merge_heads`` block is inlined into
+    the epilogue by :func:`schedule_pv`."""
+    p = te.placeholder((b, h, s_q, s_k), "float16", name="p")
+    v = te.placeholder((b, s_k, h * d), "float16", name="v")
+    r = te.reduce_axis((0, s_k), name="r")
+    acc = te.compute((b, h, s_q, d), lambda bb, hh, i, j: te.sum(
+        p[bb, hh, i, r].astype("float32") * v[bb, r, hh * d + j].astype("float32"), axis=r), name="pv_acc")
+    epi = te.compute((b, h, s_q, d), lambda bb, hh, i, j: epilogue(acc[bb, hh, i, j], hh * d + j), name="epilogue")
+    out = te.compute((b, s_q, h * d), lambda bb, i, c: epi[bb, c // d, i, c % d], name="merge_heads")
+    return te.create_prim_func([p, v, *extra, out]).with_attr("global_symbol", name)
 
-    return attn_pv
+
+def pv_func(b: int, s_q: int, s_k: int, h: int, d: int) -> tirx.PrimFunc:
+    return pv_heads_func(b, s_q, s_k, h, d, lambda acc, _c: acc.astype("float16"))
+
+
+def schedule_pv(func: tirx.PrimFunc, config: MmaConfig | None = None) -> tirx.PrimFunc:
+    """Tensor-core schedule of a :func:`pv_heads_func` PrimFunc (its ``merge_heads`` store inlined)."""
+    b, h, s_q, s_k = (int(x) for x in func.params[0].shape)
+    d = int(func.params[1].shape[2]) // h
+    sch = s_tir.Schedule(func)
+    sch.reverse_compute_inline(sch.get_sblock("merge_heads"))
+    schedule_mma(sch, config or pick_config(b * h * s_q, d, s_k, 16), "float16", "float32", trans_b=False,
+                 matmul="pv_acc")  # fp32, beside int32 "matmul" accumulators in int8 modules
+    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
 
 
 @dataclass(frozen=True)
@@ -127,8 +135,6 @@ def attention(b: int, s_q: int, s_k: int, h: int, d: int, scale: float | None = 
     sch = s_tir.Schedule(scores_func(b, s_q, s_k, h, d, scale, causal, has_mask, mask_batch, mask_rows))
     schedule_mma(sch, cfg.scores or pick_config(b * h * s_q, s_k, d, 16), "float16", "float32", trans_b=True)
     scores = sch.mod["main"].with_attr("tirx.is_scheduled", True)
-    sch = s_tir.Schedule(pv_func(b, s_q, s_k, h, d))
-    schedule_mma(sch, cfg.pv or pick_config(b * h * s_q, d, s_k, 16), "float16", "float32", trans_b=False)
-    pv = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    pv = schedule_pv(pv_func(b, s_q, s_k, h, d), cfg.pv)
     softmax = _schedule_softmax(softmax_func(b, h, s_q, s_k), min(cfg.softmax_threads, s_k))
     return AttentionKernels(scores, softmax, pv, (b, h, s_q, s_k), (b, h, s_q, s_k))

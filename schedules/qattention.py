@@ -26,10 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tvm import s_tir, te, tirx
-from tvm.script import tirx as T
 
 from ._mma import pick_config, schedule_mma
-from .attention import _schedule_softmax
+from .attention import _schedule_softmax, pv_heads_func, schedule_pv
 from .errors import ScheduleError
 from .qdense import exact_mul
 
@@ -128,56 +127,15 @@ class Epilogue:
 
 
 def qpv_func(b: int, s_q: int, s_k: int, h: int, d: int, epilogue: Epilogue) -> tirx.PrimFunc:
-    """``(probs, v, multiplier, shift, out)`` or, dequant, ``(probs, v, scale, out)``."""
-    return _qpv_dequant(b, s_q, s_k, h, d, epilogue) if epilogue.dequant else _qpv_requant(b, s_q, s_k, h, d, epilogue)
-
-
-def _qpv_dequant(b: int, s_q: int, s_k: int, h: int, d: int, epilogue: Epilogue) -> tirx.PrimFunc:
-    @T.prim_func(s_tir=True)
-    def qattn_pv(p: T.Buffer((b, h, s_q, s_k), "float16"), v: T.Buffer((b, s_k, h * d), "float16"),
-                 scale: T.Buffer((h * d,), "float32"), out: T.Buffer((b, s_q, h * d), "float32")):
-        T.func_attr({"global_symbol": "qattn_pv", "tirx.noalias": True})
-        with T.sblock("root"):
-            acc = T.sblock_alloc_buffer((b, h, s_q, d), "float32")
-            for bb, hh, i, j, r in T.grid(b, h, s_q, d, s_k):
-                with T.sblock("matmul"):
-                    vb, vh, vi, vj, vr = T.axis.remap("SSSSR", [bb, hh, i, j, r])
-                    with T.init():
-                        acc[vb, vh, vi, vj] = T.float32(0)
-                    acc[vb, vh, vi, vj] = acc[vb, vh, vi, vj] + T.Cast("float32", p[vb, vh, vi, vr]) * T.Cast(
-                        "float32", v[vb, vr, vh * d + vj])
-            for bb, hh, i, j in T.grid(b, h, s_q, d):
-                with T.sblock("epilogue"):
-                    vb, vh, vi, vj = T.axis.remap("SSSS", [bb, hh, i, j])
-                    out[vb, vi, vh * d + vj] = epilogue.scale(acc[vb, vh, vi, vj], scale[vh * d + vj])
-
-    return qattn_pv
-
-
-def _qpv_requant(b: int, s_q: int, s_k: int, h: int, d: int, epilogue: Epilogue) -> tirx.PrimFunc:
-    odt = epilogue.dtype
-
-    @T.prim_func(s_tir=True)
-    def qattn_pv(p: T.Buffer((b, h, s_q, s_k), "float16"), v: T.Buffer((b, s_k, h * d), "float16"),
-                 mult: T.Buffer((h * d,), "int32"), shift: T.Buffer((h * d,), "int32"),
-                 out: T.Buffer((b, s_q, h * d), odt)):
-        T.func_attr({"global_symbol": "qattn_pv", "tirx.noalias": True})
-        with T.sblock("root"):
-            acc = T.sblock_alloc_buffer((b, h, s_q, d), "float32")
-            for bb, hh, i, j, r in T.grid(b, h, s_q, d, s_k):
-                with T.sblock("matmul"):
-                    vb, vh, vi, vj, vr = T.axis.remap("SSSSR", [bb, hh, i, j, r])
-                    with T.init():
-                        acc[vb, vh, vi, vj] = T.float32(0)
-                    acc[vb, vh, vi, vj] = acc[vb, vh, vi, vj] + T.Cast("float32", p[vb, vh, vi, vr]) * T.Cast(
-                        "float32", v[vb, vr, vh * d + vj])
-            for bb, hh, i, j in T.grid(b, h, s_q, d):
-                with T.sblock("epilogue"):
-                    vb, vh, vi, vj = T.axis.remap("SSSS", [bb, hh, i, j])
-                    out[vb, vi, vh * d + vj] = epilogue.requant(acc[vb, vh, vi, vj], mult[vh * d + vj],
-                                                                shift[vh * d + vj])
-
-    return qattn_pv
+    """``(probs, v, multiplier, shift, out)`` or, dequant, ``(probs, v, scale, out)``; per-channel ``[H*D]``."""
+    if epilogue.dequant:
+        scale = te.placeholder((h * d,), "float32", name="scale")
+        return pv_heads_func(b, s_q, s_k, h, d, lambda acc, c: epilogue.scale(acc, scale[c]), [scale],
+                             epilogue.dtype, "qattn_pv")
+    mult = te.placeholder((h * d,), "int32", name="multiplier")
+    shift = te.placeholder((h * d,), "int32", name="shift")
+    return pv_heads_func(b, s_q, s_k, h, d, lambda acc, c: epilogue.requant(acc, mult[c], shift[c]), [mult, shift],
+                         epilogue.dtype, "qattn_pv")
 
 
 @dataclass(frozen=True)
@@ -195,9 +153,7 @@ def qattention(b: int, s_q: int, s_k: int, h: int, d: int, *, exp_ln2: int, exp_
     sch = s_tir.Schedule(qscores_func(b, s_q, s_k, h, d, causal, has_mask, mask_batch, mask_rows))
     schedule_mma(sch, pick_config(b * h * s_q, s_k, d, 32), "int8", "int32", trans_b=True)
     scores = sch.mod["main"].with_attr("tirx.is_scheduled", True)
-    sch = s_tir.Schedule(qpv_func(b, s_q, s_k, h, d, epilogue))
-    schedule_mma(sch, pick_config(b * h * s_q, d, s_k, 16), "float16", "float32", trans_b=False)
-    pv = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    pv = schedule_pv(qpv_func(b, s_q, s_k, h, d, epilogue))
     softmax = _schedule_softmax(int_softmax_func(b * h * s_q, s_k, exp_ln2, exp_b, exp_c, prob_bits),
                                 min(softmax_threads, s_k))
     return QAttentionKernels(scores, softmax, pv)
