@@ -26,29 +26,39 @@ from .errors import ScheduleError
 NEG_INF = -3.4e38
 
 
-def scores_func(b: int, s_q: int, s_k: int, h: int, d: int, scale: float, causal: bool = False,
-                has_mask: bool = True, mask_batch: int | None = None, mask_rows: int = 1) -> tirx.PrimFunc:
+def scores_heads_func(b: int, s_q: int, s_k: int, h: int, d: int, in_dtype: str, acc_dtype: str,
+                      scale: float | None, causal_fill: float, causal: bool = False, has_mask: bool = True,
+                      mask_batch: int | None = None, mask_rows: int = 1, name: str = "attn_scores") -> tirx.PrimFunc:
+    """``(q, k, [mask,] scores)``: ``scores[b, h, i, j] = (sum_d q·k) [* scale] [+ mask]`` accumulated in
+    ``acc_dtype``, ``causal_fill`` above the diagonal when ``causal``; q, k ``[B, S, H*D]`` of ``in_dtype`` read
+    per head in place, mask ``[Bm, Sqm, Sk]`` of ``acc_dtype``."""
     mb = b if mask_batch is None else mask_batch
     if mb not in (1, b) or mask_rows not in (1, s_q):
         raise ScheduleError(f"attention mask [{mb}, {mask_rows}, {s_k}] does not broadcast to [{b}, {s_q}, {s_k}]")
-    q = te.placeholder((b, s_q, h * d), "float16", name="q")
-    k = te.placeholder((b, s_k, h * d), "float16", name="k")
-    mask = te.placeholder((mb, mask_rows, s_k), "float32", name="mask")
+    q = te.placeholder((b, s_q, h * d), in_dtype, name="q")
+    k = te.placeholder((b, s_k, h * d), in_dtype, name="k")
+    mask = te.placeholder((mb, mask_rows, s_k), acc_dtype, name="mask")
     r = te.reduce_axis((0, d), name="d")
     acc = te.compute((b, h, s_q, s_k), lambda bb, hh, i, j: te.sum(
-        q[bb, i, hh * d + r].astype("float32") * k[bb, j, hh * d + r].astype("float32"), axis=r), name="matmul")
+        q[bb, i, hh * d + r].astype(acc_dtype) * k[bb, j, hh * d + r].astype(acc_dtype), axis=r), name="matmul")
 
     def epi(bb, hh, i, j):
-        v = acc[bb, hh, i, j] * scale
+        v = acc[bb, hh, i, j] if scale is None else acc[bb, hh, i, j] * scale
         if has_mask:
             v = v + mask[bb if mb > 1 else 0, i if mask_rows > 1 else 0, j]
         if causal:
-            v = tirx.Select(j > i + (s_k - s_q), tirx.const(NEG_INF, "float32"), v)
+            v = tirx.Select(j > i + (s_k - s_q), tirx.const(causal_fill, acc_dtype), v)
         return v
 
     out = te.compute((b, h, s_q, s_k), epi, name="epilogue")
     args = [q, k, mask, out] if has_mask else [q, k, out]
-    return te.create_prim_func(args).with_attr("global_symbol", "attn_scores")
+    return te.create_prim_func(args).with_attr("global_symbol", name)
+
+
+def scores_func(b: int, s_q: int, s_k: int, h: int, d: int, scale: float, causal: bool = False,
+                has_mask: bool = True, mask_batch: int | None = None, mask_rows: int = 1) -> tirx.PrimFunc:
+    return scores_heads_func(b, s_q, s_k, h, d, "float16", "float32", scale, NEG_INF, causal, has_mask,
+                             mask_batch, mask_rows)
 
 
 def softmax_func(b: int, h: int, s_q: int, s_k: int) -> tirx.PrimFunc:

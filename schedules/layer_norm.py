@@ -80,8 +80,10 @@ def layer_norm(m: int, c: int, eps: float = 1e-5, residual: bool = False, thread
 # ---- int_layer_norm (I-BERT, bit-exact with hwcomp/ops/intmath.py::int_layer_norm) -----------------------------
 
 def _isqrt64(v: tirx.PrimExpr) -> tirx.PrimExpr:
-    """floor(sqrt(v)) of int64 v in [0, 2^62): the float64 square root is within one of it, one correction
-    step each way makes it exact."""
+    """floor(sqrt(v)) of int64 v in [0, 2^62): s = floor(sqrt(float64(v))) is within one of it (v's rounding to
+    53 bits and sqrt's half-ulp error move sqrt(v) by far less than one below 2^31), and one correction step each
+    way makes it exact. (A fixed chain of Newton steps is exact too, but its expression doubles with every step
+    once a GPU schedule inlines it.) Also the generic Relax lowering's isqrt."""
     i64 = "int64"
     s = tirx.floor(tirx.sqrt(v.astype("float64"))).astype(i64)
     s = s - (s * s > v).astype(i64)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from tvm import s_tir, te, tirx
 
 from ._mma import pick_config, schedule_mma
-from .attention import _schedule_softmax, pv_heads_func, schedule_pv
+from .attention import _schedule_softmax, pv_heads_func, schedule_pv, scores_heads_func
 from .errors import ScheduleError
 from .qdense import exact_mul
 
@@ -45,27 +45,8 @@ def check_exact(s_k: int, prob_bits: int) -> None:
 
 def qscores_func(b: int, s_q: int, s_k: int, h: int, d: int, causal: bool = False, has_mask: bool = True,
                  mask_batch: int | None = None, mask_rows: int = 1) -> tirx.PrimFunc:
-    mb = b if mask_batch is None else mask_batch
-    if mb not in (1, b) or mask_rows not in (1, s_q):
-        raise ScheduleError(f"attention mask [{mb}, {mask_rows}, {s_k}] does not broadcast to [{b}, {s_q}, {s_k}]")
-    q = te.placeholder((b, s_q, h * d), "int8", name="q")
-    k = te.placeholder((b, s_k, h * d), "int8", name="k")
-    mask = te.placeholder((mb, mask_rows, s_k), "int32", name="mask")
-    r = te.reduce_axis((0, d), name="d")
-    acc = te.compute((b, h, s_q, s_k), lambda bb, hh, i, j: te.sum(
-        q[bb, i, hh * d + r].astype("int32") * k[bb, j, hh * d + r].astype("int32"), axis=r), name="matmul")
-
-    def epi(bb, hh, i, j):
-        v = acc[bb, hh, i, j]
-        if has_mask:
-            v = v + mask[bb if mb > 1 else 0, i if mask_rows > 1 else 0, j]
-        if causal:
-            v = tirx.Select(j > i + (s_k - s_q), tirx.const(CAUSAL_FILL, "int32"), v)
-        return v
-
-    out = te.compute((b, h, s_q, s_k), epi, name="epilogue")
-    args = [q, k, mask, out] if has_mask else [q, k, out]
-    return te.create_prim_func(args).with_attr("global_symbol", "qattn_scores")
+    return scores_heads_func(b, s_q, s_k, h, d, "int8", "int32", None, CAUSAL_FILL, causal, has_mask,
+                             mask_batch, mask_rows, "qattn_scores")
 
 
 def int_softmax_func(rows: int, s_k: int, exp_ln2: int, exp_b: int, exp_c: int, prob_bits: int = 8,

@@ -9,6 +9,7 @@ Artifact directory:
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -51,12 +52,13 @@ def schedule_cuda(mod, precision: str):
     # only for fp32, where it does not tensorize.
     if precision == "fp32":
         rules.append(dl.gpu.Matmul())
-    rules += [_Declining(dl.gpu.GEMV()), _Declining(dl.gpu.Reduction()), _Declining(dl.gpu.GeneralReduction()),
+    rules += [_declining(dl.gpu.GEMV()), _declining(dl.gpu.Reduction()), _declining(dl.gpu.GeneralReduction()),
               dl.gpu.Fallback()]
     return dl.ApplyDefaultSchedule(*rules)(mod)
 
 
-def _declining_rule():
+@functools.cache
+def _declining_class():
     from tvm.s_tir import dlight as dl
 
     class Declining(dl.ScheduleRule):
@@ -79,8 +81,9 @@ def _declining_rule():
     return Declining
 
 
-def _Declining(rule):  # noqa: N802 - reads as the class it builds
-    return _declining_rule()(rule)
+def _declining(rule):
+    """``rule`` wrapped so that it declines instead of raising (the class needs dlight, imported lazily)."""
+    return _declining_class()(rule)
 
 
 INTEGER_OPS = frozenset({"qdense", "qattention", "int_layer_norm", "int_gelu", "int_softmax"})

@@ -63,12 +63,19 @@ class _Ctx:
         self.transposed: dict[str, int] = {}  # int8 qdense weight param -> N of its [N, K] (padded) layout
         self.repacked: set[str] = set()  # int4 wdense constants stored in the GEMV kernel's layout
         self.fused_away: set[str] = set()  # nodes a kernel of an earlier node computed (epilogue fusion)
-        self._consumers = None
+        self._uses: dict[str, list[tuple[Node, int]]] | None = None
+
+    def uses(self, value: str) -> list[tuple[Node, int]]:
+        """(node, input index) of every use of ``value`` in the graph."""
+        if self._uses is None:
+            self._uses = {}
+            for n in self.g.nodes:
+                for i, name in enumerate(n.inputs):
+                    self._uses.setdefault(name, []).append((n, i))
+        return list(self._uses.get(value, []))
 
     def consumers(self, value: str) -> list[Node]:
-        if self._consumers is None:
-            self._consumers = self.g.consumers()
-        return list(self._consumers.get(value, []))
+        return [n for n, _ in self.uses(value)]
 
     def fdt(self, dt: DType) -> str:
         """The compute dtype for an IR dtype under this precision."""
@@ -502,17 +509,16 @@ def _lower_int_gelu(ctx: _Ctx, n: Node, args):
 
 
 def _isqrt(ctx: _Ctx, v):
-    """intmath.isqrt (floor(sqrt(v)), int64 v in [0, 2^62)): s = floor(sqrt(float64(v))) is within one of the
-    answer (v's rounding to 53 bits and sqrt's half-ulp error move sqrt(v) by far less than one below 2^31),
-    then one correction step each way makes it exact. (A fixed chain of Newton steps is exact too, but its
-    expression doubles with every step once a GPU schedule inlines it.)"""
-    from tvm import relax
-    R = relax.op
-    s = ctx.emit(R.astype(R.floor(R.sqrt(R.astype(v, "float64"))), "int64"))
-    one = _c(1, "int64")
-    s = ctx.emit(R.subtract(s, R.astype(R.greater(R.multiply(s, s), v), "int64")))
-    t = R.add(s, one)
-    return ctx.emit(R.add(s, R.astype(R.less_equal(R.multiply(t, t), v), "int64")))
+    """intmath.isqrt (floor(sqrt(v)), int64 v in [0, 2^62)): the integer layer-norm kernel's expression
+    (float64 sqrt, one correction step each way), as an elementwise PrimFunc."""
+    from tvm import te
+
+    from hwcomp.schedules.layer_norm import _isqrt64
+
+    def isqrt(v_te):
+        return te.compute(v_te.shape, lambda *i: _isqrt64(v_te(*i)), name="isqrt")
+
+    return ctx.bb.emit_te(isqrt, v, primfunc_name_hint="isqrt")
 
 
 def _lower_int_layer_norm(ctx: _Ctx, n: Node, args):

@@ -108,10 +108,6 @@ def dense_weight_padding(ctx: _Ctx) -> dict[str, int]:
     if not _applies(ctx):
         return {}
     g = ctx.g
-    users: dict[str, list[tuple[str, int]]] = {}
-    for n in g.nodes:
-        for i, name in enumerate(n.inputs):
-            users.setdefault(name, []).append((n.op, i))
     out = {}
     for n in g.nodes:
         if n.op != "dense" or n.inputs[1] not in g.constants:
@@ -121,7 +117,7 @@ def dense_weight_padding(ctx: _Ctx) -> dict[str, int]:
             continue
         padded = -(-width // DENSE_N_ALIGN) * DENSE_N_ALIGN
         for i, name in enumerate(n.inputs[1:3], start=1):
-            if name and name in g.constants and all(u == ("dense", i) for u in users[name]):
+            if name and name in g.constants and all((u.op, j) == ("dense", i) for u, j in ctx.uses(name)):
                 out[name] = padded
     return out
 
@@ -285,19 +281,14 @@ def qdense_weight_layout(ctx: _Ctx) -> dict[str, int]:
     """int8 ``qdense`` weights the kernel reads as ``[N, K]`` (``ldmatrix`` cannot transpose bytes): weight
     name -> padded N. The lowering transposes (and zero-pads) these constants once, at compile time. Only
     weights used by nothing but covered qdense nodes are listed."""
-    g = ctx.g
-    users: dict[str, list] = {}
-    for n in g.nodes:
-        for i, name in enumerate(n.inputs):
-            users.setdefault(name, []).append((n, i))
     out = {}
-    for n in g.nodes:
+    for n in ctx.g.nodes:
         if n.op != "qdense":
             continue
         width = _qdense_width(ctx, n)
         name = n.inputs[1]
         if width is not None and all(u.op == "qdense" and i == 1 and _qdense_width(ctx, u) == width
-                                     for u, i in users[name]):
+                                     for u, i in ctx.uses(name)):
             out[name] = width
     return out
 
@@ -305,6 +296,19 @@ def qdense_weight_layout(ctx: _Ctx) -> dict[str, int]:
 def _per_channel(v, n: int, width: int, dtype: str, pad) -> np.ndarray:
     a = np.broadcast_to(np.asarray(v, dtype), (n,)) if np.ndim(v) == 0 else np.asarray(v, dtype).reshape(n)
     return np.concatenate([a, np.full(width - n, pad, dtype)]) if width > n else np.ascontiguousarray(a)
+
+
+def _epilogue_operands(ctx: _Ctx, n, channels: int, width: int):
+    """hwcomp's integer-op epilogue (hwcomp/ops/quantized.py ``_epilogue``) as kernel operands: (dequant, out zero
+    point, out bits, out dtype, per-channel constants padded to ``width``, kernel-name tag). Dequant: float32
+    ``acc * out_scale[c]``; else requantization by ``multiplier[c]``/``shift[c]``."""
+    if n.attr("out_dtype", "int8") == "float32":
+        return (True, 0, 8, "float32", [_per_channel(n.attrs["out_scale"], channels, width, "float32", 0.0)],
+                f"dequant_f32{'_exact' if ctx.exact_fp else ''}")
+    zp, bits = int(n.attr("out_zero_point", 0)), int(n.attr("out_bits", 8))
+    return (False, zp, bits, ctx.g.types[n.outputs[0]].dtype.value,
+            [_per_channel(n.attrs["multiplier"], channels, width, "int32", 0),
+             _per_channel(n.attrs["shift"], channels, width, "int32", 1)], f"requant_i{bits}_z{zp}".replace("-", "m"))
 
 
 def _residual_quant_chain(ctx: _Ctx, n, width: int):
@@ -347,26 +351,14 @@ def qdense_kernel(ctx: _Ctx, n, args):
     folded = _per_channel(_int_schedules().qdense.fold_input_zero_point(w_kn, bias, int(n.attr("x_zero_point", 0))),
                           nn, width, "int32", 0)
     act = n.attr("activation", "none")
-    chain = None
-    if n.attr("out_dtype", "int8") == "float32":
-        epi, zp, bits, odt = "dequant", 0, 8, "float32"
-        consts = [_per_channel(n.attrs["out_scale"], nn, width, "float32", 0.0)]
-        tag = f"dequant_f32{'_exact' if ctx.exact_fp else ''}"
-        chain = _residual_quant_chain(ctx, n, width)
-        if chain is not None:
-            q = chain[1]
-            rq = (int(q.attr("bits", 8)), int(q.attr("zero_point", 0)))
-            odt = f"int{rq[0]}"
-            tag += f"_resq_i{rq[0]}_z{rq[1]}".replace("-", "m")
-    else:
-        epi, zp, bits = "requant", int(n.attr("out_zero_point", 0)), int(n.attr("out_bits", 8))
-        odt = g.types[n.outputs[0]].dtype.value
-        consts = [_per_channel(n.attrs["multiplier"], nn, width, "int32", 0),
-                  _per_channel(n.attrs["shift"], nn, width, "int32", 1)]
-        tag = f"requant_i{bits}_z{zp}"
-    exact = ctx.exact_fp
-
+    dequant, zp, bits, odt, consts, tag = _epilogue_operands(ctx, n, nn, width)
+    epi = "dequant" if dequant else "requant"
+    chain = _residual_quant_chain(ctx, n, width) if dequant else None
     rq = (int(chain[1].attr("bits", 8)), int(chain[1].attr("zero_point", 0))) if chain else None
+    if rq is not None:
+        odt = f"int{rq[0]}"
+        tag += f"_resq_i{rq[0]}_z{rq[1]}".replace("-", "m")
+    exact = ctx.exact_fp
 
     def make():
         q = _int_schedules().qdense
@@ -417,13 +409,8 @@ def qattention_kernels(ctx: _Ctx, n, args):
     pb = int(n.attr("prob_bits", 8))
     ss = float(n.attrs["score_scale"])
     qa = _int_schedules().qattention
-    if n.attr("out_dtype", "int8") == "float32":
-        epi = qa.Epilogue(dequant=True, exact=ctx.exact_fp)
-        consts = [_per_channel(n.attrs["out_scale"], hd, hd, "float32", 0.0)]
-    else:
-        epi = qa.Epilogue(out_zero_point=int(n.attr("out_zero_point", 0)), out_bits=int(n.attr("out_bits", 8)))
-        consts = [_per_channel(n.attrs["multiplier"], hd, hd, "int32", 0),
-                  _per_channel(n.attrs["shift"], hd, hd, "int32", 1)]
+    dequant, zp, bits, _, consts, etag = _epilogue_operands(ctx, n, hd, hd)
+    epi = qa.Epilogue(dequant=dequant, out_zero_point=zp, out_bits=bits, exact=dequant and ctx.exact_fp)
     mask = args[3] if len(args) > 3 and args[3] is not None else None
     mb, mq = b, 1
     if mask is not None:
@@ -447,8 +434,6 @@ def qattention_kernels(ctx: _Ctx, n, args):
                                    has_mask=mask is not None, mask_batch=mb, mask_rows=mq, **sm)
 
     ctag = "_".join(str(v) for v in sm.values()).replace("-", "m")
-    etag = (f"dequant_f32{'_exact' if epi.exact else ''}" if epi.dequant else
-            f"requant_i{epi.out_bits}_z{epi.out_zero_point}".replace("-", "m"))
     gvs = _kernel_set(ctx, {"scores": f"qattn_scores_{tag}{'_causal' if causal else ''}{mtag}",
                             "softmax": f"qattn_softmax_{b * h * s_q}x{s_k}_p{pb}_{ctag}",
                             "pv": f"qattn_pv_{tag}_{etag}"}, kernels)
@@ -473,16 +458,9 @@ def int_layer_norm_kernel(ctx: _Ctx, n, args):
     c = int(xt.shape[-1])
     m = int(np.prod(xt.shape[:-1]))
     eps, fb = int(n.attrs["eps_int"]), int(n.attr("frac_bits", 14))
-    consts = [_per_channel(n.attrs["gamma_int"], c, c, "int32", 0), _per_channel(n.attrs["beta_int"], c, c, "int32", 0)]
-    if n.attr("out_dtype", "int8") == "float32":
-        dequant, zp, bits, odt = True, 0, 8, "float32"
-        consts.append(_per_channel(n.attrs["out_scale"], c, c, "float32", 0.0))
-        tag = f"dequant_f32{'_exact' if ctx.exact_fp else ''}"
-    else:
-        dequant, zp, bits = False, int(n.attr("out_zero_point", 0)), int(n.attr("out_bits", 8))
-        odt = g.types[n.outputs[0]].dtype.value
-        consts += [_per_channel(n.attrs["multiplier"], c, c, "int32", 0), _per_channel(n.attrs["shift"], c, c, "int32", 1)]
-        tag = f"requant_i{bits}_z{zp}".replace("-", "m")
+    dequant, zp, bits, odt, epi_consts, tag = _epilogue_operands(ctx, n, c, c)
+    consts = [_per_channel(n.attrs["gamma_int"], c, c, "int32", 0),
+              _per_channel(n.attrs["beta_int"], c, c, "int32", 0)] + epi_consts
     exact, threads = ctx.exact_fp, _norm_threads(c)
 
     def make():
@@ -532,19 +510,13 @@ def wdense_param_layouts(ctx: _Ctx) -> dict[str, Callable[[np.ndarray], np.ndarr
     """int4 ``wdense`` constants the GEMV kernel reads in its own layout, each used only by covered wdense nodes:
     codes ``[K, N]`` -> packed ``[N, K/2]`` uint8 (low nibble = even k); scale and zero ``[K/g, N]`` ->
     ``[N, K/g]`` float16 (zero points are small integers, exact in fp16)."""
-    g = ctx.g
-    users: dict[str, list] = {}
-    for n in g.nodes:
-        for i, name in enumerate(n.inputs):
-            users.setdefault(name, []).append((n, i))
-
     out = {}
-    for n in g.nodes:
+    for n in ctx.g.nodes:
         if not _wdense_gemv_ok(ctx, n):
             continue
         for i, fn in ((1, _pack_codes), (2, _to_f16_t), (3, _to_f16_t)):
             name = n.inputs[i]
-            if all(u.op == "wdense" and j == i and _wdense_gemv_ok(ctx, u) for u, j in users[name]):
+            if all(u.op == "wdense" and j == i and _wdense_gemv_ok(ctx, u) for u, j in ctx.uses(name)):
                 out[name] = fn
     return out
 

@@ -24,14 +24,23 @@ def _graph(name: str, batch: int, seq: int, **kw):
     return g, feeds
 
 
+def _run_on_cpu(lm, feeds) -> np.ndarray:
+    """First output of a lowered model whose kernels are left as plain definitions, compiled for the CPU."""
+    import tvm
+    from tvm import relax
+
+    vm = relax.VirtualMachine(tvm.compile(lm.mod, "llvm"), tvm.cpu())
+    args = [tvm.runtime.tensor(feeds[i]) for i in lm.input_names] + \
+           [tvm.runtime.tensor(lm.params[k]) for k in lm.param_names]
+    out = vm["main"](*args)
+    return (out if hasattr(out, "numpy") else out[0]).numpy()
+
+
 @pytest.mark.parametrize("name,kw", [("bert-tiny", {}), ("gpt2-tiny", {"lm_head": True})])
 def test_cuda_kernel_definitions_match_interpreter(name, kw):
     """The CUDA lowering's kernels are plain TensorIR definitions until scheduled: compiled for the CPU as they
     are, the fp16 model must agree with hwcomp's interpreter (fp32) within fp16 tolerance, padding mask
     (BERT), causal mask and the vocabulary-wide LM head padded to whole tiles (GPT-2) included."""
-    import tvm
-    from tvm import relax
-
     from hwcomp.backends.tvm_cuda.relax_lowering import lower_to_relax
 
     g, feeds = _graph(name, 2, 32, **kw)
@@ -41,11 +50,7 @@ def test_cuda_kernel_definitions_match_interpreter(name, kw):
         assert vocab % 128 and any(f"x{-(-vocab // 128) * 128}x" in k for k in lm.kernel_schedules)
     kinds = {k.split("_f16")[0].split("_")[0] for k in lm.kernel_schedules}
     assert {"dense", "attn", "layer", "add"} <= kinds, sorted(lm.kernel_schedules)
-    vm = relax.VirtualMachine(tvm.compile(lm.mod, "llvm"), tvm.cpu())
-    args = [tvm.runtime.tensor(feeds[i]) for i in lm.input_names] + \
-           [tvm.runtime.tensor(lm.params[k]) for k in lm.param_names]
-    out = vm["main"](*args)
-    got = (out if hasattr(out, "numpy") else out[0]).numpy()
+    got = _run_on_cpu(lm, feeds)
     ref = interpret(g, feeds)[g.outputs[0]]
     err = float(np.abs(got - ref).max())
     print(f"{name}: max |fp16 kernels - interpreter| = {err:.4g} (output max {np.abs(ref).max():.3g})")
@@ -72,7 +77,6 @@ def test_tuning_record_takes_precedence_over_hwcomp_schedule(bert_tiny, tmp_path
     """A database record for one kernel definition replaces hwcomp's schedule for that kernel only."""
     from tvm import s_tir
     from tvm.s_tir import meta_schedule as ms
-
     from hwcomp.backends.tvm_cuda import tuning
     from hwcomp.backends.tvm_cuda.compile import build
     from hwcomp.backends.tvm_cuda.relax_lowering import lower_to_relax
@@ -106,9 +110,6 @@ def test_int8_cuda_kernel_definitions_are_bit_exact_with_interpreter(name, kw):
     """The integer-only int8 graph as the CUDA lowering emits it (qdense on int8 mma with the residual add and
     quantize fused into its epilogue, integer attention, integer layer norm, fp32 glue), compiled for the CPU
     as plain definitions (float glue without the CUDA-only IEEE intrinsics), gives the interpreter's bits."""
-    import tvm
-    from tvm import relax
-
     from hwcomp.backends.tvm_cuda.relax_lowering import lower_to_relax
 
     g, feeds = _int8(name, 2, 32, **kw)
@@ -118,11 +119,7 @@ def test_int8_cuda_kernel_definitions_are_bit_exact_with_interpreter(name, kw):
     assert {"qdense", "qattn_scores", "qattn_softmax", "qattn_pv"} <= kinds, sorted(lm.kernel_schedules)
     if name == "bert-tiny":  # post-LN: every output projection ends in residual add -> quantize(16) -> int LN
         assert "int_layer" in kinds and any("_resq_i16" in k for k in lm.kernel_schedules)
-    vm = relax.VirtualMachine(tvm.compile(lm.mod, "llvm"), tvm.cpu())
-    args = [tvm.runtime.tensor(feeds[i]) for i in lm.input_names] + \
-           [tvm.runtime.tensor(lm.params[k]) for k in lm.param_names]
-    out = vm["main"](*args)
-    got = (out if hasattr(out, "numpy") else out[0]).numpy()
+    got = _run_on_cpu(lm, feeds)
     np.testing.assert_array_equal(got, interpret(g, feeds)[g.outputs[0]])
 
 
@@ -146,9 +143,6 @@ def test_int4_wdense_decode_runs_as_gemv_kernel():
     """Weight-only int4 at decode shape (one token): wdense nodes whose K fits become hwcomp's GEMV kernel with
     the dequant fused, weights repacked once at compile time; the model (definitions on the CPU) stays within
     fp16 tolerance of the interpreter, and the GEMV builds to sm_90 machine code."""
-    import tvm
-    from tvm import relax
-
     from hwcomp.backends.tvm_cuda.compile import build
     from hwcomp.backends.tvm_cuda.relax_lowering import lower_to_relax
     from hwcomp.backends.tvm_cuda.verify import verify_executable
@@ -161,11 +155,7 @@ def test_int4_wdense_decode_runs_as_gemv_kernel():
     assert gemv, sorted(lm.kernel_schedules)
     packed = [k for k in lm.param_names if lm.params[k].dtype == np.uint8]
     assert packed and all(lm.params[k].ndim == 2 for k in packed)
-    vm = relax.VirtualMachine(tvm.compile(lm.mod, "llvm"), tvm.cpu())
-    args = [tvm.runtime.tensor(feeds[i]) for i in lm.input_names] + \
-           [tvm.runtime.tensor(lm.params[k]) for k in lm.param_names]
-    out = vm["main"](*args)
-    got = (out if hasattr(out, "numpy") else out[0]).numpy()
+    got = _run_on_cpu(lm, feeds)
     ref = interpret(g, feeds)[g.outputs[0]]
     assert float(np.abs(got - ref).max()) < 2e-2 * max(1.0, float(np.abs(ref).max()))
     ex, _ = build(g, "cuda", "sm_90", "fp16")
