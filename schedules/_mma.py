@@ -15,11 +15,13 @@ that reads it (bias, activation, requantization, casts). The schedule:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from tvm import s_tir
 from tvm.s_tir import TensorIntrin
 from tvm.s_tir.tensor_intrin.cuda import (
+    get_ldmatrix_intrin,
     get_mma_intrin_group,
     get_mma_store_intrin,
     shared_16x16_to_ldmatrix_32x8_layout,
@@ -32,6 +34,10 @@ from .errors import ScheduleError
 _I32_STORE = "mma_store_16x16_i32_shared_dyn_simple_"
 if TensorIntrin.get(_I32_STORE, allow_missing=True) is None:
     TensorIntrin.register(_I32_STORE, *get_mma_store_intrin("int32", 8, "shared.dyn", False))
+# Nor int8 ldmatrix from dynamic shared memory (the cp.async-pipelined stages live there).
+for _name, _mat, _trans in (("mma_ldmatrix_i8_a_dyn", "A", False), ("mma_ldmatrix_i8_b_trans_dyn", "B", True)):
+    if TensorIntrin.get(_name, allow_missing=True) is None:
+        TensorIntrin.register(_name, *get_ldmatrix_intrin(32, "int8", _mat, _trans, "shared.dyn"))
 
 
 @dataclass(frozen=True)
@@ -43,10 +49,25 @@ class MmaConfig:
     frags_m: int = 4  # 16-row fragments per warp along M
     frags_n: int = 4  # 16-col fragments per warp along N
     chunk_k: int = 2  # K fragments per shared-memory stage
-    # Double-buffered shared memory filled by cp.async while the previous stage computes. Off: on an H200 it
-    # made the BERT-base GEMMs 5-25% slower (e.g. 4096x768x3072: 133.6 vs 107.6 us; batch-32 model 6.1 vs
-    # 5.1 ms) with this tile shape and two stages.
-    pipelined: bool = False
+    # Shared-memory stages filled by cp.async ahead of the mma of the current stage (1: no pipeline, one
+    # buffer, synchronous loads). Two stages with static shared memory were 5-25% slower on an H200.
+    stages: int = 1
+    # Double-buffered ldmatrix fragments: the fragments of K step k1+1 load while step k1 issues its mma.
+    warp_pipeline: bool = False
+
+    def __str__(self) -> str:
+        tile = f"{self.warps_m}x{self.warps_n}x{self.frags_m}x{self.frags_n}x{self.chunk_k}"
+        return tile + (f"s{self.stages}" if self.stages > 1 else "") + ("p" if self.warp_pipeline else "")
+
+    @classmethod
+    def parse(cls, text: str) -> "MmaConfig":
+        """Inverse of ``str``: ``2x2x4x4x4s3p`` is a 2x2-warp tile of 4x4 fragments, 4 K fragments per stage,
+        3 cp.async stages, double-buffered fragments."""
+        m = re.fullmatch(r"(\d+)x(\d+)x(\d+)x(\d+)x(\d+)(?:s(\d+))?(p?)", text)
+        if not m:
+            raise ScheduleError(f"bad mma config {text!r}; expected e.g. 2x2x4x4x4s3p")
+        *tile, stages, pipe = m.groups()
+        return cls(*(int(v) for v in tile), stages=int(stages or 1), warp_pipeline=bool(pipe))
 
     @property
     def block_m(self) -> int:
@@ -63,26 +84,32 @@ class MmaConfig:
 
 
 def pick_config(m: int, n: int, k: int, k_frag: int = 16, num_sms: int = 132) -> MmaConfig:
-    """Largest tile that divides the problem and still gives at least ~one thread block per SM."""
-    # Deeper K stages first: on an H100 (bench/gpu/kernels_sweep_h100.json, BERT-base batch-32 GEMMs) four
-    # K fragments per stage beat two by 2-13% (fp16) and 10-18% (int8), and 8 warps of 64x32 helped int8 only.
-    big = [MmaConfig(2, 4, 4, 2, chunk_k=4)] if k_frag == 32 else []
-    candidates = big + [
-        MmaConfig(2, 2, 4, 4, chunk_k=4),
-        MmaConfig(2, 2, 4, 4), MmaConfig(2, 2, 2, 4), MmaConfig(2, 2, 2, 2),
-        MmaConfig(1, 2, 2, 2), MmaConfig(1, 2, 1, 2), MmaConfig(1, 1, 1, 2), MmaConfig(1, 1, 1, 1),
-    ]
+    """The largest 4-warp tile that divides the problem and still gives about one thread block per SM
+    (at least 0.7 per SM), with cp.async stages and double-buffered fragments.
 
-    def fit(cands):
-        return [c for c in cands if m % c.block_m == 0 and n % c.block_n == 0 and k % (k_frag * c.chunk_k) == 0]
+    From the H100 sweep at BERT-base shapes (bench/gpu/kernels_pipeline_h100.json): with the copies
+    pipelined, 128x128 tiles of 4 warps win at batch 32 (fp16 4096x768x3072: 85.7 us, 96.4 unpipelined);
+    at batch 1 (M = 128) the tile that fills ~100 SMs wins: 32x32 for N = 768 (128x768x768: 5.2 vs 10.2 us
+    for the old 16x32 one-warp tile; 128x768x3072: 14.0 vs 33.0 us), 64x64 for N = 3072 (8.9 vs 14.6 us).
+    int8's 128x128 tile does best with two stages (2-3% over three)."""
+    # (warps_m, warps_n, frags_m, frags_n), largest first: 2x2 warps, then 16-row tiles for M = 16 (decode)
+    tiles = [(2, 2, 4, 4), (2, 2, 2, 4), (2, 2, 2, 2), (2, 2, 1, 2), (2, 2, 1, 1), (1, 2, 1, 2), (1, 1, 1, 2),
+             (1, 1, 1, 1)]
 
-    # K of a single fragment (e.g. int8 attention with head size 32): one fragment per shared-memory stage
-    fitting = fit(candidates) or fit([MmaConfig(c.warps_m, c.warps_n, c.frags_m, c.frags_n, chunk_k=1)
-                                      for c in candidates])
+    def config(wm: int, wn: int, fm: int, fn: int, chunk_k: int) -> MmaConfig:
+        stages = 2 if (k_frag == 32 and (fm, fn) == (4, 4)) else 3
+        return MmaConfig(wm, wn, fm, fn, chunk_k=chunk_k, stages=stages, warp_pipeline=chunk_k > 1)
+
+    fitting = []
+    for chunk_k in (4, 2, 1):  # K stages of 4 fragments, else 2, else 1 (e.g. int8 attention at head size 32)
+        if k % (k_frag * chunk_k) == 0:
+            fitting = [config(*t, chunk_k) for t in tiles
+                       if m % (16 * t[0] * t[2]) == 0 and n % (16 * t[1] * t[3]) == 0]
+            break
     if not fitting:
         raise ScheduleError(f"no mma tile divides M={m}, N={n}, K={k}; pad M and N to 16, K to {k_frag}")
     for c in fitting:
-        if (m // c.block_m) * (n // c.block_n) >= num_sms:
+        if (m // c.block_m) * (n // c.block_n) >= 0.7 * num_sms:
             return c
     return fitting[-1]
 
@@ -94,12 +121,17 @@ def schedule_mma(sch: s_tir.Schedule, cfg: MmaConfig, in_dtype: str, acc_dtype: 
     accumulators of different dtypes need different names."""
     k_frag = 16 if in_dtype == "float16" else 32
     vec = 16 // (2 if in_dtype == "float16" else 1)  # elements per 16-byte load
-    intrin = get_mma_intrin_group("shared", "shared.dyn", in_dtype, acc_dtype, False, trans_b, True)
 
     blk = sch.get_sblock(matmul)
     *batch, i, j, k = sch.get_loops(blk)
     m_ext, n_ext, k_ext = (int(sch.get(x).extent) for x in (i, j, k))
     cfg.check(m_ext, n_ext, k_ext, k_frag)
+    k_steps = k_ext // (k_frag * cfg.chunk_k)
+    stages = min(cfg.stages, k_steps)  # a pipeline deeper than the K loop has nothing to overlap
+    # Several stages exceed the 48 KB of static shared memory: stage through dynamic shared memory, which the
+    # accumulator tile then reuses (TVM merges dynamic allocations by liveness).
+    smem_scope = "shared.dyn" if stages > 1 else "shared"
+    intrin = get_mma_intrin_group(smem_scope, "shared.dyn", in_dtype, acc_dtype, False, trans_b, True)
     i, i_tc = sch.split(i, [None, 16])
     j, j_tc = sch.split(j, [None, 16])
     k, k_tc = sch.split(k, [None, k_frag])
@@ -123,7 +155,7 @@ def schedule_mma(sch: s_tir.Schedule, cfg: MmaConfig, in_dtype: str, acc_dtype: 
     n_warps = cfg.warps_m * cfg.warps_n
 
     for idx in (0, 1):
-        smem = sch.cache_read(outer, idx, "shared")
+        smem = sch.cache_read(outer, idx, smem_scope)
         sch.compute_at(smem, k0)
         fused = sch.fuse(*sch.get_loops(smem)[-2:])
         _, f_ty, f_tx, f_vec = sch.split(fused, [None, n_warps, 32, vec])
@@ -187,10 +219,17 @@ def schedule_mma(sch: s_tir.Schedule, cfg: MmaConfig, in_dtype: str, acc_dtype: 
     sch.tensorize(sch.get_loops(inner)[-3], intrin["compute"])
     sch.tensorize(sch.get_loops(init)[-2], intrin["init"])
     sch.tensorize(sch.get_loops(c_warp)[-2], intrin["store"])
-    if cfg.pipelined:
-        # k0's body: A copy, B copy, the k1 loop of ldmatrix + mma. The copies of step k0+1 are issued
-        # asynchronously (cp.async into the second shared buffer) before the mma of step k0.
-        sch.annotate(k0, "software_pipeline_stage", [0, 0, 1])
-        sch.annotate(k0, "software_pipeline_order", [0, 1, 2])
+    warp_pipeline = cfg.warp_pipeline and cfg.chunk_k > 1
+    if warp_pipeline:
+        # k1's body: A fragments, B fragments, mma. Injected first (inner loop): k1 becomes prologue, loop
+        # and epilogue, three statements of k0's body.
+        sch.annotate(k1, "software_pipeline_stage", [0, 0, 1])
+        sch.annotate(k1, "software_pipeline_order", [0, 1, 2])
+    if stages > 1:
+        # k0's body: A copy, B copy, the k1 work. The copies of step k0+stages-1 are issued asynchronously
+        # (cp.async into a ring of `stages` shared buffers) before the mma of step k0.
+        n_mma = 3 if warp_pipeline else 1
+        sch.annotate(k0, "software_pipeline_stage", [0, 0] + [stages - 1] * n_mma)
+        sch.annotate(k0, "software_pipeline_order", list(range(2 + n_mma)))
         sch.annotate(k0, "software_pipeline_async_stages", [0])
     return sch

@@ -107,7 +107,7 @@ def schedule_pv(func: tirx.PrimFunc, config: MmaConfig | None = None) -> tirx.Pr
 class AttentionConfig:
     scores: MmaConfig | None = None  # None: picked from the shape
     pv: MmaConfig | None = None
-    softmax_threads: int = 128
+    softmax_threads: int = 32  # lanes per row (a warp)
 
 
 @dataclass(frozen=True)
@@ -121,17 +121,32 @@ class AttentionKernels:
     probs_shape: tuple[int, int, int, int]  # fp16
 
 
-def _schedule_softmax(func: tirx.PrimFunc, threads: int) -> tirx.PrimFunc:
+def _schedule_softmax(func: tirx.PrimFunc, threads: int, rows_per_block: int = 4) -> tirx.PrimFunc:
+    """A warp (``threads`` lanes, at most 32) per row, ``rows_per_block`` rows per thread block: the row max and
+    row sum are warp-shuffle reductions. (One 128-thread block per row, reducing through shared memory, took
+    31.7 us for BERT-base's 49152x128 fp32 scores at batch 32 on an H100.)"""
     sch = s_tir.Schedule(func)
-    row, col = sch.get_loops(sch.get_sblock("normalize"))
-    sch.bind(row, "blockIdx.x")
+    blk = sch.get_sblock("normalize")
+    row, col = sch.get_loops(blk)
+    rows = int(sch.get(row).extent)
+    rpb = next(r for r in (rows_per_block, 2, 1) if rows % r == 0)
+    bx, ty = sch.split(row, [None, rpb])
+    sch.bind(bx, "blockIdx.x")
+    sch.bind(ty, "threadIdx.y")
     _, tx = sch.split(col, [None, threads])
     sch.bind(tx, "threadIdx.x")
+    names = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
+    if "row_factor" in names:  # integer softmax: 2^62 / row_sum once per row, in every lane
+        factor = sch.get_sblock("row_factor")
+        sch.compute_at(factor, ty)
+        sch.set_scope(factor, 0, "local")
+    # Row results stay in registers: the warp reduction leaves them in every lane (in shared memory, lane 0
+    # would write them for the other lanes to read without a barrier).
     for name in ("row_sum", "row_max"):
-        blk = sch.get_sblock(name)
-        sch.compute_at(blk, row)
-        sch.set_scope(blk, 0, "shared")
-        _, ktx = sch.split(sch.get_loops(blk)[-1], [None, threads])
+        red = sch.get_sblock(name)
+        sch.compute_at(red, ty)
+        sch.set_scope(red, 0, "local")
+        _, ktx = sch.split(sch.get_loops(red)[-1], [None, threads])
         sch.bind(ktx, "threadIdx.x")
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
 

@@ -54,25 +54,32 @@ def int_softmax_func(rows: int, s_k: int, exp_ln2: int, exp_b: int, exp_c: int, 
     """``intmath.int_softmax`` over the rows of int32 scores -> float16 probabilities (integer-valued)."""
     if exp_ln2 >= 0:
         raise ScheduleError(f"exp_ln2 {exp_ln2} must be negative (floor(-ln2 / S))")
-    i64 = "int64"
+    i64, i32 = "int64", "int32"
     x = te.placeholder((rows, s_k), "int32", name="scores")
     k1 = te.reduce_axis((0, s_k), name="k1")
     mx = te.compute((rows,), lambda i: te.max(x[i, k1].astype(i64), axis=k1), name="row_max")
+    # After the clamp, x - max lies in [max_shift * exp_ln2, 0]: where that fits int32, the division by ln2 and
+    # the remainder run in 32 bits (a 64-bit division is a long emulated sequence on a GPU) and the
+    # polynomial in one widening multiply. Same integers as intmath.i_exp.
+    narrow = max_shift * -exp_ln2 < 2**31
+    t = i32 if narrow else i64
 
     def i_exp(i, j):
-        v = tirx.max(x[i, j].astype(i64) - mx[i], tirx.const(max_shift * exp_ln2, i64))
-        ln2 = tirx.const(exp_ln2, i64)
+        v = tirx.max(x[i, j].astype(i64) - mx[i], tirx.const(max_shift * exp_ln2, i64)).astype(t)
+        ln2 = tirx.const(exp_ln2, t)
         z = tirx.floordiv(v, ln2)
-        r = v - z * ln2
+        r = (v - z * ln2).astype(i64)
         poly = r * (r + tirx.const(exp_b, i64)) + tirx.const(exp_c, i64)
-        return tirx.shift_right(tirx.max(poly, tirx.const(0, i64)), z)
+        return tirx.shift_right(tirx.max(poly, tirx.const(0, i64)), z.astype(i64))
 
     k2 = te.reduce_axis((0, s_k), name="k2")
     sm = te.compute((rows,), lambda i: te.sum(i_exp(i, k2), axis=k2), name="row_sum")
+    # one 64-bit division per row, not per element
+    factor = te.compute((rows,), lambda i: tirx.floordiv(tirx.const(1 << 62, i64), tirx.max(sm[i], tirx.const(1, i64))),
+                        name="row_factor")
 
     def normalize(i, j):
-        factor = tirx.floordiv(tirx.const(1 << 62, i64), tirx.max(sm[i], tirx.const(1, i64)))
-        p = tirx.shift_right(i_exp(i, j) * factor, tirx.const(62 - prob_bits, i64))
+        p = tirx.shift_right(i_exp(i, j) * factor[i], tirx.const(62 - prob_bits, i64))
         return tirx.min(p, tirx.const((1 << prob_bits) - 1, i64)).astype("float16")
 
     p = te.compute((rows, s_k), normalize, name="normalize")
@@ -128,7 +135,7 @@ class QAttentionKernels:
 
 def qattention(b: int, s_q: int, s_k: int, h: int, d: int, *, exp_ln2: int, exp_b: int, exp_c: int,
                prob_bits: int = 8, epilogue: Epilogue = Epilogue(), causal: bool = False, has_mask: bool = True,
-               mask_batch: int | None = None, mask_rows: int = 1, softmax_threads: int = 128) -> QAttentionKernels:
+               mask_batch: int | None = None, mask_rows: int = 1, softmax_threads: int = 32) -> QAttentionKernels:
     """Scheduled kernels (module docstring): int8 mma scores, integer softmax, exact fp16-mma PV."""
     check_exact(s_k, prob_bits)
     sch = s_tir.Schedule(qscores_func(b, s_q, s_k, h, d, causal, has_mask, mask_batch, mask_rows))

@@ -18,10 +18,20 @@ def cuda_target(arch: str = "sm_90") -> tvm.target.Target:
     return tvm.target.Target({"kind": "cuda", "arch": arch}, host={"kind": "llvm"})
 
 
+# cp.async for the global->shared copies of software-pipelined loops (hwcomp's multi-stage GEMMs). Without it
+# TVM keeps the pipeline's stages and waits but issues the copies synchronously.
+PASS_CONFIG = {"tirx.use_async_copy": True}
+
+
+def pass_context(**config) -> tvm.transform.PassContext:
+    """The PassContext every CUDA build of hwcomp runs in."""
+    return tvm.transform.PassContext(opt_level=3, config={**PASS_CONFIG, **config})
+
+
 def build_kernel(func: tirx.PrimFunc, name: str, arch: str = "sm_90"):
     """Compile one scheduled PrimFunc to a runnable executable (``ex[name](*tensors)`` on the GPU)."""
     target = cuda_target(arch)
-    with target:
+    with target, pass_context():
         return tvm.compile(tvm.IRModule({name: func.with_attr("global_symbol", name)}), target)
 
 
@@ -73,7 +83,7 @@ def compile_relax(mod: tvm.IRModule, arch: str = "sm_90"):
     the CUDA default pipeline legalizes the remaining Relax ops and schedules them with dlight's
     default rules (reductions, elementwise, transposes)."""
     target = cuda_target(arch)
-    with target:
+    with target, pass_context():
         return tvm.compile(mod, target, relax_pipeline="default")
 
 

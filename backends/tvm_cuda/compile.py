@@ -22,6 +22,7 @@ from hwcomp.cost.roofline import roofline
 from hwcomp.errors import BackendError
 from hwcomp.ir import Graph, save
 
+from .build import pass_context
 from .relax_lowering import lower_to_relax
 from .scheduled_ops import apply_hwcomp_schedules
 
@@ -120,7 +121,7 @@ def build(g: Graph, target_kind: str, arch: str, precision: str, tuning_db: str 
             mod = apply_hwcomp_schedules(mod, lm.kernel_schedules)
             mod = schedule_cuda(mod, precision)
             # Static shapes: let Relax capture the whole forward pass as one CUDA graph.
-            with tvm.transform.PassContext(opt_level=3, config={"relax.backend.use_cuda_graph": cuda_graph}):
+            with pass_context(**{"relax.backend.use_cuda_graph": cuda_graph}):
                 ex = tvm.compile(mod, target)
     else:
         target = tvm.target.Target({"kind": "llvm"})

@@ -65,6 +65,8 @@ def bench_torch(name, batch, seq, feeds, dtype):
             cm(*args)
         out["compile_s"] = time.time() - t
         out["torch_compile_ms"] = cuda_time_ms(lambda: cm(*args))
+        if PROFILE:  # torch.compile's kernels (its CUDA graph's kernels, as CUPTI records them)
+            out["profile_top"] = torch_kernel_profile(lambda: cm(*args))
         torch._dynamo.reset()
     return out
 
@@ -98,9 +100,9 @@ def bench_hwcomp(name, batch, seq, feeds, onnx_path, precision, quant, check, us
     args = [tvm.runtime.tensor(feeds[i], dev) for i in lm.input_names] + \
            [tvm.runtime.tensor(lm.params[k], dev) for k in lm.param_names]
     res["latency_ms"] = tvm_time_ms(vm, dev, args)
-    if PROFILE:  # per-kernel time (device-synchronised around each VM call; a build without the CUDA graph)
+    if PROFILE:  # per-kernel GPU time (CUPTI) of a build without the CUDA graph
         ex_p, _ = build(g, "cuda", "sm_90", precision, use_schedules=use_schedules, cuda_graph=False)
-        res["profile_top"] = kernel_profile(relax.VirtualMachine(ex_p, dev), dev, args)
+        res["profile_top"] = gpu_kernel_profile(relax.VirtualMachine(ex_p, dev), args)
     if check:
         out = vm["main"](*args)
         got = (out if len(g.outputs) == 1 else out[0]).numpy()
@@ -111,30 +113,35 @@ def bench_hwcomp(name, batch, seq, feeds, onnx_path, precision, quant, check, us
     return res
 
 
-def kernel_profile(vm, dev, args, repeat: int = 5, n: int = 12) -> list[dict]:
-    """The ``n`` VM calls (kernels, by symbol) with the most time per forward pass: each call is timed between
-    two device synchronisations (so a kernel's launch overhead is included), median of ``repeat`` passes."""
-    import tvm
-    times: dict[str, list[float]] = {}
-    start: list[float] = []
+def gpu_kernel_profile(vm, args, repeat: int = 5, n: int = 16) -> dict:
+    """hwcomp's build: see ``torch_kernel_profile``."""
+    return torch_kernel_profile(lambda: vm["main"](*args), repeat, n)
 
-    def instrument(func, symbol, before, ret, *a):
-        dev.sync()
-        if before:
-            start.append(time.perf_counter())
-        else:
-            times.setdefault(symbol, []).append(time.perf_counter() - start.pop())
-        return 0
 
-    vm["main"](*args)
-    vm.set_instrument(tvm.runtime.convert(instrument))
-    for _ in range(repeat):
-        vm["main"](*args)
-    per_pass = {k: sum(v) / repeat * 1e6 for k, v in times.items()}
+def torch_kernel_profile(fn, repeat: int = 5, n: int = 16) -> dict:
+    """GPU time of each CUDA kernel (by name, from CUPTI through torch.profiler) per forward pass of a build
+    without the CUDA graph, the ``n`` largest first, with the sum of all kernels: against the CUDA-graph
+    latency, that sum says how much of it is kernel time and how much launch gaps."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(repeat):
+            fn()
+        torch.cuda.synchronize()
+    per: dict[str, list[float]] = {}
+    for ev in prof.events():
+        if ev.device_type.name == "CUDA" and ev.device_time > 0:
+            per.setdefault(ev.name, []).append(ev.device_time)
+    per_pass = {k: sum(v) / repeat for k, v in per.items()}
     total = sum(per_pass.values()) or 1.0
     top = sorted(per_pass.items(), key=lambda kv: -kv[1])[:n]
-    return [{"kernel": k, "us_per_pass": round(v, 1), "calls": len(times[k]) // repeat, "share": round(v / total, 3)}
-            for k, v in top] + [{"kernel": "(all calls)", "us_per_pass": round(total, 1)}]
+    return {"kernel_us_per_pass": round(total, 1),
+            "kernels_per_pass": sum(len(v) for v in per.values()) // repeat,
+            "top": [{"kernel": k[:120], "us_per_pass": round(v, 1), "calls": len(per[k]) // repeat,
+                     "us_per_call": round(v / max(1, len(per[k]) // repeat), 2), "share": round(v / total, 3)}
+                    for k, v in top]}
 
 
 def bench_stock_tvm(onnx_path, feeds):

@@ -47,16 +47,21 @@ def cases() -> list[dict]:
     return out
 
 
-# --sweep: thread-block tiles (warps_m, warps_n, frags_m, frags_n, chunk_k) of the mma GEMM at BERT-base b32
-SWEEP_CONFIGS = ((2, 2, 4, 4, 2), (2, 2, 4, 4, 4), (2, 4, 4, 2, 2), (2, 4, 4, 2, 4), (4, 2, 2, 4, 2), (2, 2, 2, 4, 4))
+# --sweep: thread-block tiles "warps_m x warps_n x frags_m x frags_n x chunk_k", then "s<stages>" (cp.async
+# shared-memory stages) and "p" (double-buffered ldmatrix fragments), of the mma GEMM at BERT-base shapes
+SWEEP_B32 = ("2x2x4x4x4", "2x2x4x4x4p", "2x2x4x4x4s2p", "2x2x4x4x4s3", "2x2x4x4x4s3p", "2x2x4x4x4s4p",
+             "2x2x4x4x2s3p", "2x2x4x4x2s4p", "2x4x4x2x4s3p", "4x2x2x4x4s3p", "2x2x2x4x4s3p", "2x4x2x2x4s3p")
+SWEEP_B1 = ("1x1x1x2x2", "1x1x1x2x4s3p", "2x2x2x2x4s3p", "1x2x2x2x4s3p", "2x2x1x2x4s3p", "1x2x1x2x4s3p",
+            "2x2x1x1x4s3p", "1x2x2x2x2s4p", "2x1x1x2x4s3p")
 
 
 def sweep_cases() -> list[dict]:
     out = []
-    for k, n in ((HID, HID), (HID, FFN), (FFN, HID)):
-        for cfg in SWEEP_CONFIGS:
-            out.append(dict(kind="dense_f16", m=32 * SEQ, n=n, k=k, act="none", cfg="x".join(map(str, cfg))))
-            out.append(dict(kind="qdense_requant", m=32 * SEQ, n=n, k=k, cfg="x".join(map(str, cfg))))
+    for batch, cfgs in ((32, SWEEP_B32), (1, SWEEP_B1)):
+        for k, n in ((HID, HID), (HID, FFN), (FFN, HID)):
+            for cfg in cfgs:
+                out.append(dict(kind="dense_f16", m=batch * SEQ, n=n, k=k, act="none", cfg=cfg))
+                out.append(dict(kind="qdense_requant", m=batch * SEQ, n=n, k=k, cfg=cfg))
     return out
 
 
@@ -64,7 +69,7 @@ def _config(c: dict):
     if "cfg" not in c:
         return None
     from schedules._mma import MmaConfig
-    return MmaConfig(*(int(v) for v in c["cfg"].split("x")))
+    return MmaConfig.parse(c["cfg"])
 
 
 def case_name(c: dict) -> str:
@@ -109,7 +114,8 @@ def build_case(args: tuple[dict, str, str]) -> tuple[str, str | None, str | None
         funcs = build_funcs(c)
         target = cuda_target(arch)
         mod = tvm.IRModule({n: f.with_attr("global_symbol", n) for n, f in funcs.items()})
-        with target:
+        from backends.tvm_cuda.build import pass_context
+        with target, pass_context():
             ex = tvm.compile(mod, target)
         path = os.path.join(outdir, name + ".so")
         ex.export_library(path)
@@ -404,6 +410,8 @@ def main() -> int:
             os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")
     todo = [c for c in (sweep_cases() if a.sweep else cases()) if not a.only or c["kind"] in a.only.split(",")]
     libdir = tempfile.mkdtemp(prefix="hwcomp_kernels_")
+    from backends.tvm_cuda.startup import import_tensor_intrinsics
+    import_tensor_intrinsics()  # once, before the workers fork (slow to import in each)
     t0 = time.time()
     with mp.get_context("fork").Pool(a.jobs) as pool:
         built = pool.map(build_case, [(c, a.arch, libdir) for c in todo], chunksize=1)
