@@ -60,7 +60,9 @@ def _kernel(ctx: _Ctx, name: str, make: Callable[[], tuple[object, object]]):
                   .with_attr("op_pattern", _OPAQUE))
     gv = ctx.bb.add_func(definition, name)
     ctx.scheduled[name] = gv
-    ctx.kernel_schedules[name] = scheduled.with_attr("global_symbol", name).with_attr(KERNEL_ATTR, name)
+    # opaque to FuseOps like its definition: a scheduled kernel is never merged with its neighbours
+    ctx.kernel_schedules[name] = (scheduled.with_attr("global_symbol", name).with_attr(KERNEL_ATTR, name)
+                                  .with_attr("op_pattern", _OPAQUE))
     return gv
 
 
@@ -137,6 +139,15 @@ def dense_kernel(ctx: _Ctx, n, args):
         return None  # weight padded but not its bias (shared elsewhere): the default lowering
     act = n.attr("activation", "none")
 
+    from hwcomp.schedules.dense import splitk_factor
+    splits = splitk_factor(m, width, k)
+    if splits > 1:
+        y = _dense_splitk(ctx, args, m, width, k, splits, act, has_bias)
+        if y is not None:
+            if width != nn:
+                y = ctx.emit(relax.op.strided_slice(y, [1], [0], [nn]))
+            return _reshape(ctx, y, list(xs[:-1]) + [nn])
+
     def make():
         s = _schedules()
         return (s.dense.dense_f16_func(m, width, k, act, has_bias),
@@ -153,6 +164,25 @@ def dense_kernel(ctx: _Ctx, n, args):
     if width != nn:
         y = ctx.emit(relax.op.strided_slice(y, [1], [0], [nn]))
     return _reshape(ctx, y, list(xs[:-1]) + [nn])
+
+
+def _dense_splitk(ctx: _Ctx, args, m: int, n: int, k: int, splits: int, act: str, has_bias: bool):
+    """Split-K ``dense``: the partial GEMMs (fp32 ``[splits, M, N]``), then the sum with bias and activation;
+    None when not covered."""
+    from types import SimpleNamespace
+    name = f"dense_f16_{m}x{n}x{k}_{act}{'_b' if has_bias else ''}_split{splits}"
+
+    def make_all():
+        s = _schedules()
+        defs = s.dense.dense_f16_splitk_funcs(m, n, k, splits, act, has_bias)
+        scheduled = s.dense.dense_f16_splitk(m, n, k, splits, act, has_bias)
+        return dict(zip(("partial", "reduce"), defs)), SimpleNamespace(partial=scheduled[0], reduce=scheduled[1])
+
+    gvs = _kernel_set(ctx, {"partial": name + "_partial", "reduce": name + "_reduce"}, make_all)
+    if gvs is None:
+        return None
+    part = _call(ctx, gvs["partial"], [_reshape(ctx, args[0], [m, k]), args[1]], [splits, m, n], "float32")
+    return _call(ctx, gvs["reduce"], [part] + ([args[2]] if has_bias else []), [m, n])
 
 
 def _mask_3d(ctx: _Ctx, name: str, mask, b: int, s_q: int, s_k: int):
