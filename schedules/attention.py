@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from tvm import s_tir, te, tirx
 
 from ._mma import MmaConfig, pick_config, schedule_mma
+from ._rows import place_row_values
 from .errors import ScheduleError
 
 NEG_INF = -3.4e38
@@ -135,19 +136,9 @@ def _schedule_softmax(func: tirx.PrimFunc, threads: int, rows_per_block: int = 4
     sch.bind(ty, "threadIdx.y")
     _, tx = sch.split(col, [None, threads])
     sch.bind(tx, "threadIdx.x")
-    names = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
-    if "row_factor" in names:  # integer softmax: 2^62 / row_sum once per row, in every lane
-        factor = sch.get_sblock("row_factor")
-        sch.compute_at(factor, ty)
-        sch.set_scope(factor, 0, "local")
     # Row results stay in registers: the warp reduction leaves them in every lane (in shared memory, lane 0
-    # would write them for the other lanes to read without a barrier).
-    for name in ("row_sum", "row_max"):
-        red = sch.get_sblock(name)
-        sch.compute_at(red, ty)
-        sch.set_scope(red, 0, "local")
-        _, ktx = sch.split(sch.get_loops(red)[-1], [None, threads])
-        sch.bind(ktx, "threadIdx.x")
+    # would write them for the other lanes to read without a barrier). Integer softmax: 2^62 / row_sum too.
+    place_row_values(sch, ty, threads, "local")
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
 
 

@@ -33,6 +33,12 @@ def activation(v: tirx.PrimExpr, name: str) -> tirx.PrimExpr:
     raise ScheduleError(f"dense activation {name!r} is not one of {ACTIVATIONS}")
 
 
+def _bias_activation(acc: tirx.PrimExpr, bias: tirx.PrimExpr | None, act: str) -> tirx.PrimExpr:
+    """The dense epilogue of one fp32 accumulator: + bias (fp16), activation in fp32, one rounding to fp16."""
+    v = acc + bias.astype("float32") if bias is not None else acc
+    return activation(v, act).astype("float16")
+
+
 def dense_f16_func(m: int, n: int, k: int, act: str = "none", has_bias: bool = True) -> tirx.PrimFunc:
     """Unscheduled PrimFunc ``dense_f16(x, w, [bias,] out)``; valid on any target as it is."""
     x = te.placeholder((m, k), "float16", name="x")
@@ -42,11 +48,8 @@ def dense_f16_func(m: int, n: int, k: int, act: str = "none", has_bias: bool = T
     acc = te.compute((m, n), lambda i, j: te.sum(x[i, r].astype("float32") * w[r, j].astype("float32"), axis=r),
                      name="matmul")
 
-    def epi(i, j):
-        v = acc[i, j] + b[j].astype("float32") if has_bias else acc[i, j]
-        return activation(v, act).astype("float16")
-
-    out = te.compute((m, n), epi, name="epilogue")
+    out = te.compute((m, n), lambda i, j: _bias_activation(acc[i, j], b[j] if has_bias else None, act),
+                     name="epilogue")
     args = [x, w, b, out] if has_bias else [x, w, out]
     return te.create_prim_func(args).with_attr("global_symbol", f"dense_f16_{act}")
 
@@ -101,11 +104,8 @@ def dense_f16_splitk_funcs(m: int, n: int, k: int, splits: int, act: str = "none
     rs = te.reduce_axis((0, splits), name="s")
     total = te.compute((m, n), lambda i, j: te.sum(p[rs, i, j], axis=rs), name="split_sum")
 
-    def epi(i, j):
-        v = total[i, j] + b[j].astype("float32") if has_bias else total[i, j]
-        return activation(v, act).astype("float16")
-
-    out = te.compute((m, n), epi, name="epilogue")
+    out = te.compute((m, n), lambda i, j: _bias_activation(total[i, j], b[j] if has_bias else None, act),
+                     name="epilogue")
     reduce = te.create_prim_func([p, b, out] if has_bias else [p, out]).with_attr("global_symbol",
                                                                                   "dense_f16_reduce")
     return partial, reduce

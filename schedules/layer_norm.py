@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from tvm import s_tir, te, tirx
 
+from ._rows import block_names, place_row_values
 from .errors import ScheduleError
 
 
@@ -55,21 +56,12 @@ class LayerNormRule:
         sch.bind(row, "blockIdx.x")
         _, tx = sch.split(col, [None, self.threads])
         sch.bind(tx, "threadIdx.x")
-        names = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
-        for name in ("row_factor", "row_sq", "row_mean", "row_sum"):  # consumers before producers
-            if name not in names:
-                continue
-            blk = sch.get_sblock(name)
-            sch.compute_at(blk, row)
-            if name in ("row_factor", "row_mean"):  # per-row scalars: every thread keeps its own copy
-                sch.set_scope(blk, 0, "local")
-                continue
-            sch.set_scope(blk, 0, "shared")
-            (k,) = sch.get_loops(blk)[-1:]
-            _, ktx = sch.split(k, [None, self.threads])
-            sch.bind(ktx, "threadIdx.x")
-        if "residual_sum" in names:  # add_layer_norm's second output, x + residual: its own elementwise kernel
-            out = sch.get_sblock("residual_sum")  # (it depends on no statistic, so compute-at cannot place it)
+        # block-wide reductions (warp shuffles + shared memory): their results in shared memory
+        place_row_values(sch, row, self.threads, "shared")
+        # add_layer_norm's second output, x + residual: its own elementwise kernel (it depends on no
+        # statistic, so compute-at cannot place it)
+        if "residual_sum" in block_names(sch):
+            out = sch.get_sblock("residual_sum")
             flat = sch.fuse(*sch.get_loops(out))
             bx, tx = sch.split(flat, [None, self.threads])
             sch.bind(bx, "blockIdx.x")
@@ -103,7 +95,7 @@ def int_layer_norm_func(m: int, c: int, in_dtype: str, eps_int: int, frac_bits: 
     ``(x, gamma, beta, scale, out)`` (float32 ``acc * scale[c]``); gamma/beta/multiplier/shift int32 ``[C]``,
     scale float32 ``[C]``. mean = floor(sum(x) / C), var = sum((x - mean)^2) + eps, std = max(isqrt(var), 1),
     z = ((x - mean) * floor(2^31 / std)) >> (31 - frac_bits), acc = z * gamma + beta."""
-    from .qdense import exact_mul
+    from .qdense import exact_mul, requantize_expr
 
     i64 = "int64"
     x = te.placeholder((m, c), in_dtype, name="x")
@@ -142,13 +134,9 @@ def int_layer_norm_func(m: int, c: int, in_dtype: str, eps_int: int, frac_bits: 
         shift = te.placeholder((c,), "int32", name="shift")
         lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
 
-        def requant(i, j):
-            s = shift[j].astype(i64)
-            y = tirx.shift_right(acc(i, j) * mult[j].astype(i64) + tirx.shift_left(tirx.const(1, i64), s - 1), s)
-            y = y + out_zero_point
-            return tirx.max(tirx.min(y, tirx.const(hi, i64)), tirx.const(lo, i64)).astype(f"int{out_bits}")
-
-        out = te.compute((m, c), requant, name="normalize")
+        odt = f"int{out_bits}"
+        out = te.compute((m, c), lambda i, j: requantize_expr(acc(i, j), mult[j], shift[j], out_zero_point,
+                                                              lo, hi, odt), name="normalize")
         args = [x, gamma, beta, mult, shift, out]
     return te.create_prim_func(args).with_attr("global_symbol", "int_layer_norm")
 

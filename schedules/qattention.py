@@ -30,7 +30,7 @@ from tvm import s_tir, te, tirx
 from ._mma import pick_config, schedule_mma
 from .attention import _schedule_softmax, pv_heads_func, schedule_pv, scores_heads_func
 from .errors import ScheduleError
-from .qdense import exact_mul
+from .qdense import exact_mul, requantize_expr
 
 CAUSAL_FILL = -(1 << 30)
 FP32_EXACT = 1 << 24  # every integer of magnitude below this is a float32
@@ -103,12 +103,8 @@ class Epilogue:
 
     def requant(self, acc: tirx.PrimExpr, mult: tirx.PrimExpr, shift: tirx.PrimExpr) -> tirx.PrimExpr:
         """acc: the fp32 accumulator (an exact integer)."""
-        i64 = "int64"
         lo, hi = -(1 << (self.out_bits - 1)), (1 << (self.out_bits - 1)) - 1
-        s = shift.astype(i64)
-        a = acc.astype(i64) * mult.astype(i64)
-        y = tirx.shift_right(a + tirx.shift_left(tirx.const(1, i64), s - 1), s) + self.out_zero_point
-        return tirx.max(tirx.min(y, tirx.const(hi, i64)), tirx.const(lo, i64)).astype(self.dtype)
+        return requantize_expr(acc.astype("int64"), mult, shift, self.out_zero_point, lo, hi, self.dtype)
 
     def scale(self, acc: tirx.PrimExpr, scale: tirx.PrimExpr) -> tirx.PrimExpr:
         return exact_mul(acc.astype("int32").astype("float32"), scale, self.exact)

@@ -39,6 +39,17 @@ def exact_mul(a: tirx.PrimExpr, b: tirx.PrimExpr, exact: bool) -> tirx.PrimExpr:
     return tirx.call_pure_extern("float32", "__fmul_rn", a, b) if exact else a * b
 
 
+def requantize_expr(acc: tirx.PrimExpr, mult: tirx.PrimExpr, shift: tirx.PrimExpr, zero_point: int, lo: int,
+                    hi: int, out_dtype: str) -> tirx.PrimExpr:
+    """``intmath.requantize`` of one integer accumulator: ((acc * m + 2^(s-1)) >> s) + zero_point,
+    saturated to [lo, hi], in int64 (arithmetic shift, floor)."""
+    i64 = "int64"
+    s = shift.astype(i64)
+    y = tirx.shift_right(acc.astype(i64) * mult.astype(i64) + tirx.shift_left(tirx.const(1, i64), s - 1), s)
+    y = y + zero_point
+    return tirx.max(tirx.min(y, tirx.const(hi, i64)), tirx.const(lo, i64)).astype(out_dtype)
+
+
 def quantize_expr(v: tirx.PrimExpr, scale: tirx.PrimExpr, zero_point: int, bits: int, exact: bool) -> tirx.PrimExpr:
     """hwcomp's ``quantize`` of float32 v: clip(rint(v / scale) + zero_point) to signed ``bits`` (round half to
     even; the division through CUDA's ``__fdiv_rn`` when ``exact``)."""
@@ -75,10 +86,8 @@ def qdense_func(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poin
         odt = f"int{out_bits}"
 
         def requant(i, j):
-            a = (acc[i, j] + b[j]).astype("int64") * mult[j].astype("int64")
-            s = shift[j].astype("int64")
-            y = tirx.shift_right(a + tirx.shift_left(tirx.const(1, "int64"), s - 1), s) + out_zero_point
-            return tirx.max(tirx.min(y, tirx.const(hi, "int64")), tirx.const(lo, "int64")).astype(odt)
+            a = (acc[i, j] + b[j]).astype("int64")
+            return requantize_expr(a, mult[j], shift[j], out_zero_point, lo, hi, odt)
 
         out = te.compute((m, n), requant, name="epilogue")
         args = [x, w, b, mult, shift, out]

@@ -519,6 +519,8 @@ def _int_gelu_requant(ctx: _Ctx, n: Node, args):
     intmath.requantize; ``None`` (generic lowering) for a float32 epilogue or bounds that need int64."""
     from tvm import te, tirx
 
+    from hwcomp.schedules.qdense import requantize_expr
+
     in_dt = ctx.g.types[n.inputs[0]].dtype
     if n.attr("out_dtype", "int8") == "float32" or in_dt not in (DType.int8, DType.int16) \
             or n.attr("activation", "none") != "none":
@@ -544,25 +546,24 @@ def _int_gelu_requant(ctx: _Ctx, n: Node, args):
     # (P + 2^(s-1)) >> s = (hi + 2^(s'-1)) >> s' exactly (lo/2^32 < 1 cannot carry past an integer), so the
     # rounding, shift and clamp run in int32 (|hi| < 2^30).
     high_word = shift.min() >= 33 and shift.max() <= 62
-    rt = i32 if high_word else i64
     s_arg = shift - 32 if high_word else shift
-    r_arg = np.left_shift(np.int64(1), s_arg - 1)
+    s_dtype = i32 if high_word else i64
 
-    def int_gelu(x_te, m_te, s_te, r_te):
+    def int_gelu(x_te, m_te, s_te):
         def f(*i):
             x = x_te(*i).astype(i32)
             t = tirx.min(tirx.abs(x), b) - b
             sign = tirx.Select(x > 0, tirx.const(1, i32), tirx.Select(x < 0, tirx.const(-1, i32), tirx.const(0, i32)))
             acc = x * (sign * (one - t * t) + one)
             c = i[-1]
-            p = acc.astype(i64) * m_te[c].astype(i64)
-            if high_word:
-                p = tirx.shift_right(p, tirx.const(32, i64)).astype(i32)
-            y = tirx.shift_right(p + r_te[c], s_te[c]) + tirx.const(zp, rt)
-            return tirx.min(tirx.max(y, tirx.const(lo, rt)), tirx.const(hi, rt)).astype(out_dtype)
+            if not high_word:
+                return requantize_expr(acc, m_te[c], s_te[c], zp, lo, hi, out_dtype)
+            top = tirx.shift_right(acc.astype(i64) * m_te[c].astype(i64), tirx.const(32, i64)).astype(i32)
+            y = tirx.shift_right(top + tirx.shift_left(tirx.const(1, i32), s_te[c] - 1), s_te[c]) + zp
+            return tirx.min(tirx.max(y, tirx.const(lo, i32)), tirx.const(hi, i32)).astype(out_dtype)
         return te.compute(x_te.shape, f, name="int_gelu")
 
-    return ctx.bb.emit_te(int_gelu, args[0], _c(mult, "int32"), _c(s_arg, rt), _c(r_arg, rt),
+    return ctx.bb.emit_te(int_gelu, args[0], _c(mult, "int32"), _c(s_arg, s_dtype),
                           primfunc_name_hint="int_gelu")
 
 

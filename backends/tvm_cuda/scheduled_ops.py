@@ -141,26 +141,22 @@ def dense_kernel(ctx: _Ctx, n, args):
 
     from hwcomp.schedules.dense import splitk_factor
     splits = splitk_factor(m, width, k)
-    if splits > 1:
-        y = _dense_splitk(ctx, args, m, width, k, splits, act, has_bias)
-        if y is not None:
-            if width != nn:
-                y = ctx.emit(relax.op.strided_slice(y, [1], [0], [nn]))
-            return _reshape(ctx, y, list(xs[:-1]) + [nn])
+    y = _dense_splitk(ctx, args, m, width, k, splits, act, has_bias) if splits > 1 else None
+    if y is None:
+        def make():
+            s = _schedules()
+            return (s.dense.dense_f16_func(m, width, k, act, has_bias),
+                    s.dense.dense_f16(m, width, k, act, has_bias, ctx.arch))
 
-    def make():
-        s = _schedules()
-        return (s.dense.dense_f16_func(m, width, k, act, has_bias),
-                s.dense.dense_f16(m, width, k, act, has_bias, ctx.arch))
-
-    gv = _kernel(ctx, f"dense_f16_{m}x{width}x{k}_{act}{'_b' if has_bias else ''}", make)
-    if gv is None:
-        if width == nn:
-            return None
-        unpadded = [ctx.emit(relax.op.strided_slice(a, [a.ty.ndim - 1], [0], [nn])) for a in args[1:3] if a is not None]
-        return relax_lowering.dense_ops(ctx, n, [args[0]] + unpadded)
-    x2 = _reshape(ctx, args[0], [m, k])
-    y = _call(ctx, gv, [x2, args[1]] + ([args[2]] if has_bias else []), [m, width])
+        gv = _kernel(ctx, f"dense_f16_{m}x{width}x{k}_{act}{'_b' if has_bias else ''}", make)
+        if gv is None:
+            if width == nn:
+                return None
+            unpadded = [ctx.emit(relax.op.strided_slice(a, [a.ty.ndim - 1], [0], [nn]))
+                        for a in args[1:3] if a is not None]
+            return relax_lowering.dense_ops(ctx, n, [args[0]] + unpadded)
+        x2 = _reshape(ctx, args[0], [m, k])
+        y = _call(ctx, gv, [x2, args[1]] + ([args[2]] if has_bias else []), [m, width])
     if width != nn:
         y = ctx.emit(relax.op.strided_slice(y, [1], [0], [nn]))
     return _reshape(ctx, y, list(xs[:-1]) + [nn])

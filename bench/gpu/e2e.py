@@ -66,7 +66,7 @@ def bench_torch(name, batch, seq, feeds, dtype):
         out["compile_s"] = time.time() - t
         out["torch_compile_ms"] = cuda_time_ms(lambda: cm(*args))
         if PROFILE:  # torch.compile's kernels (its CUDA graph's kernels, as CUPTI records them)
-            out["profile_top"] = torch_kernel_profile(lambda: cm(*args))
+            out["profile_top"] = kernel_profile(lambda: cm(*args))
         torch._dynamo.reset()
     return out
 
@@ -102,7 +102,8 @@ def bench_hwcomp(name, batch, seq, feeds, onnx_path, precision, quant, check, us
     res["latency_ms"] = tvm_time_ms(vm, dev, args)
     if PROFILE:  # per-kernel GPU time (CUPTI) of a build without the CUDA graph
         ex_p, _ = build(g, "cuda", "sm_90", precision, use_schedules=use_schedules, cuda_graph=False)
-        res["profile_top"] = gpu_kernel_profile(relax.VirtualMachine(ex_p, dev), args)
+        vm_p = relax.VirtualMachine(ex_p, dev)
+        res["profile_top"] = kernel_profile(lambda: vm_p["main"](*args))
     if check:
         out = vm["main"](*args)
         got = (out if len(g.outputs) == 1 else out[0]).numpy()
@@ -113,15 +114,11 @@ def bench_hwcomp(name, batch, seq, feeds, onnx_path, precision, quant, check, us
     return res
 
 
-def gpu_kernel_profile(vm, args, repeat: int = 5, n: int = 16) -> dict:
-    """hwcomp's build: see ``torch_kernel_profile``."""
-    return torch_kernel_profile(lambda: vm["main"](*args), repeat, n)
-
-
-def torch_kernel_profile(fn, repeat: int = 5, n: int = 16) -> dict:
-    """GPU time of each CUDA kernel (by name, from CUPTI through torch.profiler) per forward pass of a build
-    without the CUDA graph, the ``n`` largest first, with the sum of all kernels: against the CUDA-graph
-    latency, that sum says how much of it is kernel time and how much launch gaps."""
+def kernel_profile(fn, repeat: int = 5, n: int = 16) -> dict:
+    """GPU time of each CUDA kernel (by name, from CUPTI through torch.profiler) per call of ``fn`` (one
+    forward pass: hwcomp's build without the CUDA graph, or torch.compile's graph), the ``n`` largest first,
+    with the sum of all kernels: against the CUDA-graph latency, that sum says how much of it is kernel time
+    and how much launch gaps."""
     import torch
     from torch.profiler import ProfilerActivity, profile
     fn()
