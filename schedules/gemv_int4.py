@@ -3,14 +3,15 @@
 Layouts (the lowering packs the constant weight once):
 
 * x ``[M, K]`` fp16, M small (1..8 decode rows);
-* w ``[N, K // 2]`` uint8, two 4-bit codes per byte, **low nibble = even k**;
+* w ``[N, K // 2]`` uint8, 4-bit codes, 8 per little-endian 32-bit word: codes k = 8u .. 8u+7 sit in word u
+  at nibbles 0, 4, 1, 5, 2, 6, 3, 7 (:func:`pack_codes`), so ``(word >> 4j) & 0x000F000F`` holds codes 2j and
+  2j+1 in its two 16-bit halves, the order of x's half2 pairs;
 * scale, zero ``[N, K // group]`` fp16, asymmetric: ``w[n, k] = (code - zero[n, k // group]) * scale[n, k // group]``
   (``zero`` holds the integer zero point as fp16, so codes and zero points are exact);
 * y ``[M, N]`` fp16, fp32 accumulation. :func:`pack_int4` builds (w, scale, zero) from a float ``[K, N]``.
 
-Schedule: dlight's ``gpu.GEMV`` (for M = 1) / ``gpu.LowBatchGEMV`` rules on this PrimFunc: the decode block
-is inlined into the reduction, each thread reads packed bytes of one row and K is split across a warp
-with a shuffle reduction. (dlight's GEMV rules work; only its ``gpu.Matmul`` tensorization crashed.)
+Kernel: :func:`gemv_int4_kernel`, hwcomp's own TensorIR (thread layout from :func:`pick_config`); dlight's
+``gpu.GEMV`` / ``gpu.LowBatchGEMV`` rules on the definition are the peer it is benchmarked against.
 """
 
 from __future__ import annotations
@@ -18,55 +19,72 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from tvm import s_tir, te, tirx
+from tvm import te, tirx
 from tvm.s_tir import dlight as dl
 
 from .errors import ScheduleError
 
 
-def pack_int4(w_kn: np.ndarray, group: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+# nibble position, in its 32-bit word, of code k % 8: "pairs" is hwcomp's kernel layout (module docstring);
+# "sequential" (code k in nibble k) is the plain layout, kept for the dlight peer in bench/gpu/kernels.py
+NIBBLE_OF = {"pairs": (0, 4, 1, 5, 2, 6, 3, 7), "sequential": (0, 1, 2, 3, 4, 5, 6, 7)}
+
+
+def pack_codes(codes: np.ndarray, layout: str = "pairs") -> np.ndarray:
+    """4-bit codes ``[N, K]`` (K % 8 == 0) -> packed ``[N, K // 2]`` uint8 (module docstring)."""
+    n, k = codes.shape
+    if k % 8:
+        raise ScheduleError(f"int4 packing needs K % 8 == 0 (K={k})")
+    by_nibble = np.empty((n, k // 8, 8), np.uint8)
+    by_nibble[..., list(NIBBLE_OF[layout])] = codes.reshape(n, k // 8, 8).astype(np.uint8) & 15
+    return (by_nibble[..., 0::2] | (by_nibble[..., 1::2] << 4)).reshape(n, k // 2).astype(np.uint8)
+
+
+def unpack_codes(packed: np.ndarray, layout: str = "pairs") -> np.ndarray:
+    """Inverse of :func:`pack_codes`."""
+    n, kh = packed.shape
+    by_nibble = np.empty((n, kh // 4, 8), np.uint8)
+    words = packed.reshape(n, kh // 4, 4)
+    by_nibble[..., 0::2], by_nibble[..., 1::2] = words & 15, words >> 4
+    return by_nibble[..., list(NIBBLE_OF[layout])].reshape(n, 2 * kh)
+
+
+def pack_int4(w_kn: np.ndarray, group: int = 128, layout: str = "pairs"
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group-wise asymmetric 4-bit quantization of a float ``[K, N]`` weight -> (packed, scale, zero)."""
     k, n = w_kn.shape
-    if k % group or group % 2:
-        raise ScheduleError(f"int4 group {group} must be even and divide K={k}")
+    if k % group or group % 8:
+        raise ScheduleError(f"int4 group {group} must be a multiple of 8 and divide K={k}")
     w = w_kn.T.astype(np.float32).reshape(n, k // group, group)
     lo, hi = w.min(-1), w.max(-1)
     scale = np.maximum(hi - lo, 1e-8) / 15.0
     zero = np.clip(np.round(-lo / scale), 0, 15)
     codes = np.clip(np.round(w / scale[..., None] + zero[..., None]), 0, 15).astype(np.uint8).reshape(n, k)
-    packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
-    return packed, scale.astype(np.float16), zero.astype(np.float16)
+    return pack_codes(codes, layout), scale.astype(np.float16), zero.astype(np.float16)
 
 
-def unpack_int4(packed: np.ndarray, scale: np.ndarray, zero: np.ndarray, group: int) -> np.ndarray:
+def unpack_int4(packed: np.ndarray, scale: np.ndarray, zero: np.ndarray, group: int, layout: str = "pairs"
+                ) -> np.ndarray:
     """Float ``[N, K]`` weight that the kernel multiplies by (fp32)."""
-    n, kh = packed.shape
-    codes = np.empty((n, 2 * kh), np.float32)
-    codes[:, 0::2] = packed & 15
-    codes[:, 1::2] = packed >> 4
-    g = np.arange(2 * kh) // group
+    codes = unpack_codes(packed, layout).astype(np.float32)
+    g = np.arange(codes.shape[1]) // group
     return (codes - zero.astype(np.float32)[:, g]) * scale.astype(np.float32)[:, g]
 
 
-def gemv_int4_func(m: int, n: int, k: int, group: int = 128, fast_decode: bool = False) -> tirx.PrimFunc:
-    """``fast_decode`` (CUDA only): codes become floats through the mantissa of 2^23 (``__uint_as_float`` of
-    ``code | 0x4B000000`` minus 2^23: exact, no int-to-float conversion) and the dequant is computed in fp32;
-    otherwise the code is converted to fp16 and dequantized in fp16."""
-    if k % group or group % 2:
-        raise ScheduleError(f"int4 group {group} must be even and divide K={k}")
+def gemv_int4_func(m: int, n: int, k: int, group: int = 128, layout: str = "pairs") -> tirx.PrimFunc:
+    """The definition (CPU reference, dlight's input): decode each code to fp16, fp32 accumulation."""
+    if k % group or group % 8:
+        raise ScheduleError(f"int4 group {group} must be a multiple of 8 and divide K={k}")
     x = te.placeholder((m, k), "float16", name="x")
     w = te.placeholder((n, k // 2), "uint8", name="w")
     scale = te.placeholder((n, k // group), "float16", name="scale")
     zero = te.placeholder((n, k // group), "float16", name="zero")
-    def code(j, kk):
-        return (w[j, kk // 2] >> ((kk % 2) * 4).astype("uint8")) & tirx.const(15, "uint8")
 
     def decode(j, kk):
-        if not fast_decode:
-            return (code(j, kk).astype("float16") - zero[j, kk // group]) * scale[j, kk // group]
-        f = tirx.call_pure_extern("float32", "__uint_as_float", code(j, kk).astype("uint32") | tirx.const(0x4B000000, "uint32"))
-        return (f - (tirx.const(float(1 << 23), "float32") + zero[j, kk // group].astype("float32"))) \
-            * scale[j, kk // group].astype("float32")
+        kw = kk % 8
+        nib = kw // 2 + (kw % 2) * 4 if layout == "pairs" else kw  # NIBBLE_OF[layout][kw]
+        code = (w[j, (kk // 8) * 4 + nib // 2] >> ((nib % 2) * 4).astype("uint8")) & tirx.const(15, "uint8")
+        return (code.astype("float16") - zero[j, kk // group]) * scale[j, kk // group]
 
     deq = te.compute((n, k), decode, name="decode")
     r = te.reduce_axis((0, k), name="k")
@@ -76,57 +94,143 @@ def gemv_int4_func(m: int, n: int, k: int, group: int = 128, fast_decode: bool =
     return te.create_prim_func([x, w, scale, zero, y]).with_attr("global_symbol", "gemv_int4")
 
 
+CHUNK = 32  # codes per 16-byte load of packed weights
+
+
 @dataclass(frozen=True)
-class GemvInt4Schedule:
-    """hwcomp's schedule: one warp per output column ``n`` (``rows`` warps per thread block); each lane reads
-    ``vec_bytes`` packed bytes (``2 * vec_bytes`` codes, one 16-byte load) of the row per step, decodes them in
-    registers against its group's scale/zero, and multiplies by x read with 16-byte loads; the 32 lane partial
-    sums are then reduced with warp shuffles. Each weight byte is read once, by one lane, fully coalesced."""
+class GemvInt4Config:
+    """Thread layout of :func:`gemv_int4_kernel`: ``lanes`` consecutive lanes of a warp share one output column
+    and take turns over its 16-byte chunks of packed K, ``unroll`` chunks per lane per batch of loads; each
+    thread computes ``rows`` output columns, so every x chunk it loads and converts is reused ``rows`` times;
+    ``threads`` per block."""
 
-    rows: int = 4  # warps (output columns) per thread block
-    vec_bytes: int | None = None  # packed bytes per lane per step: 16, else 8 or 4 when K needs it
+    lanes: int
+    unroll: int
+    rows: int
+    threads: int = 128
 
-    def apply(self, func: tirx.PrimFunc) -> tirx.PrimFunc:
-        m, k = (int(d) for d in func.params[0].shape)
-        n = int(func.params[1].shape[0])
-        vec = self.vec_bytes or next((v for v in (16, 8, 4, 2, 1) if k % (64 * v) == 0), 1)
-        rows = next(r for r in (self.rows, 2, 1) if n % r == 0)  # odd widths (a vocabulary): fewer warps
-        codes = 2 * vec
-        if k % (32 * codes):
-            raise ScheduleError(f"gemv_int4 schedule needs K % {32 * codes} == 0 "
-                                f"(K={k}, N={n})")
-        sch = s_tir.Schedule(func)
-        sch.compute_inline(sch.get_sblock("decode"))
-        gemv = sch.get_sblock("gemv")
-        i, j, kk = sch.get_loops(gemv)
-        ko, kt, kv = sch.split(kk, [None, 32, codes])
-        rf = sch.rfactor(kt, 0)  # acc_rf[kt, i, j]: each lane's partial sum
-        # rf loops: i, j, ko, kt, kv (rfactor keeps the original order) -> j0, ty, kt, i, ko, kv
-        ri, rj, rko, rkt, rkv = sch.get_loops(rf)
-        j0, ty = sch.split(rj, [None, rows])
-        sch.reorder(j0, ty, rkt, ri, rko, rkv)
-        sch.bind(j0, "blockIdx.x")
-        sch.bind(ty, "threadIdx.y")
-        sch.bind(rkt, "threadIdx.x")
-        sch.unroll(rkv)
-        if k // (32 * codes) <= 16:
-            sch.unroll(rko)  # every step's loads issued up front
-        # 16-byte loads of the packed weights and of x into registers, per step
-        wl = sch.cache_read(rf, 1, "local")
-        sch.compute_at(wl, rko)
-        sch.vectorize(sch.get_loops(wl)[-1])
-        xl = sch.cache_read(rf, 0, "local")
-        sch.compute_at(xl, rko)
-        _, xv = sch.split(sch.get_loops(xl)[-1], [None, 8])
-        sch.vectorize(xv)
-        # the cross-lane sum (threadIdx.x bound to the reduction: a warp allreduce) and the cast, per column
-        sch.reverse_compute_at(gemv, ty)
-        sch.bind(sch.get_loops(gemv)[-1], "threadIdx.x")
-        sch.reverse_compute_at(sch.get_sblock("cast"), ty)
-        sch.set_scope(rf, 0, "local")
-        sch.set_scope(gemv, 0, "local")
-        sch.decompose_reduction(rf, rko)
-        return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    def __str__(self) -> str:
+        return f"l{self.lanes}u{self.unroll}r{self.rows}t{self.threads}"
+
+    @staticmethod
+    def parse(text: str) -> GemvInt4Config:
+        import re  # noqa: PLC0415
+
+        hit = re.fullmatch(r"l(\d+)u(\d+)r(\d+)(?:t(\d+))?", text)
+        if not hit:
+            raise ScheduleError(f"bad gemv_int4 config {text!r}: expected e.g. l32u4r2t128")
+        return GemvInt4Config(*(int(g) for g in hit.groups() if g is not None))
+
+
+def pick_config(m: int, n: int, k: int, sms: int = 132) -> GemvInt4Config:
+    """Lanes per column: 32, or for a short K the most that split its chunks evenly; up to 12 chunks (192
+    bytes) of loads in flight per thread; rows per thread: as many as still leave two blocks per SM (a thread's
+    x chunk is reused by all its rows), fewer when several decode rows hold their x chunks in registers too."""
+    chunks = k // CHUNK
+    lanes = 32 if chunks >= 32 else next(v for v in (16, 8, 4, 2, 1) if chunks % v == 0)
+    steps = -(-chunks // lanes)
+    rows = next((r for r in (4, 2) if -(-n // (128 // lanes * r)) >= 2 * sms and m * r <= 4), 1)
+    unroll = max(1, min(steps, 12 // rows, 8 // m if m > 1 else 12))
+    if steps % unroll:  # prefer an even split of K over the widest batch, unless that leaves one chunk
+        unroll = next((u for u in range(unroll, 1, -1) if steps % u == 0), unroll)
+    return GemvInt4Config(lanes, unroll, rows)
+
+
+def gemv_int4_kernel(m: int, n: int, k: int, group: int = 128, config: GemvInt4Config | None = None
+                     ) -> tirx.PrimFunc:
+    """hwcomp's CUDA GEMV, written as TensorIR. Per thread, ``unroll * rows`` 16-byte loads of packed weights
+    are issued back to back; then codes are decoded two at a time in packed half2 arithmetic, with no
+    int->float conversion: ``(word >> 4j) & 0x000F000F | 0x64006400`` is the half2 ``(1024 + code)`` exactly,
+    minus ``1024 + zero`` is ``code - zero`` exactly, and one ``hfma2`` multiplies it by the matching half2 of x
+    (read as raw 32-bit words: no conversion of x either). Each half2 accumulator sums one 32-bit word (4
+    products per lane) and is then added to an fp32 sum; the group scale multiplies the fp32 sum of a whole
+    32-code chunk (chunks never straddle groups). The ``lanes`` partial sums of a column are added with warp
+    shuffles. The helpers are in ``cuda_device_functions.py``."""
+    from tvm.script import tirx as T  # noqa: PLC0415
+
+    if k % CHUNK or group % CHUNK or k % group:
+        raise ScheduleError(f"gemv_int4 kernel needs K and the group size to be multiples of {CHUNK} "
+                            f"(K={k}, group={group})")
+    c = config or pick_config(m, n, k)
+    lanes, unroll, rows, threads = c.lanes, c.unroll, c.rows, c.threads
+    if lanes > 32 or lanes & (lanes - 1) or threads % lanes or threads % 32 or unroll < 1 or rows < 1:
+        raise ScheduleError(f"gemv_int4 config {c}: lanes must be a power of two <= 32 dividing the threads")
+    chunks = k // CHUNK
+    outer = -(-chunks // (lanes * unroll))
+    ragged = chunks % (lanes * unroll) != 0  # the last batch has chunks past K: loads clamped, sums dropped
+    groups_per_block = threads // lanes
+    cols = groups_per_block * rows  # output columns per block
+    blocks = -(-n // cols)
+    words = k // 8  # uint32 words of packed codes per column (4 per chunk)
+    cpg = group // CHUNK  # chunks per group
+    shuffles = [o for o in (16, 8, 4, 2, 1) if o < lanes]
+
+    @T.prim_func(private=True)
+    def kernel(x: T.Buffer((m, k), "float16"), w: T.Buffer((n, k // 2), "uint8"),
+               scale: T.Buffer((n, k // group), "float16"), zero: T.Buffer((n, k // group), "float16"),
+               y: T.Buffer((m, n), "float16")):
+        T.func_attr({"tirx.noalias": True})
+        w32 = T.decl_buffer((n * words,), "uint32", data=w.data)
+        x32 = T.decl_buffer((m * k // 2,), "uint32", data=x.data)  # half2 pairs of x
+        for bx in T.thread_binding(blocks, thread="blockIdx.x"):
+            for tx in T.thread_binding(threads, thread="threadIdx.x"):
+                wr = T.alloc_buffer((unroll * rows * 4,), "uint32", scope="local")
+                sc = T.alloc_buffer((unroll * rows,), "float32", scope="local")
+                z2 = T.alloc_buffer((unroll * rows,), "uint32", scope="local")
+                xw = T.alloc_buffer((m * CHUNK // 2,), "uint32", scope="local")
+                acc = T.alloc_buffer((m * rows,), "float32", scope="local")
+                part = T.alloc_buffer((m,), "float32", scope="local")
+                h2 = T.alloc_buffer((m,), "uint32", scope="local")
+                for i in T.unroll(m * rows):
+                    acc[i] = T.float32(0)
+                for so in T.serial(outer):
+                    for s in T.unroll(unroll):
+                        for q in T.unroll(rows):
+                            for v in T.vectorized(4):
+                                wr[(s * rows + q) * 4 + v] = w32[
+                                    T.min(bx * cols + q * groups_per_block + tx // lanes, n - 1) * words
+                                    + T.min((so * unroll + s) * lanes + tx % lanes, chunks - 1) * 4 + v]
+                            sc[s * rows + q] = T.Cast("float32", scale[
+                                T.min(bx * cols + q * groups_per_block + tx // lanes, n - 1),
+                                T.min((so * unroll + s) * lanes + tx % lanes, chunks - 1) // cpg])
+                            z2[s * rows + q] = T.call_pure_extern("uint32", "hwcomp_i4_zero2", zero[
+                                T.min(bx * cols + q * groups_per_block + tx // lanes, n - 1),
+                                T.min((so * unroll + s) * lanes + tx % lanes, chunks - 1) // cpg])
+                    for s in T.unroll(unroll):
+                        for i in T.unroll(m):
+                            for j in T.unroll(CHUNK // 8):
+                                for v in T.vectorized(4):
+                                    xw[i * (CHUNK // 2) + j * 4 + v] = x32[
+                                        i * (k // 2) + T.min((so * unroll + s) * lanes + tx % lanes, chunks - 1)
+                                        * (CHUNK // 2) + j * 4 + v]
+                        for q in T.unroll(rows):
+                            for i in T.unroll(m):
+                                part[i] = T.float32(0)
+                            for wi in T.unroll(4):
+                                for i in T.unroll(m):
+                                    h2[i] = T.uint32(0)
+                                for j in T.unroll(4):
+                                    for i in T.unroll(m):
+                                        h2[i] = T.call_pure_extern(
+                                            "uint32", "hwcomp_i4x2_fma",
+                                            T.shift_right(wr[(s * rows + q) * 4 + wi], T.uint32(4 * j)),
+                                            xw[i * (CHUNK // 2) + wi * 4 + j], z2[s * rows + q], h2[i])
+                                for i in T.unroll(m):
+                                    part[i] = part[i] + T.call_pure_extern("float32", "hwcomp_half2_sum", h2[i])
+                            for i in T.unroll(m):
+                                if not ragged or (so * unroll + s) * lanes + tx % lanes < chunks:
+                                    acc[i * rows + q] = acc[i * rows + q] + part[i] * sc[s * rows + q]
+                for i in T.unroll(m * rows):
+                    for o in T.unroll(len(shuffles)):
+                        acc[i] = acc[i] + T.call_pure_extern("float32", "__shfl_xor_sync", T.uint32(0xFFFFFFFF),
+                                                             acc[i], T.shift_right(lanes, o + 1), 32)
+                for i in T.unroll(m):
+                    for q in T.unroll(rows):
+                        if tx % lanes == 0 and bx * cols + q * groups_per_block + tx // lanes < n:
+                            y[i, bx * cols + q * groups_per_block + tx // lanes] = T.Cast("float16",
+                                                                                          acc[i * rows + q])
+
+    return kernel.with_attr("global_symbol", "gemv_int4").with_attr("tirx.is_scheduled", True)
 
 
 @dataclass(frozen=True)
@@ -141,12 +245,13 @@ class GemvInt4Rule:
 
 
 def gemv_int4(m: int, n: int, k: int, group: int = 128, arch: str = "sm_90", schedule: str = "hwcomp",
-              fast_decode: bool = False) -> tirx.PrimFunc:
+              config: GemvInt4Config | None = None) -> tirx.PrimFunc:
     """Scheduled PrimFunc ``gemv_int4(x, w_packed, scale, zero, y)`` (layouts in the module docstring);
-    ``schedule``: "hwcomp" (:class:`GemvInt4Schedule`) or "dlight" (its GEMV rules)."""
+    ``schedule``: "hwcomp" (:func:`gemv_int4_kernel`) or "dlight" (its GEMV rules on the definition, with
+    w in the "sequential" layout: dlight handles the plain nibble order far better than hwcomp's pairs)."""
     import tvm  # noqa: PLC0415
 
     if schedule == "hwcomp":
-        return GemvInt4Schedule().apply(gemv_int4_func(m, n, k, group, fast_decode))
-    target = tvm.target.Target({"kind": "cuda", "arch": arch})
-    return GemvInt4Rule().apply(gemv_int4_func(m, n, k, group), target)
+        return gemv_int4_kernel(m, n, k, group, config)
+    target = tvm.target.Target({"kind": "cuda", "arch": arch})  # dlight, on the plain nibble layout
+    return GemvInt4Rule().apply(gemv_int4_func(m, n, k, group, layout="sequential"), target)

@@ -23,8 +23,37 @@ def cuda_target(arch: str = "sm_90") -> tvm.target.Target:
 PASS_CONFIG = {"tirx.use_async_copy": True}
 
 
+_POSTPROC = "tvm_callback_cuda_postproc"
+
+
+def _register_device_functions() -> None:
+    """Have TVM's CUDA codegen add the definitions of hwcomp's ``__device__`` helpers
+    (``schedules/cuda_device_functions.py``) to any generated source that calls them; a postproc hook
+    registered before hwcomp's still runs, after it."""
+    import tvm_ffi
+
+    try:
+        from hwcomp.schedules import cuda_device_functions as dev
+    except ImportError:  # backends/ imported from a source checkout's root (the bench/gpu device scripts)
+        from schedules import cuda_device_functions as dev
+
+    prev = tvm_ffi.get_global_func(_POSTPROC, allow_missing=True)
+    if prev is not None and getattr(prev, "__name__", "") == "hwcomp_cuda_postproc":
+        return
+    if getattr(_register_device_functions, "done", False):
+        return
+
+    def hwcomp_cuda_postproc(code, target):
+        code = dev.inject(code)
+        return prev(code, target) if prev is not None else code
+
+    tvm_ffi.register_global_func(_POSTPROC, hwcomp_cuda_postproc, override=True)
+    _register_device_functions.done = True
+
+
 def pass_context(**config) -> tvm.transform.PassContext:
-    """The PassContext every CUDA build of hwcomp runs in."""
+    """The PassContext every CUDA build of hwcomp runs in (and hwcomp's device functions registered)."""
+    _register_device_functions()
     return tvm.transform.PassContext(opt_level=3, config={**PASS_CONFIG, **config})
 
 

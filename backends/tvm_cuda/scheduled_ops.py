@@ -518,14 +518,15 @@ def _wdense_gemv_ok(ctx: _Ctx, n) -> bool:
     k, nn = (int(d) for d in g.types[n.inputs[1]].shape)
     grp = int(n.attrs["group_size"])
     m = int(np.prod(g.types[n.inputs[0]].shape[:-1]))
-    vec = next((v for v in (16, 8, 4, 2, 1) if k % (64 * v) == 0), None)
-    return (m <= GEMV_MAX_ROWS and vec is not None and k % grp == 0 and grp % (2 * vec) == 0
+    chunk = 32  # codes per 16-byte load of the GEMV kernel: K and the group size are multiples of it
+    return (m <= GEMV_MAX_ROWS and k % grp == 0 and grp % chunk == 0 and k % chunk == 0
             and n.attr("activation", "none") in ("none", "gelu", "gelu_tanh", "relu", "tanh"))
 
 
 def _pack_codes(codes: np.ndarray) -> np.ndarray:
-    c = np.ascontiguousarray(codes.T).astype(np.uint8)
-    return (c[:, 0::2] | (c[:, 1::2] << 4)).astype(np.uint8)
+    """wdense's codes ``[K, N]`` -> the GEMV kernel's packed ``[N, K // 2]`` (schedules/gemv_int4.py)."""
+    from hwcomp.schedules.gemv_int4 import pack_codes
+    return pack_codes(np.ascontiguousarray(codes.T))
 
 
 def _to_f16_t(a: np.ndarray) -> np.ndarray:

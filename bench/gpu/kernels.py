@@ -42,7 +42,7 @@ def cases() -> list[dict]:
     out.append(dict(kind="gelu", m=32 * SEQ, n=FFN))
     # GPT-2 small decode (QKV, FFN up, FFN down, the 50257-word LM head padded to 50304) and 7B-class shapes
     for k, n in ((HID, 3 * HID), (HID, FFN), (FFN, HID), (HID, 50304), (4096, 4096), (4096, 11008)):
-        for sched in ("hwcomp", "hwcomp_fast", "dlight"):
+        for sched in ("hwcomp", "dlight"):
             out.append(dict(kind="gemv_int4", m=1, n=n, k=k, sched=sched))
     return out
 
@@ -53,6 +53,22 @@ SWEEP_B32 = ("2x2x4x4x4", "2x2x4x4x4p", "2x2x4x4x4s2p", "2x2x4x4x4s3", "2x2x4x4x
              "2x2x4x4x2s3p", "2x2x4x4x2s4p", "2x4x4x2x4s3p", "4x2x2x4x4s3p", "2x2x2x4x4s3p", "2x4x2x2x4s3p")
 SWEEP_B1 = ("1x1x1x2x2", "1x1x1x2x4s3p", "2x2x2x2x4s3p", "1x2x2x2x4s3p", "2x2x1x2x4s3p", "1x2x1x2x4s3p",
             "2x2x1x1x4s3p", "1x2x2x2x2s4p", "2x1x1x2x4s3p")
+
+
+# --gemv-sweep: thread layouts of the int4 GEMV ("l<lanes>u<unroll>r<rows>t<threads>") beside pick_config's
+SWEEP_GEMV = ("l32u1r1t128", "l32u2r2t128", "l32u4r1t128", "l32u4r2t128", "l32u2r4t128", "l32u3r4t128",
+              "l16u4r2t128", "l32u4r2t256", "l32u8r1t64", "l8u3r2t128", "l8u3r4t128", "l8u1r4t128")
+
+
+def gemv_sweep_cases() -> list[dict]:
+    out = []
+    for k, n in ((HID, 3 * HID), (HID, 50304), (FFN, HID), (4096, 4096), (4096, 11008), (11008, 4096)):
+        chunks = k // 32
+        for sched in ("hwcomp",) + SWEEP_GEMV:
+            if sched != "hwcomp" and int(sched[1:sched.index("u")]) not in (32, next(v for v in (32, 16, 8) if chunks % v == 0)):
+                continue
+            out.append(dict(kind="gemv_int4", m=1, n=n, k=k, sched=sched))
+    return out
 
 
 def sweep_cases() -> list[dict]:
@@ -93,8 +109,9 @@ def build_funcs(c: dict) -> dict:
         return {"main": gelu.gelu((c["m"], c["n"]))}
     if k == "gemv_int4":
         sched = c.get("sched", "hwcomp")
-        return {"main": gemv_int4.gemv_int4(c["m"], c["n"], c["k"], GROUP, schedule=sched.split("_")[0],
-                                            fast_decode=sched.endswith("_fast"))}
+        cfg = gemv_int4.GemvInt4Config.parse(sched) if sched.startswith("l") else None
+        return {"main": gemv_int4.gemv_int4(c["m"], c["n"], c["k"], GROUP, config=cfg,
+                                            schedule="dlight" if sched == "dlight" else "hwcomp")}
     if k == "attention":
         ks = attention.attention(c["b"], c["s"], c["s"], c["h"], c["d"])
         return {"scores": ks.scores, "softmax": ks.softmax, "pv": ks.pv}
@@ -171,6 +188,44 @@ def time_rotating(mod, fname: str, arg_sets: list, rounds: int = 5) -> float:
         torch.cuda.synchronize()
         res.append(s.elapsed_time(e) * 1e3 / len(arg_sets))
     return statistics.median(res)
+
+
+def cupti_kernel_us(fn, rounds: int = 3) -> float:
+    """Mean GPU time per CUDA kernel launched by ``fn`` (CUPTI through torch.profiler)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(rounds):
+            fn()
+        torch.cuda.synchronize()
+    times = [ev.device_time for ev in prof.events() if ev.device_type.name == "CUDA" and ev.device_time > 0]
+    return statistics.mean(times) if times else float("nan")
+
+
+def tinygemm_peer(x, codes, scale, zero, ref, copies: int) -> dict:
+    """PyTorch's own int4 weight-only GEMV (``aten._weight_int4pack_mm``, the tinygemm kernel behind gpt-fast
+    and torchao; bf16 activations, group-wise scale and zero): same weight codes, same rotation over copies."""
+    import numpy as np
+    import torch
+
+    try:
+        codes = codes.astype(np.int32)  # [N, K], 0..15
+        w_u8 = torch.from_numpy(((codes[:, 0::2] << 4) | codes[:, 1::2]).astype(np.uint8)).cuda()
+        wp = torch.ops.aten._convert_weight_to_int4pack(w_u8, 8)
+        s = scale.astype(np.float32).T  # [K/g, N]
+        z = (8.0 - zero.astype(np.float32).T) * s  # tinygemm: w = (code - 8) * scale + zero
+        sz = torch.from_numpy(np.stack([s, z], -1)).to(torch.bfloat16).cuda().contiguous()
+        xb = torch.from_numpy(x.astype(np.float32)).to(torch.bfloat16).cuda()
+        fn = lambda wpi, szi: torch.ops.aten._weight_int4pack_mm(xb, wpi, GROUP, szi)  # noqa: E731
+        out = fn(wp, sz).float().cpu().numpy()
+        sets = [(wp.clone(), sz.clone()) for _ in range(copies)]
+        return {"torch_int4_tinygemm_kernel_us": cupti_kernel_us(lambda: [fn(a, b) for a, b in sets]),
+                "torch_int4_tinygemm_rel_err_vs_fp64": rel_err(out, ref)}
+    except Exception as e:  # noqa: BLE001
+        return {"torch_int4_tinygemm_error": f"{type(e).__name__}: {e}"[:300]}
 
 
 def measured_hbm_tbps(nbytes: int = 1 << 30) -> float:
@@ -311,15 +366,16 @@ def run_case(c: dict, lib_path: str) -> dict:
         r["torch_us"] = time_torch(lambda: F.gelu(xt))
         r["roofline"] = roofline.gelu_cost(m * n).as_dict(r["tvm_us"])
     elif k == "gemv_int4":
-        from schedules.gemv_int4 import pack_int4, unpack_int4
+        from schedules.gemv_int4 import pack_int4, unpack_codes, unpack_int4
         m, n, kk = c["m"], c["n"], c["k"]
         w = (rng.standard_normal((kk, n)) / math.sqrt(kk)).astype(np.float32)
-        packed, scale, zero = pack_int4(w, GROUP)
+        layout = "sequential" if c.get("sched") == "dlight" else "pairs"  # dlight's definition: plain order
+        packed, scale, zero = pack_int4(w, GROUP, layout)
         x = rng.standard_normal((m, kk)).astype(np.float16)
         y = T(np.full((m, n), np.nan, np.float16))
         args = [T(x), T(packed), T(scale), T(zero), y]
         mod["main"](*args)
-        wdq = unpack_int4(packed, scale, zero, GROUP)  # [N, K]
+        wdq = unpack_int4(packed, scale, zero, GROUP, layout)  # [N, K]
         ref = x.astype(np.float64) @ wdq.T.astype(np.float64)
         r["rel_err_vs_fp64"] = rel_err(y.numpy(), ref)
         xt, wt = G(x), G(wdq.T.astype(np.float16))
@@ -329,9 +385,12 @@ def run_case(c: dict, lib_path: str) -> dict:
         sets = [[T(x), T(packed.copy()), T(scale.copy()), T(zero.copy()), y] for _ in range(copies)]
         r["weight_copies"] = copies
         r["tvm_us"] = time_rotating(mod, "main", sets)
+        # the same rotation under CUPTI: GPU time of the kernel alone (no host launch cost between calls)
+        r["kernel_us"] = cupti_kernel_us(lambda: [mod["main"](*a) for a in sets])
         r["torch_us"] = time_torch(lambda: xt @ wt)
         r["torch_note"] = "torch fp16 GEMV with the dequantized weight (fp16 weight bytes = 4x int4)"
-        r["roofline"] = roofline.gemv_int4_cost(m, n, kk, GROUP).as_dict(r["tvm_us"])
+        r |= tinygemm_peer(x, unpack_codes(packed, layout), scale, zero, ref, copies)
+        r["roofline"] = roofline.gemv_int4_cost(m, n, kk, GROUP).as_dict(r["kernel_us"])
     elif k == "attention":
         b, s, h, d = c["b"], c["s"], c["h"], c["d"]
         q, kx, v = (rng.standard_normal((b, s, h * d)).astype(np.float16) for _ in range(3))
@@ -402,13 +461,14 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--only", default="", help="comma-separated kinds")
     ap.add_argument("--sweep", action="store_true", help="GEMM tile configurations at BERT-base batch-32 shapes")
+    ap.add_argument("--gemv-sweep", action="store_true", help="int4 GEMV thread layouts at decode shapes")
     a = ap.parse_args()
     if not a.dry:
         try:
             import cuda.bindings  # noqa: F401  (NVRTC available)
         except ImportError:
             os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")
-    todo = [c for c in (sweep_cases() if a.sweep else cases()) if not a.only or c["kind"] in a.only.split(",")]
+    todo = [c for c in (sweep_cases() if a.sweep else gemv_sweep_cases() if a.gemv_sweep else cases()) if not a.only or c["kind"] in a.only.split(",")]
     libdir = tempfile.mkdtemp(prefix="hwcomp_kernels_")
     from backends.tvm_cuda.startup import import_tensor_intrinsics
     import_tensor_intrinsics()  # once, before the workers fork (slow to import in each)

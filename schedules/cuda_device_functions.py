@@ -1,0 +1,50 @@
+"""CUDA ``__device__`` helpers that hwcomp's TensorIR kernels call by name (``T.call_pure_extern``).
+
+TVM 0.27 prints a vector extern call lane by lane (``__hfma2(a.x, b.x, c.x)``), so packed half2 arithmetic
+cannot be written in TIR directly. Kernels instead pass the half2 bit patterns as ``uint32`` to these helpers,
+and :func:`inject` adds the definitions of the helpers a kernel uses to its generated CUDA source (TVM's
+``tvm_callback_cuda_postproc`` hook, registered by ``backends/tvm_cuda/build.py``). Everything here is plain
+``cuda_fp16.h`` arithmetic, inlined by nvcc.
+"""
+
+from __future__ import annotations
+
+HELPERS: dict[str, str] = {
+    # two 4-bit codes (bits 0..3 and 16..19 of w; other bits ignored) times a half2 of x, added to a half2
+    # accumulator: (w & 0x000F000F) | 0x64006400 is the half2 (1024 + code) exactly, and subtracting the
+    # half2 (1024 + zero) gives code - zero exactly; only the fused multiply-add rounds.
+    "hwcomp_i4x2_fma": """
+__device__ __forceinline__ unsigned hwcomp_i4x2_fma(unsigned w, unsigned x2, unsigned z2, unsigned acc) {
+  unsigned t = (w & 0x000F000Fu) | 0x64006400u;
+  __half2 d = __hsub2(*reinterpret_cast<__half2*>(&t), *reinterpret_cast<__half2*>(&z2));
+  __half2 r = __hfma2(*reinterpret_cast<__half2*>(&x2), d, *reinterpret_cast<__half2*>(&acc));
+  return *reinterpret_cast<unsigned*>(&r);
+}
+""",
+    # the half2 (1024 + zero, 1024 + zero) for hwcomp_i4x2_fma (zero: an integer 0..15 held in fp16)
+    "hwcomp_i4_zero2": """
+__device__ __forceinline__ unsigned hwcomp_i4_zero2(half zero) {
+  __half2 h = __half2half2(__hadd(zero, __float2half(1024.0f)));
+  return *reinterpret_cast<unsigned*>(&h);
+}
+""",
+    # the sum of a half2's two lanes, in fp32
+    "hwcomp_half2_sum": """
+__device__ __forceinline__ float hwcomp_half2_sum(unsigned a) {
+  float2 f = __half22float2(*reinterpret_cast<__half2*>(&a));
+  return f.x + f.y;
+}
+""",
+}
+
+
+def inject(code: str) -> str:
+    """``code`` with the definitions of the helpers it calls inserted before its first kernel (after TVM's
+    preamble, which includes cuda_fp16.h). Source that calls none comes back unchanged."""
+    used = [name for name in HELPERS if name + "(" in code]
+    if not used:
+        return code
+    at = code.find('extern "C" __global__')
+    at = at if at >= 0 else len(code)
+    block = "// hwcomp device functions (schedules/cuda_device_functions.py)" + "".join(HELPERS[n] for n in used)
+    return code[:at] + block + "\n" + code[at:]
