@@ -22,6 +22,7 @@ import numpy as np
 from tvm import te, tirx
 from tvm.s_tir import dlight as dl
 
+from .dense import _bias_activation
 from .errors import ScheduleError
 
 
@@ -71,8 +72,11 @@ def unpack_int4(packed: np.ndarray, scale: np.ndarray, zero: np.ndarray, group: 
     return (codes - zero.astype(np.float32)[:, g]) * scale.astype(np.float32)[:, g]
 
 
-def gemv_int4_func(m: int, n: int, k: int, group: int = 128, layout: str = "pairs") -> tirx.PrimFunc:
-    """The definition (CPU reference, dlight's input): decode each code to fp16, fp32 accumulation."""
+def gemv_int4_func(m: int, n: int, k: int, group: int = 128, layout: str = "pairs", act: str = "none"
+                   ) -> tirx.PrimFunc:
+    """The definition ``gemv_int4(x, w, scale, zero, bias, y)`` (CPU reference, dlight's input): decode each
+    code to fp16, fp32 accumulation; the epilogue adds the bias ``[N]`` fp16 to the fp32 sum and applies
+    ``act`` ("none", "gelu", "gelu_tanh", "relu", "tanh") in fp32 before the one rounding to fp16."""
     if k % group or group % 8:
         raise ScheduleError(f"int4 group {group} must be a multiple of 8 and divide K={k}")
     x = te.placeholder((m, k), "float16", name="x")
@@ -90,8 +94,9 @@ def gemv_int4_func(m: int, n: int, k: int, group: int = 128, layout: str = "pair
     r = te.reduce_axis((0, k), name="k")
     acc = te.compute((m, n), lambda i, j: te.sum(x[i, r].astype("float32") * deq[j, r].astype("float32"), axis=r),
                      name="gemv")
-    y = te.compute((m, n), lambda i, j: acc[i, j].astype("float16"), name="cast")
-    return te.create_prim_func([x, w, scale, zero, y]).with_attr("global_symbol", "gemv_int4")
+    bias = te.placeholder((n,), "float16", name="bias")
+    y = te.compute((m, n), lambda i, j: _bias_activation(acc[i, j], bias[j], act), name="cast")
+    return te.create_prim_func([x, w, scale, zero, bias, y]).with_attr("global_symbol", "gemv_int4")
 
 
 CHUNK = 32  # codes per 16-byte load of packed weights
@@ -136,8 +141,8 @@ def pick_config(m: int, n: int, k: int, sms: int = 132) -> GemvInt4Config:
     return GemvInt4Config(lanes, unroll, rows)
 
 
-def gemv_int4_kernel(m: int, n: int, k: int, group: int = 128, config: GemvInt4Config | None = None
-                     ) -> tirx.PrimFunc:
+def gemv_int4_kernel(m: int, n: int, k: int, group: int = 128, config: GemvInt4Config | None = None,
+                     act: str = "none") -> tirx.PrimFunc:
     """hwcomp's CUDA GEMV, written as TensorIR. Per thread, ``unroll * rows`` 16-byte loads of packed weights
     are issued back to back; then codes are decoded two at a time in packed half2 arithmetic, with no
     int->float conversion: ``(word >> 4j) & 0x000F000F | 0x64006400`` is the half2 ``(1024 + code)`` exactly,
@@ -145,7 +150,8 @@ def gemv_int4_kernel(m: int, n: int, k: int, group: int = 128, config: GemvInt4C
     (read as raw 32-bit words: no conversion of x either). Each half2 accumulator sums one 32-bit word (4
     products per lane) and is then added to an fp32 sum; the group scale multiplies the fp32 sum of a whole
     32-code chunk (chunks never straddle groups). The ``lanes`` partial sums of a column are added with warp
-    shuffles. The helpers are in ``cuda_device_functions.py``."""
+    shuffles, and the column's lane 0 applies the epilogue (bias, ``act``) in fp32. The helpers are in
+    ``cuda_device_functions.py``."""
     from tvm.script import tirx as T  # noqa: PLC0415
 
     if k % CHUNK or group % CHUNK or k % group:
@@ -168,7 +174,7 @@ def gemv_int4_kernel(m: int, n: int, k: int, group: int = 128, config: GemvInt4C
     @T.prim_func(private=True)
     def kernel(x: T.Buffer((m, k), "float16"), w: T.Buffer((n, k // 2), "uint8"),
                scale: T.Buffer((n, k // group), "float16"), zero: T.Buffer((n, k // group), "float16"),
-               y: T.Buffer((m, n), "float16")):
+               bias: T.Buffer((n,), "float16"), y: T.Buffer((m, n), "float16")):
         T.func_attr({"tirx.noalias": True})
         w32 = T.decl_buffer((n * words,), "uint32", data=w.data)
         x32 = T.decl_buffer((m * k // 2,), "uint32", data=x.data)  # half2 pairs of x
@@ -227,8 +233,8 @@ def gemv_int4_kernel(m: int, n: int, k: int, group: int = 128, config: GemvInt4C
                 for i in T.unroll(m):
                     for q in T.unroll(rows):
                         if tx % lanes == 0 and bx * cols + q * groups_per_block + tx // lanes < n:
-                            y[i, bx * cols + q * groups_per_block + tx // lanes] = T.Cast("float16",
-                                                                                          acc[i * rows + q])
+                            y[i, bx * cols + q * groups_per_block + tx // lanes] = _bias_activation(
+                                acc[i * rows + q], bias[bx * cols + q * groups_per_block + tx // lanes], act)
 
     return kernel.with_attr("global_symbol", "gemv_int4").with_attr("tirx.is_scheduled", True)
 
@@ -245,13 +251,13 @@ class GemvInt4Rule:
 
 
 def gemv_int4(m: int, n: int, k: int, group: int = 128, arch: str = "sm_90", schedule: str = "hwcomp",
-              config: GemvInt4Config | None = None) -> tirx.PrimFunc:
-    """Scheduled PrimFunc ``gemv_int4(x, w_packed, scale, zero, y)`` (layouts in the module docstring);
+              config: GemvInt4Config | None = None, act: str = "none") -> tirx.PrimFunc:
+    """Scheduled PrimFunc ``gemv_int4(x, w_packed, scale, zero, bias, y)`` (layouts in the module docstring);
     ``schedule``: "hwcomp" (:func:`gemv_int4_kernel`) or "dlight" (its GEMV rules on the definition, with
     w in the "sequential" layout: dlight handles the plain nibble order far better than hwcomp's pairs)."""
     import tvm  # noqa: PLC0415
 
     if schedule == "hwcomp":
-        return gemv_int4_kernel(m, n, k, group, config)
+        return gemv_int4_kernel(m, n, k, group, config, act)
     target = tvm.target.Target({"kind": "cuda", "arch": arch})  # dlight, on the plain nibble layout
-    return GemvInt4Rule().apply(gemv_int4_func(m, n, k, group, layout="sequential"), target)
+    return GemvInt4Rule().apply(gemv_int4_func(m, n, k, group, layout="sequential", act=act), target)

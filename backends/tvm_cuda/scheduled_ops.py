@@ -549,8 +549,8 @@ def wdense_param_layouts(ctx: _Ctx) -> dict[str, Callable[[np.ndarray], np.ndarr
 
 
 def wdense_gemv_kernel(ctx: _Ctx, n, args):
-    """``wdense`` int4 with few rows (decode): hwcomp's GEMV, dequant fused (schedules/gemv_int4.py), then bias
-    and activation as elementwise ops."""
+    """``wdense`` int4 with few rows (decode): hwcomp's GEMV with the dequant, bias and activation fused
+    (schedules/gemv_int4.py)."""
     if not _wdense_gemv_ok(ctx, n):
         return None
     from tvm import relax
@@ -559,14 +559,15 @@ def wdense_gemv_kernel(ctx: _Ctx, n, args):
     k, nn = (int(d) for d in g.types[n.inputs[1]].shape)
     m = int(np.prod(xs[:-1]))
     grp = int(n.attrs["group_size"])
+    act = n.attr("activation", "none")
 
     def make():
         from .startup import import_tensor_intrinsics
         import_tensor_intrinsics()
         import hwcomp.schedules.gemv_int4 as gi
-        return gi.gemv_int4_func(m, nn, k, grp), gi.gemv_int4(m, nn, k, grp, ctx.arch)
+        return gi.gemv_int4_func(m, nn, k, grp, act=act), gi.gemv_int4(m, nn, k, grp, ctx.arch, act=act)
 
-    gv = _kernel(ctx, f"gemv_int4_{m}x{nn}x{k}_g{grp}", make)
+    gv = _kernel(ctx, f"gemv_int4_{m}x{nn}x{k}_g{grp}_{act}", make)
     if gv is None:
         return None
     ops = []
@@ -576,11 +577,14 @@ def wdense_gemv_kernel(ctx: _Ctx, n, args):
             ops.append(args[i])
         else:  # a small constant, or one shared with other ops: repacked here, inlined
             ops.append(relax.const((_pack_codes if i == 1 else _to_f16_t)(g.constants[name])))
-    y = _call(ctx, gv, [_reshape(ctx, args[0], [m, k])] + ops, [m, nn])
-    y = _reshape(ctx, y, list(xs[:-1]) + [nn])
     if len(args) > 4 and args[4] is not None:
-        y = ctx.emit(relax.op.add(y, args[4]))
-    return relax_lowering._activation(ctx, y, n.attr("activation", "none"))
+        bias = args[4]
+        if g.types[n.inputs[4]].dtype.value != "float16":
+            bias = ctx.emit(relax.op.astype(bias, "float16"))
+    else:
+        bias = relax.const(np.zeros(nn, np.float16))
+    y = _call(ctx, gv, [_reshape(ctx, args[0], [m, k])] + ops + [bias], [m, nn])
+    return _reshape(ctx, y, list(xs[:-1]) + [nn])
 
 
 FUSED_KERNELS.update({"wdense": wdense_gemv_kernel})

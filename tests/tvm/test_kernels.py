@@ -44,7 +44,7 @@ def _qattn(b, s, h, d, epilogue=None):
     ("layer_norm", lambda a: layer_norm.layer_norm(64, 768, residual=True), False),
     ("gelu", lambda a: gelu.gelu((64, 3072)), False),
     ("gemv_int4", lambda a: gemv_int4.gemv_int4(1, 1024, 768, 128, arch=a), False),
-    ("gemv_int4_ragged_m4", lambda a: gemv_int4.gemv_int4(4, 1000, 1088, 64, arch=a), False),
+    ("gemv_int4_ragged_m4_gelu", lambda a: gemv_int4.gemv_int4(4, 1000, 1088, 64, arch=a, act="gelu"), False),
     ("gemv_int4_dlight", lambda a: gemv_int4.gemv_int4(1, 1024, 768, 128, arch=a, schedule="dlight"), False),
     ("attn_scores", lambda a: attention.attention(1, 128, 128, 2, 64).scores, True),
     ("attn_pv", lambda a: attention.attention(1, 128, 128, 2, 64).pv, True),
@@ -89,14 +89,19 @@ def test_qdense_requant_definition_is_bit_exact_with_intmath():
     np.testing.assert_array_equal(y.numpy(), requantize(acc, mult, shift, out_zp))
 
 
-def test_gemv_int4_definition_matches_unpacked_weight():
+@pytest.mark.parametrize("act", ["none", "gelu_tanh"])
+def test_gemv_int4_definition_matches_unpacked_weight(act):
     rng = np.random.default_rng(2)
     n, k, g = 64, 256, 128
     packed, scale, zero = gemv_int4.pack_int4(rng.standard_normal((k, n)).astype(np.float32), g)
     x = rng.standard_normal((1, k)).astype(np.float16)
+    bias = rng.standard_normal(n).astype(np.float16)
     y = _t(np.zeros((1, n), np.float16))
-    build_cpu_reference(gemv_int4.gemv_int4_func(1, n, k, g))["main"](_t(x), _t(packed), _t(scale), _t(zero), y)
-    ref = x.astype(np.float64) @ gemv_int4.unpack_int4(packed, scale, zero, g).T
+    build_cpu_reference(gemv_int4.gemv_int4_func(1, n, k, g, act=act))["main"](
+        _t(x), _t(packed), _t(scale), _t(zero), _t(bias), y)
+    ref = x.astype(np.float64) @ gemv_int4.unpack_int4(packed, scale, zero, g).T + bias
+    if act == "gelu_tanh":
+        ref = 0.5 * ref * (1 + np.tanh(math.sqrt(2 / math.pi) * (ref + 0.044715 * ref**3)))
     np.testing.assert_allclose(y.numpy(), ref, rtol=2e-2, atol=2e-2)
 
 
