@@ -18,6 +18,7 @@ Database directory (default ``schedules/db/<arch>/``, ``llvm`` for CPU):
 
 ``--trials N`` is a per-task budget counted in the database: a second run only measures the missing
 ``N - existing`` trials of each task, and the evolutionary search starts from the database's best records.
+A candidate already in the database (the same scheduled module) is never measured again: see skip_measured.
 """
 
 from __future__ import annotations
@@ -406,6 +407,102 @@ def _progress_callback(group: list[TuneTask], trials: int, on_progress: Callable
     return _Report()
 
 
+class MeasuredSet:
+    """Scheduled modules of one workload already measured, compared as MetaSchedule compares candidates
+    (structural equality of the scheduled IRModule, the database's ``module_equality="structural"``)."""
+
+    def __init__(self) -> None:
+        self._by_hash: dict[int, list] = {}
+
+    @classmethod
+    def from_database(cls, db, workload_mod) -> "MeasuredSet":
+        """Every record of ``workload_mod`` in ``db``, failed builds and runs included (their trace replayed)."""
+        import tvm_ffi
+
+        known = cls()
+        if db is None or workload_mod is None or not db.has_workload(workload_mod):
+            return known
+        for rec in db.get_all_tuning_records():
+            if not tvm_ffi.structural_equal(rec.workload.mod, workload_mod):
+                continue
+            try:
+                known.add(rec.as_measure_candidate().sch.mod)
+            except Exception as e:  # noqa: BLE001 - a record whose trace no longer replays cannot be proposed
+                log.debug("tuning record does not replay on its workload: %s", e)
+        return known
+
+    def add(self, mod) -> bool:
+        """Add ``mod``; False if it (a structurally equal module) was already in the set."""
+        import tvm_ffi
+
+        bucket = self._by_hash.setdefault(tvm_ffi.structural_hash(mod), [])
+        if any(tvm_ffi.structural_equal(mod, m) for m in bucket):
+            return False
+        bucket.append(mod)
+        return True
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._by_hash.values())
+
+
+# Batches in a row whose candidates were all measured before, after which the search counts as exhausted.
+MAX_MEASURED_BATCHES = 16
+
+
+def skip_measured(inner):
+    """``inner`` (a MetaSchedule search strategy) with every candidate already measured removed before
+    measurement: the database's records of the task's workload (read at pre-tuning) and the candidates of
+    this session. MetaSchedule's EvolutionarySearch only deduplicates within a session (its measured set
+    starts empty; the database's records seed its population and come back as candidates), so without this a
+    resumed `hwcomp tune` can measure a stored candidate again and store it twice. Candidates dropped here
+    are not sent to the builder, so they do not count as trials; a batch that loses all its candidates is
+    replaced by the next one (up to MAX_MEASURED_BATCHES in a row, then the task ends as exhausted)."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.search_strategy import PySearchStrategy
+
+    @derived_object
+    class SkipMeasured(PySearchStrategy):
+        def __init__(self, inner) -> None:
+            self.inner = inner
+            self.workload = None
+            self.measured: MeasuredSet | None = None
+            self.dropped = 0
+
+        def _initialize_with_tune_context(self, context) -> None:
+            self.workload = context.mod
+            self.inner._initialize_with_tune_context(context)
+
+        def pre_tuning(self, max_trials, num_trials_per_iter, design_spaces, database=None, cost_model=None):
+            self.measured = MeasuredSet.from_database(database, self.workload)
+            self.dropped = 0
+            self.inner.pre_tuning(max_trials, num_trials_per_iter, design_spaces, database, cost_model)
+
+        def post_tuning(self) -> None:
+            if self.dropped:
+                log.info("%d candidate(s) proposed again were not measured again", self.dropped)
+            self.inner.post_tuning()
+            self.measured = None
+
+        def generate_measure_candidates(self):
+            for _ in range(MAX_MEASURED_BATCHES):
+                candidates = self.inner.generate_measure_candidates()
+                if candidates is None:
+                    return None
+                fresh = [c for c in candidates if self.measured.add(c.sch.mod)]
+                self.dropped += len(candidates) - len(fresh)
+                if fresh or not candidates:  # an empty batch: the inner search counts those itself
+                    return fresh
+            return None
+
+        def notify_runner_results(self, measure_candidates, results) -> None:
+            self.inner.notify_runner_results(measure_candidates, results)
+
+        def clone(self):
+            return SkipMeasured(self.inner.clone())
+
+    return SkipMeasured(inner)
+
+
 @dataclass
 class TuneOptions:
     trials: int                        # per-task budget, counted in the database
@@ -499,13 +596,12 @@ def tune(tasks: list[TuneTask], target, db_dir: Path, opts: TuneOptions,
     try:
         with sigint, tempfile.TemporaryDirectory(prefix="hwcomp-tune-") as work_dir:
             for missing, group in sorted(groups.items(), reverse=True):
-                # Seed the population with (up to half of it) the records already in the database, so a
-                # resumed session knows them as measured and does not measure them again.
-                seeded = min(0.5, max(0.2, max(t.existing for t in group) / opts.population))
-                strategy = ms.search_strategy.EvolutionarySearch(
-                    population_size=opts.population, init_measured_ratio=seeded,
-                    init_min_unmeasured=min(50, opts.population),
-                    genetic_num_iters=opts.genetic_iters)
+                # EvolutionarySearch only knows what it measured in this session (its database records
+                # seed the population but do not count as measured), so a resumed session could measure
+                # a database record again; SkipMeasured drops those before they reach the builder.
+                strategy = skip_measured(ms.search_strategy.EvolutionarySearch(
+                    population_size=opts.population, init_min_unmeasured=min(50, opts.population),
+                    genetic_num_iters=opts.genetic_iters))
                 ctxs, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
                     [t.extracted for t in group], work_dir, strategy=strategy, num_threads=workers, seed=opts.seed)
                 _quiet_meta_schedule_console()

@@ -53,10 +53,131 @@ def test_tune_rerun_adds_only_missing_trials_without_repeating(tuned_db, matmul_
     assert after[:4] == first and list(counts(db).values()) == [8]  # 4 kept as they were, 4 added
     traces = [json.dumps(rec[1][0], sort_keys=True) for rec in after]
     assert len(set(traces)) == len(traces), "a candidate was measured twice"
+    assert _distinct_scheduled_modules(db) == 8  # nor two traces of one schedule
     # Same budget again: nothing to do, nothing written.
     r = hwcomp_cli("tune", matmul_onnx, *QUICK, "--trials", "8", "--db", db)
     assert r.returncode == 0 and "already has >= 8 trials" in r.stdout.replace("\n", " ")
     assert records(db) == after
+
+
+def _dense_task(matmul_onnx):
+    import hwcomp
+    from hwcomp.backends.tvm_cuda import tuning
+    from hwcomp.backends.tvm_cuda.relax_lowering import lower_to_relax
+    from hwcomp.passes import run_pipeline
+
+    target = tuning.make_target("llvm", "")
+    lm = lower_to_relax(run_pipeline(hwcomp.load_onnx(matmul_onnx, {}), "cuda"), "fp32", target="llvm")
+    (task,) = tuning.extract_tasks(tuning.lowered_module(lm, target), target, {"dense"})
+    return task, target
+
+
+def _stored_candidates(db_dir: Path, target) -> list:
+    """The database's records replayed on their workload (what MetaSchedule measured)."""
+    from hwcomp.backends.tvm_cuda import tuning
+    return [r.as_measure_candidate() for r in tuning.open_database(db_dir, target).get_all_tuning_records()]
+
+
+def _distinct_scheduled_modules(db_dir: Path) -> int:
+    from hwcomp.backends.tvm_cuda import tuning
+    mods = tuning.MeasuredSet()
+    return sum(mods.add(c.sch.mod) for c in _stored_candidates(db_dir, tuning.make_target("llvm", "")))
+
+
+def _scripted_strategy(batches: list, calls: list):
+    """A MetaSchedule search strategy that proposes the given batches (then None), recording what it is told:
+    what EvolutionarySearch does on a resume when its population, seeded with the database's records, keeps
+    them as its best candidates (MetaSchedule counts only this session's candidates as measured)."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.search_strategy import PySearchStrategy
+
+    @derived_object
+    class Scripted(PySearchStrategy):
+        def _initialize_with_tune_context(self, context):
+            calls.append(("init",))
+
+        def pre_tuning(self, max_trials, num_trials_per_iter, design_spaces, database=None, cost_model=None):
+            calls.append(("pre_tuning", database is not None))
+
+        def post_tuning(self):
+            calls.append(("post_tuning",))
+
+        def generate_measure_candidates(self):
+            calls.append(("generate",))
+            return batches.pop(0) if batches else None
+
+        def notify_runner_results(self, measure_candidates, results):
+            calls.append(("notify", [c.sch.mod for c in measure_candidates], len(results)))
+
+        def clone(self):
+            return self._outer()  # the TVM object of this instance (derived_object keeps a weak reference)
+
+    return Scripted()
+
+
+def _fresh_candidate(task):
+    """The workload as it is (unscheduled): a valid candidate that no tuning record holds."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+    return ms.MeasureCandidate(tvm.s_tir.Schedule(task.mod), ms.arg_info.ArgInfo.from_entry_func(task.mod))
+
+
+@pytest.mark.slow
+def test_resumed_session_never_measures_a_database_record_again(tuned_db, matmul_onnx, tmp_path, monkeypatch):
+    """Deterministic: the search re-proposes every stored candidate; only the new one is measured and stored."""
+    import tvm_ffi
+    from tvm.s_tir import meta_schedule as ms
+    from hwcomp.backends.tvm_cuda import tuning
+
+    db = tmp_path / "db"
+    shutil.copytree(tuned_db, db)
+    first = records(db)
+    task, target = _dense_task(matmul_onnx)
+    stored = _stored_candidates(db, target)
+    fresh = _fresh_candidate(task)
+    assert len(stored) == 4 and not any(tvm_ffi.structural_equal(fresh.sch.mod, c.sch.mod) for c in stored)
+    # Batch 1 holds only stored candidates (all dropped, so the search is asked again); batch 2 a stored one
+    # and the new one twice.
+    calls: list = []
+    scripted = _scripted_strategy([stored, [stored[0], fresh, fresh]], calls)
+    monkeypatch.setattr(ms.search_strategy, "EvolutionarySearch", lambda **kw: scripted)
+    session = tuning.tune([task], target, db, tuning.TuneOptions(trials=5, per_iter=4, seed=0, population=16))
+    after = records(db)
+    assert session["status"] == "complete" and session["added"] == {task.name: 1}
+    assert after[:4] == first and len(after) == 5
+    assert _distinct_scheduled_modules(db) == 5
+    assert [c[0] for c in calls].count("generate") == 2
+    (notify,) = [c for c in calls if c[0] == "notify"]  # the search hears of the one candidate measured
+    assert len(notify[1]) == 1 and tvm_ffi.structural_equal(notify[1][0], fresh.sch.mod) and notify[2] == 1
+
+
+@pytest.mark.slow
+def test_search_that_only_repeats_measured_candidates_ends(tuned_db, matmul_onnx):
+    """A search that keeps proposing stored candidates ends the task (None) instead of looping, and a batch
+    with new candidates keeps them in order, without the stored ones and without repeats."""
+    from hwcomp.backends.tvm_cuda import tuning
+    from tvm.s_tir import meta_schedule as ms
+
+    task, target = _dense_task(matmul_onnx)
+    stored = _stored_candidates(tuned_db, target)
+    fresh = _fresh_candidate(task)
+    calls: list = []
+    endless = [list(stored) for _ in range(tuning.MAX_MEASURED_BATCHES + 5)]
+    s = tuning.skip_measured(_scripted_strategy(endless, calls))
+    ms.TuneContext(task.mod, target=target, space_generator="post-order-apply", search_strategy=s, task_name="t")
+    s.pre_tuning(8, 4, [], tuning.open_database(tuned_db, target), None)
+    assert s.generate_measure_candidates() is None
+    assert [c[0] for c in calls].count("generate") == tuning.MAX_MEASURED_BATCHES
+    s.post_tuning()
+
+    calls.clear()
+    s = tuning.skip_measured(_scripted_strategy([stored[1:] + [fresh] + stored[:1] + [fresh]], calls))
+    ms.TuneContext(task.mod, target=target, space_generator="post-order-apply", search_strategy=s, task_name="t")
+    s.pre_tuning(8, 4, [], tuning.open_database(tuned_db, target), None)
+    (only,) = s.generate_measure_candidates()
+    assert only.same_as(fresh)
+    assert s.generate_measure_candidates() is None  # the scripted search is done
+    s.post_tuning()
 
 
 @pytest.mark.slow
