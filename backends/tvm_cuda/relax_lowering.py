@@ -511,12 +511,14 @@ def _lower_int_gelu(ctx: _Ctx, n: Node, args):
     return _qepilogue(ctx, n, acc)
 
 
-def _int_gelu_requant(ctx: _Ctx, n: Node, args):
-    """i-GELU and its requantization as one elementwise function in the narrowest exact integer types: where
+def int_gelu_plan(ctx: _Ctx, n: Node):
+    """i-GELU and its requantization as one elementwise computation in the narrowest exact integer types: where
     |x| <= 2^(bits-1) bounds the accumulator below 2^31 it is computed in int32, and the requantization
     multiplies it by the int32 multiplier into int64 (one widening multiply). The generic lowering's int64
     arithmetic took 55 us per BERT-base batch-32 layer on an H100. Same integers as intmath.int_gelu and
-    intmath.requantize; ``None`` (generic lowering) for a float32 epilogue or bounds that need int64."""
+    intmath.requantize. Returns ``(compute, multiplier, shift, shift_dtype)`` -- ``compute(x, m, s)`` builds
+    the TE tensor from the input and the per-channel int32 multiplier and shift tensors -- or ``None``
+    (generic lowering) for a float32 epilogue or bounds that need int64."""
     from tvm import te, tirx
 
     from hwcomp.schedules.qdense import requantize_expr
@@ -563,8 +565,16 @@ def _int_gelu_requant(ctx: _Ctx, n: Node, args):
             return tirx.min(tirx.max(y, tirx.const(lo, i32)), tirx.const(hi, i32)).astype(out_dtype)
         return te.compute(x_te.shape, f, name="int_gelu")
 
-    return ctx.bb.emit_te(int_gelu, args[0], _c(mult, "int32"), _c(s_arg, s_dtype),
-                          primfunc_name_hint="int_gelu")
+    return int_gelu, mult, s_arg.astype(s_dtype), s_dtype
+
+
+def _int_gelu_requant(ctx: _Ctx, n: Node, args):
+    """:func:`int_gelu_plan` as one elementwise Relax function (``None``: not applicable)."""
+    plan = int_gelu_plan(ctx, n)
+    if plan is None:
+        return None
+    compute, mult, shift, s_dtype = plan
+    return ctx.bb.emit_te(compute, args[0], _c(mult, "int32"), _c(shift, s_dtype), primfunc_name_hint="int_gelu")
 
 
 def _isqrt(ctx: _Ctx, v):
