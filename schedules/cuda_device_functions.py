@@ -38,13 +38,18 @@ __device__ __forceinline__ float hwcomp_half2_sum(unsigned a) {
 }
 
 
+MARKER = "// hwcomp device functions (schedules/cuda_device_functions.py)"
+
+
 def inject(code: str) -> str:
     """``code`` with the definitions of the helpers it calls inserted before its first kernel (after TVM's
-    preamble, which includes cuda_fp16.h). Source that calls none comes back unchanged."""
+    preamble, which includes cuda_fp16.h). Source that calls none, or already has them, comes back unchanged
+    (idempotent: the hook can be registered twice in one process, e.g. when hwcomp's backends are imported
+    both as ``hwcomp.backends`` and, from a source checkout, as ``backends``)."""
     used = [name for name in HELPERS if name + "(" in code]
-    if not used:
+    if not used or MARKER in code:
         return code
     at = code.find('extern "C" __global__')
     at = at if at >= 0 else len(code)
-    block = "// hwcomp device functions (schedules/cuda_device_functions.py)" + "".join(HELPERS[n] for n in used)
+    block = MARKER + "".join(HELPERS[n] for n in used)
     return code[:at] + block + "\n" + code[at:]
