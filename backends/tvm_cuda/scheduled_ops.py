@@ -536,7 +536,7 @@ def _to_f16_t(a: np.ndarray) -> np.ndarray:
 
 def wdense_param_layouts(ctx: _Ctx) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """int4 ``wdense`` constants the GEMV kernel reads in its own layout, each used only by covered wdense nodes:
-    codes ``[K, N]`` -> packed ``[N, K/2]`` uint8 (low nibble = even k); scale and zero ``[K/g, N]`` ->
+    codes ``[K, N]`` -> packed ``[N, K/2]`` uint8 (code pairs in half2 lanes: gemv_int4.pack_codes); scale and zero ``[K/g, N]`` ->
     ``[N, K/g]`` float16 (zero points are small integers, exact in fp16)."""
     out = {}
     for n in ctx.g.nodes:
