@@ -128,11 +128,13 @@ class GemvInt4Config:
 
 
 def pick_config(m: int, n: int, k: int, sms: int = 132) -> GemvInt4Config:
-    """Lanes per column: 32, or for a short K the most that split its chunks evenly; up to 12 chunks (192
+    """Lanes per column: 32, or for a short K and many columns the most that split its chunks evenly; up to 12 chunks (192
     bytes) of loads in flight per thread; rows per thread: as many as still leave two blocks per SM (a thread's
     x chunk is reused by all its rows), fewer when several decode rows hold their x chunks in registers too."""
     chunks = k // CHUNK
-    lanes = 32 if chunks >= 32 else next(v for v in (16, 8, 4, 2, 1) if chunks % v == 0)
+    # a short K (< 32 chunks) with few columns: one step per lane, some lanes idle (latency-bound: the fewest
+    # dependent steps win); with many columns (an LM head): lanes that split K's chunks evenly
+    lanes = 32 if chunks >= 32 or n <= 8192 else next(v for v in (16, 8, 4, 2, 1) if chunks % v == 0)
     steps = -(-chunks // lanes)
     rows = next((r for r in (4, 2) if -(-n // (128 // lanes * r)) >= 2 * sms and m * r <= 4), 1)
     unroll = max(1, min(steps, 12 // rows, 8 // m if m > 1 else 12))
