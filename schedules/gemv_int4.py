@@ -102,6 +102,12 @@ def gemv_int4_func(m: int, n: int, k: int, group: int = 128, layout: str = "pair
 CHUNK = 32  # codes per 16-byte load of packed weights
 
 
+def kernel_supports(k: int, group: int) -> bool:
+    """Whether :func:`gemv_int4_kernel` covers K and the group size: both multiples of a 32-code chunk (so no
+    chunk straddles a group) and the group dividing K."""
+    return k % CHUNK == 0 and group % CHUNK == 0 and k % group == 0
+
+
 @dataclass(frozen=True)
 class GemvInt4Config:
     """Thread layout of :func:`gemv_int4_kernel`: ``lanes`` consecutive lanes of a warp share one output column
@@ -128,9 +134,10 @@ class GemvInt4Config:
 
 
 def pick_config(m: int, n: int, k: int, sms: int = 132) -> GemvInt4Config:
-    """Lanes per column: 32, or for a short K and many columns the most that split its chunks evenly; up to 12 chunks (192
-    bytes) of loads in flight per thread; rows per thread: as many as still leave two blocks per SM (a thread's
-    x chunk is reused by all its rows), fewer when several decode rows hold their x chunks in registers too."""
+    """Lanes per column: 32, or for a short K and many columns the most that split its chunks evenly; up to 12
+    chunks (192 bytes) of loads in flight per thread; rows per thread: as many as still leave two blocks per SM
+    (a thread's x chunk is reused by all its rows), fewer when several decode rows hold their x chunks in
+    registers too."""
     chunks = k // CHUNK
     # a short K (< 32 chunks) with few columns: one step per lane, some lanes idle (latency-bound: the fewest
     # dependent steps win); with many columns (an LM head): lanes that split K's chunks evenly
@@ -156,7 +163,7 @@ def gemv_int4_kernel(m: int, n: int, k: int, group: int = 128, config: GemvInt4C
     ``cuda_device_functions.py``."""
     from tvm.script import tirx as T  # noqa: PLC0415
 
-    if k % CHUNK or group % CHUNK or k % group:
+    if not kernel_supports(k, group):
         raise ScheduleError(f"gemv_int4 kernel needs K and the group size to be multiples of {CHUNK} "
                             f"(K={k}, group={group})")
     c = config or pick_config(m, n, k)
@@ -172,6 +179,15 @@ def gemv_int4_kernel(m: int, n: int, k: int, group: int = 128, config: GemvInt4C
     words = k // 8  # uint32 words of packed codes per column (4 per chunk)
     cpg = group // CHUNK  # chunks per group
     shuffles = [o for o in (16, 8, 4, 2, 1) if o < lanes]
+
+    def column(bx, q, tx):  # output column of the thread's q-th row
+        return bx * cols + q * groups_per_block + tx // lanes
+
+    def chunk(so, s, tx):  # the chunk the lane reads in step s of batch so (past K in a ragged last batch)
+        return (so * unroll + s) * lanes + tx % lanes
+
+    def loaded_chunk(so, s, tx):  # ... clamped for the loads
+        return T.min(chunk(so, s, tx), chunks - 1)
 
     @T.prim_func(private=True)
     def kernel(x: T.Buffer((m, k), "float16"), w: T.Buffer((n, k // 2), "uint8"),
@@ -195,22 +211,18 @@ def gemv_int4_kernel(m: int, n: int, k: int, group: int = 128, config: GemvInt4C
                     for s in T.unroll(unroll):
                         for q in T.unroll(rows):
                             for v in T.vectorized(4):
-                                wr[(s * rows + q) * 4 + v] = w32[
-                                    T.min(bx * cols + q * groups_per_block + tx // lanes, n - 1) * words
-                                    + T.min((so * unroll + s) * lanes + tx % lanes, chunks - 1) * 4 + v]
-                            sc[s * rows + q] = T.Cast("float32", scale[
-                                T.min(bx * cols + q * groups_per_block + tx // lanes, n - 1),
-                                T.min((so * unroll + s) * lanes + tx % lanes, chunks - 1) // cpg])
+                                wr[(s * rows + q) * 4 + v] = w32[T.min(column(bx, q, tx), n - 1) * words
+                                                                 + loaded_chunk(so, s, tx) * 4 + v]
+                            sc[s * rows + q] = T.Cast("float32", scale[T.min(column(bx, q, tx), n - 1),
+                                                                       loaded_chunk(so, s, tx) // cpg])
                             z2[s * rows + q] = T.call_pure_extern("uint32", "hwcomp_i4_zero2", zero[
-                                T.min(bx * cols + q * groups_per_block + tx // lanes, n - 1),
-                                T.min((so * unroll + s) * lanes + tx % lanes, chunks - 1) // cpg])
+                                T.min(column(bx, q, tx), n - 1), loaded_chunk(so, s, tx) // cpg])
                     for s in T.unroll(unroll):
                         for i in T.unroll(m):
                             for j in T.unroll(CHUNK // 8):
                                 for v in T.vectorized(4):
                                     xw[i * (CHUNK // 2) + j * 4 + v] = x32[
-                                        i * (k // 2) + T.min((so * unroll + s) * lanes + tx % lanes, chunks - 1)
-                                        * (CHUNK // 2) + j * 4 + v]
+                                        i * (k // 2) + loaded_chunk(so, s, tx) * (CHUNK // 2) + j * 4 + v]
                         for q in T.unroll(rows):
                             for i in T.unroll(m):
                                 part[i] = T.float32(0)
@@ -226,7 +238,7 @@ def gemv_int4_kernel(m: int, n: int, k: int, group: int = 128, config: GemvInt4C
                                 for i in T.unroll(m):
                                     part[i] = part[i] + T.call_pure_extern("float32", "hwcomp_half2_sum", h2[i])
                             for i in T.unroll(m):
-                                if not ragged or (so * unroll + s) * lanes + tx % lanes < chunks:
+                                if not ragged or chunk(so, s, tx) < chunks:
                                     acc[i * rows + q] = acc[i * rows + q] + part[i] * sc[s * rows + q]
                 for i in T.unroll(m * rows):
                     for o in T.unroll(len(shuffles)):
@@ -234,9 +246,9 @@ def gemv_int4_kernel(m: int, n: int, k: int, group: int = 128, config: GemvInt4C
                                                              acc[i], T.shift_right(lanes, o + 1), 32)
                 for i in T.unroll(m):
                     for q in T.unroll(rows):
-                        if tx % lanes == 0 and bx * cols + q * groups_per_block + tx // lanes < n:
-                            y[i, bx * cols + q * groups_per_block + tx // lanes] = _bias_activation(
-                                acc[i * rows + q], bias[bx * cols + q * groups_per_block + tx // lanes], act)
+                        if tx % lanes == 0 and column(bx, q, tx) < n:
+                            y[i, column(bx, q, tx)] = _bias_activation(acc[i * rows + q],
+                                                                       bias[column(bx, q, tx)], act)
 
     return kernel.with_attr("global_symbol", "gemv_int4").with_attr("tirx.is_scheduled", True)
 

@@ -24,31 +24,31 @@ PASS_CONFIG = {"tirx.use_async_copy": True}
 
 
 _POSTPROC = "tvm_callback_cuda_postproc"
+_REGISTERED = "hwcomp.cuda_device_functions"  # marks, in TVM's process-wide registry, that the hook is in place
 
 
 def _register_device_functions() -> None:
     """Have TVM's CUDA codegen add the definitions of hwcomp's ``__device__`` helpers
     (``schedules/cuda_device_functions.py``) to any generated source that calls them; a postproc hook
-    registered before hwcomp's still runs, after it."""
+    registered before hwcomp's still runs, after it. Once per process: the mark lives in TVM's registry, not in
+    this module, which a source checkout can import twice (as ``hwcomp.backends`` and as ``backends``)."""
     import tvm_ffi
 
+    if tvm_ffi.get_global_func(_REGISTERED, allow_missing=True) is not None:
+        return
     try:
         from hwcomp.schedules import cuda_device_functions as dev
     except ImportError:  # backends/ imported from a source checkout's root (the bench/gpu device scripts)
         from schedules import cuda_device_functions as dev
 
     prev = tvm_ffi.get_global_func(_POSTPROC, allow_missing=True)
-    if prev is not None and getattr(prev, "__name__", "") == "hwcomp_cuda_postproc":
-        return
-    if getattr(_register_device_functions, "done", False):
-        return
 
     def hwcomp_cuda_postproc(code, target):
         code = dev.inject(code)
         return prev(code, target) if prev is not None else code
 
     tvm_ffi.register_global_func(_POSTPROC, hwcomp_cuda_postproc, override=True)
-    _register_device_functions.done = True
+    tvm_ffi.register_global_func(_REGISTERED, lambda: True, override=True)
 
 
 def pass_context(**config) -> tvm.transform.PassContext:

@@ -519,8 +519,8 @@ def _wdense_gemv_ok(ctx: _Ctx, n) -> bool:
     k, nn = (int(d) for d in g.types[n.inputs[1]].shape)
     grp = int(n.attrs["group_size"])
     m = int(np.prod(g.types[n.inputs[0]].shape[:-1]))
-    chunk = 32  # codes per 16-byte load of the GEMV kernel: K and the group size are multiples of it
-    return (m <= GEMV_MAX_ROWS and k % grp == 0 and grp % chunk == 0 and k % chunk == 0
+    from hwcomp.schedules.gemv_int4 import kernel_supports
+    return (m <= GEMV_MAX_ROWS and kernel_supports(k, grp)
             and n.attr("activation", "none") in ("none", "gelu", "gelu_tanh", "relu", "tanh"))
 
 
@@ -536,8 +536,8 @@ def _to_f16_t(a: np.ndarray) -> np.ndarray:
 
 def wdense_param_layouts(ctx: _Ctx) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """int4 ``wdense`` constants the GEMV kernel reads in its own layout, each used only by covered wdense nodes:
-    codes ``[K, N]`` -> packed ``[N, K/2]`` uint8 (code pairs in half2 lanes: gemv_int4.pack_codes); scale and zero ``[K/g, N]`` ->
-    ``[N, K/g]`` float16 (zero points are small integers, exact in fp16)."""
+    codes ``[K, N]`` -> packed ``[N, K/2]`` uint8 (code pairs in half2 lanes: gemv_int4.pack_codes); scale and
+    zero ``[K/g, N]`` -> ``[N, K/g]`` float16 (zero points are small integers, exact in fp16)."""
     out = {}
     for n in ctx.g.nodes:
         if not _wdense_gemv_ok(ctx, n):
@@ -625,8 +625,7 @@ def int_gelu_kernel(ctx: _Ctx, n, args):
     return _reshape(ctx, y, shape)
 
 
-FUSED_KERNELS.update({"wdense": wdense_gemv_kernel})
-FUSED_KERNELS.update({"int_gelu": int_gelu_kernel})
+FUSED_KERNELS.update({"wdense": wdense_gemv_kernel, "int_gelu": int_gelu_kernel})
 FUSED_KERNELS.update({"dense": dense_kernel, "attention": attention_kernels, "layer_norm": layer_norm_kernel,
                       "add_layer_norm": layer_norm_kernel, "qdense": qdense_kernel, "qattention": qattention_kernels})
 
