@@ -46,10 +46,20 @@ def inject(code: str) -> str:
     preamble, which includes cuda_fp16.h). Source that calls none, or already has them, comes back unchanged
     (idempotent: the hook can be registered twice in one process, e.g. when hwcomp's backends are imported
     both as ``hwcomp.backends`` and, from a source checkout, as ``backends``)."""
+    if MARKER in code:
+        return code
+    from . import dense_wgmma  # generated per variant (tile, activation, bias) from the called name
+
     used = [name for name in HELPERS if name + "(" in code]
-    if not used or MARKER in code:
+    generated = dense_wgmma.sources_for(code)
+    if not used and not generated:
         return code
     at = code.find('extern "C" __global__')
     at = at if at >= 0 else len(code)
-    block = MARKER + "".join(HELPERS[n] for n in used)
+    block = MARKER + "".join(HELPERS[n] for n in used) + generated
     return code[:at] + block + "\n" + code[at:]
+
+
+def needs_sm90a(code: str) -> bool:
+    """Whether CUDA source uses instructions only the arch-specific sm_90a target has (wgmma)."""
+    return "wgmma." in code

@@ -24,31 +24,74 @@ PASS_CONFIG = {"tirx.use_async_copy": True}
 
 
 _POSTPROC = "tvm_callback_cuda_postproc"
-_REGISTERED = "hwcomp.cuda_device_functions"  # marks, in TVM's process-wide registry, that the hook is in place
+_COMPILE = "tvm_callback_cuda_compile"
+_REGISTERED = "hwcomp.cuda_device_functions"  # marks, in TVM's process-wide registry, that the hooks are in place
 
 
-def _register_device_functions() -> None:
-    """Have TVM's CUDA codegen add the definitions of hwcomp's ``__device__`` helpers
-    (``schedules/cuda_device_functions.py``) to any generated source that calls them; a postproc hook
-    registered before hwcomp's still runs, after it. Once per process: the mark lives in TVM's registry, not in
-    this module, which a source checkout can import twice (as ``hwcomp.backends`` and as ``backends``)."""
-    import tvm_ffi
-
-    if tvm_ffi.get_global_func(_REGISTERED, allow_missing=True) is not None:
-        return
+def _device_functions():
     try:
         from hwcomp.schedules import cuda_device_functions as dev
     except ImportError:  # backends/ imported from a source checkout's root (the bench/gpu device scripts)
         from schedules import cuda_device_functions as dev
+    return dev
 
-    prev = tvm_ffi.get_global_func(_POSTPROC, allow_missing=True)
+
+def _sm90a_arch() -> str | None:
+    """``sm_90a`` when the CUDA build is for (or, at load, runs on) an sm_90 GPU, else None."""
+    target = tvm.target.Target.current(allow_none=True)
+    arch = getattr(target, "arch", None) if target is not None else None
+    if not arch:
+        from tvm.support.nvcc import get_target_compute_version
+        arch = "sm_" + get_target_compute_version(None).replace(".", "")
+    return "sm_90a" if arch in ("sm_90", "sm_90a") else None
+
+
+def _register_device_functions() -> None:
+    """Install hwcomp's two CUDA hooks in TVM, once per process (the mark lives in TVM's registry, not in this
+    module, which a source checkout can import twice: as ``hwcomp.backends`` and as ``backends``):
+
+    * postproc: add the definitions of hwcomp's ``__device__`` helpers and generated functions
+      (``schedules/cuda_device_functions.py``) to any generated source that calls them;
+    * compile: build a source that uses sm_90a-only instructions (the wgmma GEMM) for ``sm_90a`` instead of
+      ``sm_90``, whether TVM compiles at build time or, for a library exported on a GPU-less machine, at load.
+
+    A hook registered before hwcomp's still runs (postproc: after hwcomp's; compile: for every other source)."""
+    import tvm_ffi
+
+    if tvm_ffi.get_global_func(_REGISTERED, allow_missing=True) is not None:
+        return
+    import tvm.support.nvcc  # noqa: F401 - registers TVM's own compile hook, which hwcomp's wraps
+
+    dev = _device_functions()
+    prev_post = tvm_ffi.get_global_func(_POSTPROC, allow_missing=True)
+    prev_compile = tvm_ffi.get_global_func(_COMPILE, allow_missing=True)
 
     def hwcomp_cuda_postproc(code, target):
         code = dev.inject(code)
-        return prev(code, target) if prev is not None else code
+        return prev_post(code, target) if prev_post is not None else code
+
+    def hwcomp_cuda_compile(code, *rest):
+        arch = _sm90a_arch() if dev.needs_sm90a(code) else None
+        if arch is None:
+            if prev_compile is None:
+                raise RuntimeError("TVM's CUDA compile hook is missing")
+            return prev_compile(code, *rest)
+        import os
+
+        from tvm.support import nvcc
+        mode = os.environ.get("TVM_CUDA_COMPILE_MODE", "nvrtc").lower()
+        fmt = "fatbin" if mode == "nvcc" else "cubin"
+        return nvcc.compile_cuda(code, target_format=fmt, arch=arch if mode != "nvcc" else
+                                 ["-gencode", "arch=compute_90a,code=sm_90a"], compiler=mode)
 
     tvm_ffi.register_global_func(_POSTPROC, hwcomp_cuda_postproc, override=True)
+    tvm_ffi.register_global_func(_COMPILE, hwcomp_cuda_compile, override=True)
     tvm_ffi.register_global_func(_REGISTERED, lambda: True, override=True)
+
+
+def register_hooks() -> None:
+    """Public name for :func:`_register_device_functions`: call before loading an exported library."""
+    _register_device_functions()
 
 
 def pass_context(**config) -> tvm.transform.PassContext:

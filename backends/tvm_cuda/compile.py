@@ -22,7 +22,7 @@ from hwcomp.cost.roofline import roofline
 from hwcomp.errors import BackendError
 from hwcomp.ir import Graph, save
 
-from .build import pass_context
+from .build import pass_context, register_hooks
 from .relax_lowering import lower_to_relax
 from .scheduled_ops import apply_hwcomp_schedules
 
@@ -191,6 +191,7 @@ def run_artifact(outdir: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.nd
         dev = tvm.cpu(0)
     g = load(Path(outdir) / "graph.hwir")
     feeds = check_inputs(g, inputs)
+    register_hooks()  # a library exported without a GPU holds CUDA source, compiled here (sm_90a for wgmma)
     lib = tvm.runtime.load_module(str(Path(outdir) / "model.so"))
     vm = relax.VirtualMachine(lib, dev)
     with np.load(Path(outdir) / "params.npz") as z:

@@ -60,7 +60,7 @@ class _Ctx:
         self.scheduled: dict[str, object] = {}  # kernel name -> GlobalVar of its definition (None: no schedule)
         self.kernel_schedules: dict[str, object] = {}  # kernel name -> hwcomp's scheduled PrimFunc
         self.padded: dict[str, int] = {}  # weight/bias param -> last-axis width it was zero-padded to
-        self.transposed: dict[str, int] = {}  # int8 qdense weight param -> N of its [N, K] (padded) layout
+        self.transposed: dict[str, int] = {}  # fp16 (wgmma) dense / int8 qdense weight param -> N of its [N, K] (padded) layout
         self.repacked: set[str] = set()  # int4 wdense constants stored in the GEMV kernel's layout
         self.fused_away: set[str] = set()  # nodes a kernel of an earlier node computed (epilogue fusion)
         self._uses: dict[str, list[tuple[Node, int]]] | None = None
@@ -125,7 +125,8 @@ def lower_to_relax(g: Graph, precision: str = "fp32", *, target: str = "llvm", a
             if k in params:
                 ctx.repacked.add(k)
                 params[k] = fn(g.constants[k])
-        for k, width in scheduled_ops.qdense_weight_layout(ctx).items():  # int8 GEMM reads W as [N, K]
+        for k, width in {**scheduled_ops.dense_weight_layout(ctx),  # fp16 wgmma GEMM reads W as [N, K]
+                         **scheduled_ops.qdense_weight_layout(ctx)}.items():  # int8 GEMM reads W as [N, K]
             if k in params:
                 ctx.transposed[k] = width
                 params[k] = np.ascontiguousarray(np.pad(params[k].T, [(0, width - params[k].shape[1]), (0, 0)]))

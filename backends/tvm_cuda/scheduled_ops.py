@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from hwcomp.errors import BackendError
+
 from . import relax_lowering
 from .relax_lowering import FUSED_KERNELS, _Ctx
 
@@ -125,24 +127,73 @@ def dense_weight_padding(ctx: _Ctx) -> dict[str, int]:
     return out
 
 
+def _dense_shape(ctx: _Ctx, n) -> tuple[int, int, int]:
+    """(M, N as computed (padded), K) of fp16 ``dense`` node ``n``."""
+    g = ctx.g
+    k, nn = (int(d) for d in g.types[n.inputs[1]].shape)
+    return int(np.prod(g.types[n.inputs[0]].shape[:-1])), ctx.padded.get(n.inputs[1], nn), k
+
+
+def _dense_wgmma_ok(ctx: _Ctx, n) -> bool:
+    """Whether fp16 ``dense`` node ``n`` runs as the Hopper wgmma GEMM (schedules/dense_wgmma.py): sm_90, a
+    constant weight, and a shape whose tiles fill the GPU (batch 32; batch-1 GEMMs keep mma.sync)."""
+    if not _applies(ctx) or not ctx.use_schedules or n.op != "dense" or n.inputs[1] not in ctx.g.constants:
+        return False
+    from hwcomp.schedules import dense_wgmma
+    if ctx.arch not in dense_wgmma.ARCHS or n.attr("activation", "none") not in dense_wgmma.ACTIVATIONS:
+        return False
+    m, width, k = _dense_shape(ctx, n)
+    if len(n.inputs) > 2 and n.inputs[2] and ctx.padded.get(n.inputs[2], int(ctx.g.types[n.inputs[1]].shape[1])) != width:
+        return False
+    return dense_wgmma.applicable(m, width, k)
+
+
+def dense_weight_layout(ctx: _Ctx) -> dict[str, int]:
+    """fp16 ``dense`` weights the wgmma GEMM reads as ``[N, K]`` (K-major, as wgmma's shared-memory descriptors
+    want both operands): weight name -> (padded) N. The lowering transposes these constants once, at compile
+    time; only weights used by nothing but wgmma-covered dense nodes are listed."""
+    out = {}
+    for n in ctx.g.nodes:
+        if n.op != "dense" or not _dense_wgmma_ok(ctx, n):
+            continue
+        name = n.inputs[1]
+        if all(u.op == "dense" and i == 1 and _dense_wgmma_ok(ctx, u) for u, i in ctx.uses(name)):
+            out[name] = _dense_shape(ctx, n)[1]
+    return out
+
+
 def dense_kernel(ctx: _Ctx, n, args):
-    """``dense`` fp16: hwcomp's tensor-core GEMM with fused bias + activation (schedules/dense.py)."""
+    """``dense`` fp16: hwcomp's tensor-core GEMM with fused bias + activation: wgmma on sm_90 where the weight is
+    stored ``[N, K]`` (schedules/dense_wgmma.py), else mma.sync (schedules/dense.py), split-K for long K with
+    few output tiles."""
     if not _applies(ctx):
         return None
     from tvm import relax
     g = ctx.g
     xs = g.types[n.inputs[0]].shape
-    k, nn = g.types[n.inputs[1]].shape
-    m = int(np.prod(xs[:-1]))
+    nn = int(g.types[n.inputs[1]].shape[1])
+    m, width, k = _dense_shape(ctx, n)
     has_bias = len(args) > 2 and args[2] is not None
-    width = ctx.padded.get(n.inputs[1], nn)
     if has_bias and ctx.padded.get(n.inputs[2], nn) != width:
         return None  # weight padded but not its bias (shared elsewhere): the default lowering
     act = n.attr("activation", "none")
+    bias = [args[2]] if has_bias else []
 
-    from hwcomp.schedules.dense import splitk_factor
-    splits = splitk_factor(m, width, k)
-    y = _dense_splitk(ctx, args, m, width, k, splits, act, has_bias) if splits > 1 else None
+    if n.inputs[1] in ctx.transposed:  # [N, K]: only the wgmma kernel reads it (dense_weight_layout)
+        def make_wgmma():
+            _schedules()
+            from hwcomp.schedules import dense_wgmma as dw
+            return dw.dense_f16_nk_func(m, width, k, act, has_bias), dw.dense_f16_wgmma(m, width, k, act, has_bias)
+
+        gv = _kernel(ctx, f"dense_f16_wgmma_{m}x{width}x{k}_{act}{'_b' if has_bias else ''}", make_wgmma)
+        if gv is None:
+            raise BackendError(f"dense {n.name}: its weight was laid out for the wgmma kernel, which then "
+                               "failed to schedule; compile with --arch sm_80 to use the mma.sync kernels")
+        y = _call(ctx, gv, [_reshape(ctx, args[0], [m, k]), args[1]] + bias, [m, width])
+    else:
+        from hwcomp.schedules.dense import splitk_factor
+        splits = splitk_factor(m, width, k)
+        y = _dense_splitk(ctx, args, m, width, k, splits, act, has_bias) if splits > 1 else None
     if y is None:
         def make():
             s = _schedules()
@@ -156,8 +207,7 @@ def dense_kernel(ctx: _Ctx, n, args):
             unpadded = [ctx.emit(relax.op.strided_slice(a, [a.ty.ndim - 1], [0], [nn]))
                         for a in args[1:3] if a is not None]
             return relax_lowering.dense_ops(ctx, n, [args[0]] + unpadded)
-        x2 = _reshape(ctx, args[0], [m, k])
-        y = _call(ctx, gv, [x2, args[1]] + ([args[2]] if has_bias else []), [m, width])
+        y = _call(ctx, gv, [_reshape(ctx, args[0], [m, k]), args[1]] + bias, [m, width])
     if width != nn:
         y = ctx.emit(relax.op.strided_slice(y, [1], [0], [nn]))
     return _reshape(ctx, y, list(xs[:-1]) + [nn])

@@ -46,10 +46,17 @@ def cuda_source(executable) -> str:
     return "\n".join(srcs)
 
 
+def _device_functions():
+    from .build import _device_functions
+    return _device_functions()
+
+
 def compile_fatbin(source: str, arch: str = "sm_90", options: list[str] | None = None) -> bytes:
     """Compile CUDA C to a fatbin holding an ``arch`` cubin (and its PTX) with nvcc."""
     target = tvm.target.Target({"kind": "cuda", "arch": arch})
     digits = arch.removeprefix("sm_")
+    if digits == "90" and _device_functions().needs_sm90a(source):
+        digits = "90a"  # wgmma: sm_90's arch-specific target, as hwcomp's compile hook builds it
     gencode = ["-gencode", f"arch=compute_{digits},code=[sm_{digits},compute_{digits}]"]
     try:
         with target:
@@ -98,6 +105,7 @@ class BuildReport:
     entries: tuple[FatbinEntry, ...]
     kernels: tuple[str, ...]
     mma_instructions: int  # mma.sync in the source: >0 proves the tensor-core path survived lowering
+    wgmma_instructions: int = 0  # wgmma.mma_async (Hopper warpgroup GEMM, built for sm_90a)
 
 
 def verify_executable(executable, arch: str = "sm_90") -> BuildReport:
@@ -109,4 +117,4 @@ def verify_executable(executable, arch: str = "sm_90") -> BuildReport:
     if not any(e.kind == "elf" and e.arch == want for e in entries):
         raise VerifyError(f"fatbin holds {entries}, no {arch} machine code")
     kernels = tuple(dict.fromkeys(re.findall(r'extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(', src)))
-    return BuildReport(arch, len(fb), entries, kernels, src.count("mma.sync"))
+    return BuildReport(arch, len(fb), entries, kernels, src.count("mma.sync"), src.count("wgmma.mma_async"))

@@ -53,6 +53,9 @@ def check(d: Path, out: Path) -> None:
     from tvm import relax
 
     from hwcomp.artifact import read_report
+    from hwcomp.backends.tvm_cuda.build import register_hooks
+
+    register_hooks()  # the artifacts hold CUDA source; wgmma kernels compile for sm_90a
 
     rows = []
     for art in sorted(p for p in d.iterdir() if (p / "report.json").exists()):

@@ -40,6 +40,11 @@ def cases() -> list[dict]:
         out.append(dict(kind="add_layer_norm", m=m, c=HID))
         out.append(dict(kind="attention", b=batch, s=SEQ, h=HEADS, d=HID // HEADS))
     out.append(dict(kind="gelu", m=32 * SEQ, n=FFN))
+    # Hopper wgmma GEMM (sm_90a) at BERT-base / GPT-2 batch-32 shapes, GPT-2's padded LM head; configs swept
+    for k, n, act in ((HID, HID, "none"), (HID, 3 * HID, "none"), (HID, FFN, "gelu"), (FFN, HID, "none"),
+                      (HID, 50304, "none")):
+        for cfg in ("auto",) + (WGMMA_SWEEP if n != 50304 else ()):
+            out.append(dict(kind="dense_wgmma", m=32 * SEQ, n=n, k=k, act=act, cfg=cfg))
     # GPT-2 small decode (QKV, FFN up, FFN down, the 50257-word LM head padded to 50304) and 7B-class shapes
     for k, n in ((HID, 3 * HID), (HID, FFN), (FFN, HID), (HID, 50304), (4096, 4096), (4096, 11008)):
         for sched in ("hwcomp", "dlight"):
@@ -53,6 +58,9 @@ SWEEP_B32 = ("2x2x4x4x4", "2x2x4x4x4p", "2x2x4x4x4s2p", "2x2x4x4x4s3", "2x2x4x4x
              "2x2x4x4x2s3p", "2x2x4x4x2s4p", "2x4x4x2x4s3p", "4x2x2x4x4s3p", "2x2x2x4x4s3p", "2x4x2x2x4s3p")
 SWEEP_B1 = ("1x1x1x2x2", "1x1x1x2x4s3p", "2x2x2x2x4s3p", "1x2x2x2x4s3p", "2x2x1x2x4s3p", "1x2x1x2x4s3p",
             "2x2x1x1x4s3p", "1x2x2x2x2s4p", "2x1x1x2x4s3p")
+
+
+WGMMA_SWEEP = ("n64s4", "n128s3", "n128s5", "n256s3", "n256s4")
 
 
 # --gemv-sweep: thread layouts of the int4 GEMV ("l<lanes>u<unroll>r<rows>t<threads>") beside pick_config's
@@ -97,6 +105,10 @@ def build_funcs(c: dict) -> dict:
     from schedules import attention, dense, gelu, gemv_int4, layer_norm, qdense
 
     k = c["kind"]
+    if k == "dense_wgmma":
+        from schedules import dense_wgmma
+        cfg = None if c["cfg"] == "auto" else dense_wgmma.WgmmaConfig.parse(c["cfg"])
+        return {"main": dense_wgmma.dense_f16_wgmma(c["m"], c["n"], c["k"], c["act"], config=cfg)}
     if k == "dense_f16":
         return {"main": dense.dense_f16(c["m"], c["n"], c["k"], c["act"], config=_config(c))}
     if k.startswith("qdense"):
@@ -262,13 +274,13 @@ def run_case(c: dict, lib_path: str) -> dict:
     G = lambda a: torch.from_numpy(np.ascontiguousarray(a)).cuda()  # noqa: E731
     k = c["kind"]
     r: dict = {}
-    if k == "dense_f16":
+    if k in ("dense_f16", "dense_wgmma"):
         m, n, kk = c["m"], c["n"], c["k"]
         x = rng.standard_normal((m, kk)).astype(np.float16)
         w = (rng.standard_normal((kk, n)) / math.sqrt(kk)).astype(np.float16)
         b = rng.standard_normal(n).astype(np.float16)
         y = T(np.full((m, n), np.nan, np.float16))
-        args = [T(x), T(w), T(b), y]
+        args = [T(x), T(np.ascontiguousarray(w.T) if k == "dense_wgmma" else w), T(b), y]
         mod["main"](*args)
         xt, wt, bt = G(x), G(w), G(b)
         tf = (lambda: F.gelu(torch.addmm(bt, xt, wt))) if c["act"] == "gelu" else (lambda: torch.addmm(bt, xt, wt))

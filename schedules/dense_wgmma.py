@@ -1,0 +1,277 @@
+"""``dense`` fp16 on Hopper's warpgroup tensor cores (``wgmma``, sm_90a): ``act(x[M, K] @ w[N, K]^T + bias)``.
+
+``mma.sync`` (schedules/_mma.py) tops out near 200-280 TFLOP/s on an H100; the sm_90 tensor cores are fed at
+full rate only by ``wgmma.mma_async``, whose operands come straight from shared memory through 64-bit matrix
+descriptors. TVM 0.27 has no wgmma intrinsics for sm_90 (its TIRx async GEMM targets Blackwell's tcgen05), so
+the main loop of this kernel is a CUDA ``__device__`` function generated here and added to the module's CUDA
+source by the postproc hook (schedules/cuda_device_functions.py); the PrimFunc is its launch: one thread block
+of two warpgroups (256 threads) per ``128 x bn`` output tile, dynamic shared memory from TVM.
+
+The kernel, per thread block:
+
+* a ring of ``stages`` shared-memory stages, each holding the tile's ``128 x 64`` slice of x and ``bn x 64``
+  slice of w, K-major (hwcomp stores w as ``[N, K]`` for this kernel, transposed once at compile time), in the
+  128-byte swizzle wgmma reads (16-byte chunk ``c`` of row ``r`` at chunk ``c ^ (r % 8)``; 1024-byte aligned);
+* ``cp.async`` copies ``stages - 2`` K-steps ahead of the tensor cores, ``fence.proxy.async`` before wgmma
+  reads what they wrote;
+* per K-step of 64, each warpgroup issues four ``wgmma m64n{bn}k16`` (fp16 x fp16 -> fp32) on its 64 rows and
+  keeps one step in flight (``wgmma.wait_group 1``), so the copy of a stage waits for the wgmma that read it;
+* the fp32 accumulators (``bn / 2`` registers a thread) get bias and activation in fp32 and one rounding to
+  fp16, stored straight from registers.
+
+Tiles must divide the problem: M by 128, N by ``bn``, K by 64 (the lowering pads N of vocabulary-wide
+weights). Activations and their formulas are those of schedules/dense.py.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from tvm import te, tirx
+
+from .dense import ACTIVATIONS, _bias_activation
+from .errors import ScheduleError
+
+BM = 128  # rows of a thread block's tile: two warpgroups of 64
+BK = 64  # K per stage: one 128-byte swizzle row of fp16
+THREADS = 256
+ARCHS = ("sm_90", "sm_90a")  # wgmma is sm_90a's; hwcomp's CUDA compile hook builds such sources for sm_90a
+
+
+@dataclass(frozen=True)
+class WgmmaConfig:
+    bn: int = 128  # tile width = the wgmma instruction's N
+    stages: int = 4  # shared-memory ring; copies run stages - 2 K-steps ahead
+
+    def __str__(self) -> str:
+        return f"n{self.bn}s{self.stages}"
+
+    @classmethod
+    def parse(cls, text: str) -> "WgmmaConfig":
+        m = re.fullmatch(r"n(\d+)s(\d+)", text)
+        if not m:
+            raise ScheduleError(f"bad wgmma config {text!r}; expected e.g. n128s4")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+    def check(self, m: int, n: int, k: int) -> None:
+        if self.bn not in (64, 128, 256):
+            raise ScheduleError(f"wgmma tile width {self.bn} is not one of 64, 128, 256")
+        if not 3 <= self.stages <= 8:
+            raise ScheduleError(f"wgmma stages {self.stages} outside 3..8")
+        if self.smem_bytes > 227 * 1024:
+            raise ScheduleError(f"wgmma config {self} needs {self.smem_bytes} B of shared memory (> 227 KiB)")
+        for name, dim, tile in (("M", m, BM), ("N", n, self.bn), ("K", k, BK)):
+            if dim % tile:
+                raise ScheduleError(f"{name}={dim} is not a multiple of the wgmma tile {tile} ({self}); pad it")
+
+    @property
+    def a_stage_bytes(self) -> int:
+        return BM * BK * 2
+
+    @property
+    def b_stage_bytes(self) -> int:
+        return self.bn * BK * 2
+
+    @property
+    def smem_bytes(self) -> int:  # + 1024 to align the ring to the swizzle's 1024-byte period
+        return self.stages * (self.a_stage_bytes + self.b_stage_bytes) + 1024
+
+
+def pick_config(m: int, n: int, k: int, num_sms: int = 132) -> WgmmaConfig:
+    """128x128 tiles with 4 stages (two thread blocks fit an SM's shared memory with 3: 97 KiB each); the
+    128x64 tile when 128-wide tiles would leave most SMs idle."""
+    if n % 128 == 0 and (m // BM) * (n // 128) >= 0.5 * num_sms:
+        return WgmmaConfig(128, 4)
+    return WgmmaConfig(64, 4)
+
+
+def applicable(m: int, n: int, k: int, num_sms: int = 132) -> bool:
+    """Whether the wgmma kernel covers the shape and pays off: tiles divide it and there are enough of them to
+    occupy the GPU (batch-1 GEMMs of 128 rows keep mma.sync's smaller tiles and split-K)."""
+    return m % BM == 0 and n % 64 == 0 and k % BK == 0 and (m // BM) * (n // 64) >= num_sms
+
+
+def dense_f16_nk_func(m: int, n: int, k: int, act: str = "none", has_bias: bool = True) -> tirx.PrimFunc:
+    """Unscheduled definition ``dense(x [M, K], w [N, K], [bias [N],] out [M, N])`` (w as the kernel reads it)."""
+    x = te.placeholder((m, k), "float16", name="x")
+    w = te.placeholder((n, k), "float16", name="w")
+    b = te.placeholder((n,), "float16", name="bias")
+    r = te.reduce_axis((0, k), name="k")
+    acc = te.compute((m, n), lambda i, j: te.sum(x[i, r].astype("float32") * w[j, r].astype("float32"), axis=r),
+                     name="matmul")
+    out = te.compute((m, n), lambda i, j: _bias_activation(acc[i, j], b[j] if has_bias else None, act),
+                     name="epilogue")
+    args = [x, w, b, out] if has_bias else [x, w, out]
+    return te.create_prim_func(args).with_attr("global_symbol", f"dense_f16_nk_{act}")
+
+
+# ---- the CUDA device function --------------------------------------------------------------------------------
+
+_ACT_C = {
+    "none": "v",
+    "gelu": "0.5f * v * (1.0f + erff(v * 0.7071067811865476f))",
+    "gelu_tanh": "0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)))",
+    "relu": "fmaxf(v, 0.0f)",
+    "tanh": "tanhf(v)",
+}
+assert set(_ACT_C) == set(ACTIVATIONS)
+
+PREFIX = "hwcomp_wgmma_dense_f16_"
+_NAME = re.compile(PREFIX + r"n(\d+)s(\d+)_([a-z_]+?)(_b)?(?=\()")
+
+
+def function_name(cfg: WgmmaConfig, act: str, has_bias: bool) -> str:
+    return f"{PREFIX}{cfg}_{act}{'_b' if has_bias else ''}"
+
+
+# shared by every variant: PTX wrappers (sm_90a)
+COMMON = r"""
+__device__ __forceinline__ void hwcomp_cp_async16(unsigned dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(dst), "l"(src));
+}
+__device__ __forceinline__ unsigned long long hwcomp_gmma_desc(unsigned addr) {
+  // K-major operand, 128-byte swizzle: start address >> 4, leading offset 16 B (unused when swizzled),
+  // stride 1024 B between 8-row groups, layout type 1 (SWIZZLE_128B) in bits 62..63
+  return (unsigned long long)((addr & 0x3FFFFu) >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
+}
+"""
+
+
+def _wgmma_asm(bn: int) -> str:
+    """``wgmma.mma_async m64n{bn}k16 f32 += f16 * f16`` on ``acc[0 .. bn/2)`` (operands from descriptors)."""
+    regs = bn // 2
+    outs = ", ".join(f"%{i}" for i in range(regs))
+    constraints = ", ".join(f'"+f"(acc[{i}])' for i in range(regs))
+    return (f'  asm volatile("{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{regs + 2}, 0;\\n"\n'
+            f'      "wgmma.mma_async.sync.aligned.m64n{bn}k16.f32.f16.f16 {{{outs}}}, %{regs}, %{regs + 1}, '
+            f'p, 1, 1, 0, 0;\\n}}\\n"\n'
+            f'      : {constraints}\n'
+            f'      : "l"(da), "l"(db), "r"(1));\n')
+
+
+def device_function(cfg: WgmmaConfig, act: str, has_bias: bool) -> str:
+    """CUDA source of ``function_name(cfg, act, has_bias)`` (see the module docstring)."""
+    bn, stages = cfg.bn, cfg.stages
+    name = function_name(cfg, act, has_bias)
+    bias_param = "const half* __restrict__ bias, " if has_bias else ""
+    bias_add = ("      v0 += __half2float(bias[col]); v1 += __half2float(bias[col + 1]);\n"
+                if has_bias else "")
+    act_expr = _ACT_C[act]
+    return f"""
+__device__ __forceinline__ float {name}_act(float v) {{ return {act_expr}; }}
+__device__ __forceinline__ void {name}(const half* __restrict__ x, const half* __restrict__ w, {bias_param}
+    half* __restrict__ y, unsigned char* smem_raw, int tile, int M, int N, int K) {{
+  const int tid = threadIdx.x;
+  const int tiles_n = N / {bn};
+  const int m0 = (tile / tiles_n) * {BM}, n0 = (tile % tiles_n) * {bn};
+  const unsigned ring = ((unsigned)__cvta_generic_to_shared(smem_raw) + 1023u) & ~1023u;
+  const unsigned a_ring = ring, b_ring = ring + {stages * cfg.a_stage_bytes}u;
+  const int steps = K / {BK};
+  const int chunk = tid & 7, row = tid >> 3;  // this thread's 16-byte chunk of a 128-byte row, and first row
+  const half* xg = x + (size_t)(m0 + row) * K + chunk * 8;
+  const half* wg = w + (size_t)(n0 + row) * K + chunk * 8;
+  const unsigned sw = (unsigned)((chunk ^ (row & 7)) << 4) + row * 128u;  // swizzled offset (rows step by 32)
+  float acc[{bn // 2}];
+#pragma unroll
+  for (int i = 0; i < {bn // 2}; ++i) acc[i] = 0.0f;
+
+#define HWCOMP_LOAD(step)                                                                     \\
+  do {{                                                                                        \\
+    const int s_ = (step) % {stages};                                                          \\
+    const size_t k_ = (size_t)(step) * {BK};                                                   \\
+    _Pragma("unroll") for (int i = 0; i < {BM // 32}; ++i)                                    \\
+      hwcomp_cp_async16(a_ring + s_ * {cfg.a_stage_bytes}u + sw + i * 4096u, xg + (size_t)i * 32 * K + k_); \\
+    _Pragma("unroll") for (int i = 0; i < {bn // 32}; ++i)                                    \\
+      hwcomp_cp_async16(b_ring + s_ * {cfg.b_stage_bytes}u + sw + i * 4096u, wg + (size_t)i * 32 * K + k_); \\
+  }} while (0)
+
+  // prologue: the first stages - 2 K-steps in flight (one stage is being read, one waits for its wgmma)
+#pragma unroll
+  for (int s = 0; s < {stages - 2}; ++s) {{
+    if (s < steps) HWCOMP_LOAD(s);
+    asm volatile("cp.async.commit_group;\\n" ::);
+  }}
+  const unsigned a_wg = (tid >> 7) * {64 * 128}u;  // this warpgroup's 64 rows of the x tile
+  for (int step = 0; step < steps; ++step) {{
+    asm volatile("cp.async.wait_group {stages - 3};\\n" ::: "memory");  // this thread's copies of `step`
+    asm volatile("fence.proxy.async.shared::cta;\\n" ::: "memory");  // visible to the tensor cores
+    __syncthreads();  // everyone's copies landed; the wgmma of step - 2 finished in every warpgroup
+    if (step + {stages - 2} < steps) HWCOMP_LOAD(step + {stages - 2});
+    asm volatile("cp.async.commit_group;\\n" ::);
+    const int s = step % {stages};
+    asm volatile("wgmma.fence.sync.aligned;\\n" ::: "memory");
+#pragma unroll
+    for (int kk = 0; kk < {BK // 16}; ++kk) {{
+      const unsigned long long da = hwcomp_gmma_desc(a_ring + s * {cfg.a_stage_bytes}u + a_wg + kk * 32u);
+      const unsigned long long db = hwcomp_gmma_desc(b_ring + s * {cfg.b_stage_bytes}u + kk * 32u);
+{_wgmma_asm(bn)}    }}
+    asm volatile("wgmma.commit_group.sync.aligned;\\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 1;\\n" ::: "memory");
+  }}
+  asm volatile("wgmma.wait_group.sync.aligned 0;\\n" ::: "memory");
+#undef HWCOMP_LOAD
+
+  // accumulator fragment: warp w of the warpgroup holds rows 16w + lane/4 (+8), columns 8j + 2*(lane%4) (+1)
+  const int lane = tid & 31;
+  const int r0 = m0 + (tid >> 7) * 64 + ((tid >> 5) & 3) * 16 + (lane >> 2);
+#pragma unroll
+  for (int j = 0; j < {bn // 8}; ++j) {{
+    const int col = n0 + j * 8 + (lane & 3) * 2;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {{
+      float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
+{bias_add}      v0 = {name}_act(v0); v1 = {name}_act(v1);
+      *reinterpret_cast<__half2*>(y + (size_t)(r0 + 8 * h) * N + col) = __floats2half2_rn(v0, v1);
+    }}
+  }}
+}}
+"""
+
+
+def sources_for(code: str) -> str:
+    """The definitions of every wgmma dense function ``code`` calls (for the CUDA postproc hook), or ''."""
+    names = sorted(set(_NAME.findall(code)))
+    if not names:
+        return ""
+    out = [COMMON]
+    for bn, stages, act, bias in names:
+        if act not in _ACT_C:
+            continue
+        out.append(device_function(WgmmaConfig(int(bn), int(stages)), act, bool(bias)))
+    return "".join(out)
+
+
+def dense_f16_wgmma(m: int, n: int, k: int, act: str = "none", has_bias: bool = True,
+                    config: WgmmaConfig | None = None) -> tirx.PrimFunc:
+    """The launch PrimFunc of the wgmma kernel; same parameters as :func:`dense_f16_nk_func`."""
+    from tvm.script import tirx as T
+
+    if act not in _ACT_C:
+        raise ScheduleError(f"dense activation {act!r} is not one of {ACTIVATIONS}")
+    cfg = config or pick_config(m, n, k)
+    cfg.check(m, n, k)
+    fname = function_name(cfg, act, has_bias)
+    tiles = (m // BM) * (n // cfg.bn)
+    smem = cfg.smem_bytes
+
+    if has_bias:
+        @T.prim_func(private=True)
+        def kernel(x: T.Buffer((m, k), "float16"), w: T.Buffer((n, k), "float16"), bias: T.Buffer((n,), "float16"),
+                   y: T.Buffer((m, n), "float16")):
+            T.func_attr({"tirx.noalias": True})
+            for bx in T.thread_binding(tiles, thread="blockIdx.x"):
+                for tx in T.thread_binding(THREADS, thread="threadIdx.x"):
+                    ring = T.alloc_buffer((smem,), "uint8", scope="shared.dyn")
+                    T.evaluate(T.call_extern("void", fname, x.data, w.data, bias.data, y.data, ring.data, bx,
+                                             m, n, k))
+    else:
+        @T.prim_func(private=True)
+        def kernel(x: T.Buffer((m, k), "float16"), w: T.Buffer((n, k), "float16"),
+                   y: T.Buffer((m, n), "float16")):
+            T.func_attr({"tirx.noalias": True})
+            for bx in T.thread_binding(tiles, thread="blockIdx.x"):
+                for tx in T.thread_binding(THREADS, thread="threadIdx.x"):
+                    ring = T.alloc_buffer((smem,), "uint8", scope="shared.dyn")
+                    T.evaluate(T.call_extern("void", fname, x.data, w.data, y.data, ring.data, bx, m, n, k))
+    return kernel.with_attr("global_symbol", f"dense_f16_wgmma_{cfg}").with_attr("tirx.is_scheduled", True)
