@@ -28,37 +28,46 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 from tvm import te, tirx
 
-from .dense import ACTIVATIONS, _bias_activation
+from .dense import ACTIVATIONS, _bias_activation, activation
 from .errors import ScheduleError
 
 BM = 128  # rows of a thread block's tile: two warpgroups of 64
 BK = 64  # K per stage: one 128-byte swizzle row of fp16
 THREADS = 256
+_PAD = 8  # floats of padding per row of the epilogue's staging tile (bank spread of the fragment writes)
 ARCHS = ("sm_90", "sm_90a")  # wgmma is sm_90a's; hwcomp's CUDA compile hook builds such sources for sm_90a
 
 
 @dataclass(frozen=True)
 class WgmmaConfig:
     bn: int = 128  # tile width = the wgmma instruction's N
-    stages: int = 4  # shared-memory ring; copies run stages - 2 K-steps ahead
+    stages: int = 4  # shared-memory ring
+    inflight: int = 1  # K-steps of wgmma left running while the next is issued (0: wait for each)
 
     def __str__(self) -> str:
-        return f"n{self.bn}s{self.stages}"
+        return f"n{self.bn}s{self.stages}" + ("w0" if self.inflight == 0 else "")
 
     @classmethod
     def parse(cls, text: str) -> "WgmmaConfig":
-        m = re.fullmatch(r"n(\d+)s(\d+)", text)
+        m = re.fullmatch(r"n(\d+)s(\d+)(w0)?", text)
         if not m:
-            raise ScheduleError(f"bad wgmma config {text!r}; expected e.g. n128s4")
-        return cls(int(m.group(1)), int(m.group(2)))
+            raise ScheduleError(f"bad wgmma config {text!r}; expected e.g. n128s4 or n128s3w0")
+        return cls(int(m.group(1)), int(m.group(2)), 0 if m.group(3) else 1)
+
+    @property
+    def prefetch(self) -> int:
+        """K-steps the copies run ahead: a stage is refilled once the wgmma that read it has finished."""
+        return self.stages - 1 - self.inflight
 
     def check(self, m: int, n: int, k: int) -> None:
         if self.bn not in (64, 128, 256):
             raise ScheduleError(f"wgmma tile width {self.bn} is not one of 64, 128, 256")
-        if not 3 <= self.stages <= 8:
-            raise ScheduleError(f"wgmma stages {self.stages} outside 3..8")
+        if not 3 <= self.stages <= 8 or self.inflight not in (0, 1):
+            raise ScheduleError(f"wgmma config {self}: stages outside 3..8 or wgmma in flight not 0 or 1")
         if self.smem_bytes > 227 * 1024:
             raise ScheduleError(f"wgmma config {self} needs {self.smem_bytes} B of shared memory (> 227 KiB)")
         for name, dim, tile in (("M", m, BM), ("N", n, self.bn), ("K", k, BK)):
@@ -74,15 +83,21 @@ class WgmmaConfig:
         return self.bn * BK * 2
 
     @property
-    def smem_bytes(self) -> int:  # + 1024 to align the ring to the swizzle's 1024-byte period
-        return self.stages * (self.a_stage_bytes + self.b_stage_bytes) + 1024
+    def smem_bytes(self) -> int:  # the ring, or the epilogue's staging tile in it; + 1024 to align to the swizzle
+        return max(self.stages * (self.a_stage_bytes + self.b_stage_bytes), BM * (self.bn + _PAD) * 4) + 1024
 
 
 def pick_config(m: int, n: int, k: int, num_sms: int = 132) -> WgmmaConfig:
-    """128x128 tiles with 4 stages (two thread blocks fit an SM's shared memory with 3: 97 KiB each); the
-    128x64 tile when 128-wide tiles would leave most SMs idle."""
+    """From the H200 sweep at BERT-base batch-32 shapes (bench/gpu/kernels_wgmma_h200.json): for K = 768,
+    128x128 tiles with 3 stages (97 KiB of shared memory: two thread blocks per SM, one's prologue and epilogue
+    under the other's main loop) and each K-step's wgmma waited for before the next (the copies then run two
+    steps ahead): 4096x3072x768 47.7 us (50.0 with one step in flight, 59.3 with 4 stages); for long K,
+    128x256 tiles with 4 stages and one step in flight (4096x768x3072: 38.6 us, 40.8 at 128x128); 128x64 when
+    128-wide tiles would leave most SMs idle."""
+    if k >= 2048 and n % 256 == 0 and (m // BM) * (n // 256) >= 0.5 * num_sms:
+        return WgmmaConfig(256, 4)
     if n % 128 == 0 and (m // BM) * (n // 128) >= 0.5 * num_sms:
-        return WgmmaConfig(128, 4)
+        return WgmmaConfig(128, 3, inflight=0)
     return WgmmaConfig(64, 4)
 
 
@@ -92,16 +107,35 @@ def applicable(m: int, n: int, k: int, num_sms: int = 132) -> bool:
     return m % BM == 0 and n % 64 == 0 and k % BK == 0 and (m // BM) * (n // 64) >= num_sms
 
 
-def dense_f16_nk_func(m: int, n: int, k: int, act: str = "none", has_bias: bool = True) -> tirx.PrimFunc:
-    """Unscheduled definition ``dense(x [M, K], w [N, K], [bias [N],] out [M, N])`` (w as the kernel reads it)."""
+def dense_f16_nk_func(m: int, n: int, k: int, act: str = "none", has_bias: bool = True,
+                      n_out: int | None = None, lead: tuple[int, ...] | None = None) -> tirx.PrimFunc:
+    """Unscheduled definition ``dense(x [M, K], w [N, K], [bias [N],] out [M, N])`` (w as the kernel reads it);
+    with ``n_out``: ``out [M, n_out]`` float32, the first ``n_out`` columns, activation applied, not rounded to
+    fp16 (an LM head's logits, written as the graph's fp32 output), shaped ``[*lead, n_out]`` when ``lead``
+    (row-major leading dims whose product is M) is given."""
     x = te.placeholder((m, k), "float16", name="x")
     w = te.placeholder((n, k), "float16", name="w")
     b = te.placeholder((n,), "float16", name="bias")
     r = te.reduce_axis((0, k), name="k")
     acc = te.compute((m, n), lambda i, j: te.sum(x[i, r].astype("float32") * w[j, r].astype("float32"), axis=r),
                      name="matmul")
-    out = te.compute((m, n), lambda i, j: _bias_activation(acc[i, j], b[j] if has_bias else None, act),
-                     name="epilogue")
+    if n_out is None:
+        out = te.compute((m, n), lambda i, j: _bias_activation(acc[i, j], b[j] if has_bias else None, act),
+                         name="epilogue")
+    else:
+        lead = tuple(lead or (m,))
+        if int(np.prod(lead)) != m:
+            raise ScheduleError(f"output rows {lead} do not multiply to M={m}")
+
+        def flat(idx):  # row-major index of the leading dims = the GEMM row
+            i = idx[0]
+            for d, v in zip(lead[1:], idx[1:]):
+                i = i * d + v
+            return i
+
+        out = te.compute((*lead, n_out), lambda *idx: activation(
+            acc[flat(idx[:-1]), idx[-1]] + b[idx[-1]].astype("float32") if has_bias
+            else acc[flat(idx[:-1]), idx[-1]], act), name="epilogue")
     args = [x, w, b, out] if has_bias else [x, w, out]
     return te.create_prim_func(args).with_attr("global_symbol", f"dense_f16_nk_{act}")
 
@@ -118,11 +152,11 @@ _ACT_C = {
 assert set(_ACT_C) == set(ACTIVATIONS)
 
 PREFIX = "hwcomp_wgmma_dense_f16_"
-_NAME = re.compile(PREFIX + r"n(\d+)s(\d+)_([a-z_]+?)(_b)?(?=\()")
+_NAME = re.compile(PREFIX + r"(n\d+s\d+(?:w0)?)_([a-z_]+?)(_b)?(_o32)?(?=\()")
 
 
-def function_name(cfg: WgmmaConfig, act: str, has_bias: bool) -> str:
-    return f"{PREFIX}{cfg}_{act}{'_b' if has_bias else ''}"
+def function_name(cfg: WgmmaConfig, act: str, has_bias: bool, out_f32: bool = False) -> str:
+    return f"{PREFIX}{cfg}_{act}{'_b' if has_bias else ''}{'_o32' if out_f32 else ''}"
 
 
 # shared by every variant: PTX wrappers (sm_90a)
@@ -150,18 +184,32 @@ def _wgmma_asm(bn: int) -> str:
             f'      : "l"(da), "l"(db), "r"(1));\n')
 
 
-def device_function(cfg: WgmmaConfig, act: str, has_bias: bool) -> str:
-    """CUDA source of ``function_name(cfg, act, has_bias)`` (see the module docstring)."""
-    bn, stages = cfg.bn, cfg.stages
-    name = function_name(cfg, act, has_bias)
+def device_function(cfg: WgmmaConfig, act: str, has_bias: bool, out_f32: bool = False) -> str:
+    """CUDA source of ``function_name(cfg, act, has_bias, out_f32)`` (see the module docstring). ``y`` has
+    ``n_out`` columns (its row stride): fp16 output needs ``n_out == N``; fp32 output writes the first ``n_out``
+    of the ``N`` computed columns (an LM head's logits without the padding)."""
+    bn, stages, ahead = cfg.bn, cfg.stages, cfg.prefetch
+    name = function_name(cfg, act, has_bias, out_f32)
     bias_param = "const half* __restrict__ bias, " if has_bias else ""
     bias_add = ("      v0 += __half2float(bias[col]); v1 += __half2float(bias[col + 1]);\n"
                 if has_bias else "")
-    act_expr = _ACT_C[act]
+    if out_f32:  # a thread per column, rows of bn contiguous floats (n_out may be odd: no vectors)
+        out_t = "float"
+        store = (f"  for (int r = tid / {bn}; r < {BM}; r += {THREADS // bn}) {{\n"
+                 f"    const int col = n0 + tid % {bn};\n"
+                 f"    if (col < n_out) y[(size_t)(m0 + r) * n_out + col] = tile_f[r * {bn + _PAD} + tid % {bn}];\n"
+                 f"  }}\n")
+    else:  # two columns a thread, one half2
+        out_t = "half"
+        store = (f"  for (int r = tid / {bn // 2}; r < {BM}; r += {2 * THREADS // bn}) {{\n"
+                 f"    const int c = (tid % {bn // 2}) * 2;\n"
+                 f"    const float2 v = *reinterpret_cast<const float2*>(tile_f + r * {bn + _PAD} + c);\n"
+                 f"    *reinterpret_cast<__half2*>(y + (size_t)(m0 + r) * n_out + n0 + c) = __floats2half2_rn(v.x, v.y);\n"
+                 f"  }}\n")
     return f"""
-__device__ __forceinline__ float {name}_act(float v) {{ return {act_expr}; }}
+__device__ __forceinline__ float {name}_act(float v) {{ return {_ACT_C[act]}; }}
 __device__ __forceinline__ void {name}(const half* __restrict__ x, const half* __restrict__ w, {bias_param}
-    half* __restrict__ y, unsigned char* smem_raw, int tile, int M, int N, int K) {{
+    {out_t}* __restrict__ y, unsigned char* smem_raw, int tile, int M, int N, int K, int n_out) {{
   const int tid = threadIdx.x;
   const int tiles_n = N / {bn};
   const int m0 = (tile / tiles_n) * {BM}, n0 = (tile % tiles_n) * {bn};
@@ -186,18 +234,18 @@ __device__ __forceinline__ void {name}(const half* __restrict__ x, const half* _
       hwcomp_cp_async16(b_ring + s_ * {cfg.b_stage_bytes}u + sw + i * 4096u, wg + (size_t)i * 32 * K + k_); \\
   }} while (0)
 
-  // prologue: the first stages - 2 K-steps in flight (one stage is being read, one waits for its wgmma)
+  // prologue: the first {ahead} K-steps in flight ({stages - ahead} stages are being read by wgmma)
 #pragma unroll
-  for (int s = 0; s < {stages - 2}; ++s) {{
+  for (int s = 0; s < {ahead}; ++s) {{
     if (s < steps) HWCOMP_LOAD(s);
     asm volatile("cp.async.commit_group;\\n" ::);
   }}
   const unsigned a_wg = (tid >> 7) * {64 * 128}u;  // this warpgroup's 64 rows of the x tile
   for (int step = 0; step < steps; ++step) {{
-    asm volatile("cp.async.wait_group {stages - 3};\\n" ::: "memory");  // this thread's copies of `step`
+    asm volatile("cp.async.wait_group {ahead - 1};\\n" ::: "memory");  // this thread's copies of `step`
     asm volatile("fence.proxy.async.shared::cta;\\n" ::: "memory");  // visible to the tensor cores
-    __syncthreads();  // everyone's copies landed; the wgmma of step - 2 finished in every warpgroup
-    if (step + {stages - 2} < steps) HWCOMP_LOAD(step + {stages - 2});
+    __syncthreads();  // everyone's copies landed; the wgmma of step - {1 + cfg.inflight} finished everywhere
+    if (step + {ahead} < steps) HWCOMP_LOAD(step + {ahead});
     asm volatile("cp.async.commit_group;\\n" ::);
     const int s = step % {stages};
     asm volatile("wgmma.fence.sync.aligned;\\n" ::: "memory");
@@ -207,25 +255,30 @@ __device__ __forceinline__ void {name}(const half* __restrict__ x, const half* _
       const unsigned long long db = hwcomp_gmma_desc(b_ring + s * {cfg.b_stage_bytes}u + kk * 32u);
 {_wgmma_asm(bn)}    }}
     asm volatile("wgmma.commit_group.sync.aligned;\\n" ::: "memory");
-    asm volatile("wgmma.wait_group.sync.aligned 1;\\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned {cfg.inflight};\\n" ::: "memory");
   }}
   asm volatile("wgmma.wait_group.sync.aligned 0;\\n" ::: "memory");
 #undef HWCOMP_LOAD
 
-  // accumulator fragment: warp w of the warpgroup holds rows 16w + lane/4 (+8), columns 8j + 2*(lane%4) (+1)
+  // epilogue: bias and activation on the fp32 accumulators, staged through the (now idle) ring as a
+  // 128 x {bn} fp32 tile so that global stores are row-contiguous. Accumulator fragment: warp w of a
+  // warpgroup holds rows 16w + lane/4 (+8), columns 8j + 2*(lane%4) (+1).
+  __syncthreads();  // every warpgroup's wgmma has read its last stage
+  float* tile_f = reinterpret_cast<float*>(smem_raw + (ring - (unsigned)__cvta_generic_to_shared(smem_raw)));
   const int lane = tid & 31;
-  const int r0 = m0 + (tid >> 7) * 64 + ((tid >> 5) & 3) * 16 + (lane >> 2);
+  const int tr = (tid >> 7) * 64 + ((tid >> 5) & 3) * 16 + (lane >> 2);
 #pragma unroll
   for (int j = 0; j < {bn // 8}; ++j) {{
-    const int col = n0 + j * 8 + (lane & 3) * 2;
+    const int c = j * 8 + (lane & 3) * 2, col = n0 + c;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {{
       float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
-{bias_add}      v0 = {name}_act(v0); v1 = {name}_act(v1);
-      *reinterpret_cast<__half2*>(y + (size_t)(r0 + 8 * h) * N + col) = __floats2half2_rn(v0, v1);
+{bias_add}      *reinterpret_cast<float2*>(tile_f + (tr + 8 * h) * {bn + _PAD} + c) =
+          make_float2({name}_act(v0), {name}_act(v1));
     }}
   }}
-}}
+  __syncthreads();
+{store}}}
 """
 
 
@@ -235,43 +288,50 @@ def sources_for(code: str) -> str:
     if not names:
         return ""
     out = [COMMON]
-    for bn, stages, act, bias in names:
-        if act not in _ACT_C:
-            continue
-        out.append(device_function(WgmmaConfig(int(bn), int(stages)), act, bool(bias)))
+    for cfg, act, bias, o32 in names:
+        if act in _ACT_C:
+            out.append(device_function(WgmmaConfig.parse(cfg), act, bool(bias), bool(o32)))
     return "".join(out)
 
 
 def dense_f16_wgmma(m: int, n: int, k: int, act: str = "none", has_bias: bool = True,
-                    config: WgmmaConfig | None = None) -> tirx.PrimFunc:
-    """The launch PrimFunc of the wgmma kernel; same parameters as :func:`dense_f16_nk_func`."""
+                    config: WgmmaConfig | None = None, n_out: int | None = None,
+                    lead: tuple[int, ...] | None = None) -> tirx.PrimFunc:
+    """The launch PrimFunc of the wgmma kernel; same parameters as :func:`dense_f16_nk_func` (``n_out`` given:
+    fp32 output of the first ``n_out`` columns, shaped ``[*lead, n_out]``: the graph output's own shape, so
+    that no reshape copies it)."""
     from tvm.script import tirx as T
 
     if act not in _ACT_C:
         raise ScheduleError(f"dense activation {act!r} is not one of {ACTIVATIONS}")
     cfg = config or pick_config(m, n, k)
     cfg.check(m, n, k)
-    fname = function_name(cfg, act, has_bias)
+    out_f32 = n_out is not None
+    if out_f32 and not 0 < n_out <= n:
+        raise ScheduleError(f"wgmma dense: {n_out} output columns of {n}")
+    width = n_out if out_f32 else n
+    y_shape = (*(lead or (m,)), width) if out_f32 else (m, n)
+    fname = function_name(cfg, act, has_bias, out_f32)
     tiles = (m // BM) * (n // cfg.bn)
     smem = cfg.smem_bytes
+    odt = "float32" if out_f32 else "float16"
 
     if has_bias:
         @T.prim_func(private=True)
         def kernel(x: T.Buffer((m, k), "float16"), w: T.Buffer((n, k), "float16"), bias: T.Buffer((n,), "float16"),
-                   y: T.Buffer((m, n), "float16")):
+                   y: T.Buffer(y_shape, odt)):
             T.func_attr({"tirx.noalias": True})
             for bx in T.thread_binding(tiles, thread="blockIdx.x"):
                 for tx in T.thread_binding(THREADS, thread="threadIdx.x"):
                     ring = T.alloc_buffer((smem,), "uint8", scope="shared.dyn")
                     T.evaluate(T.call_extern("void", fname, x.data, w.data, bias.data, y.data, ring.data, bx,
-                                             m, n, k))
+                                             m, n, k, width))
     else:
         @T.prim_func(private=True)
-        def kernel(x: T.Buffer((m, k), "float16"), w: T.Buffer((n, k), "float16"),
-                   y: T.Buffer((m, n), "float16")):
+        def kernel(x: T.Buffer((m, k), "float16"), w: T.Buffer((n, k), "float16"), y: T.Buffer(y_shape, odt)):
             T.func_attr({"tirx.noalias": True})
             for bx in T.thread_binding(tiles, thread="blockIdx.x"):
                 for tx in T.thread_binding(THREADS, thread="threadIdx.x"):
                     ring = T.alloc_buffer((smem,), "uint8", scope="shared.dyn")
-                    T.evaluate(T.call_extern("void", fname, x.data, w.data, y.data, ring.data, bx, m, n, k))
+                    T.evaluate(T.call_extern("void", fname, x.data, w.data, y.data, ring.data, bx, m, n, k, width))
     return kernel.with_attr("global_symbol", f"dense_f16_wgmma_{cfg}").with_attr("tirx.is_scheduled", True)

@@ -150,7 +150,7 @@ def lower_to_relax(g: Graph, precision: str = "fp32", *, target: str = "llvm", a
             for o in g.outputs:
                 e = _value(ctx, o)
                 t = g.types[o]
-                if t.dtype.is_float and ctx.fdt(t.dtype) != "float32":
+                if t.dtype.is_float and ctx.fdt(t.dtype) != "float32" and e.ty.dtype != "float32":
                     e = bb.emit(relax.op.astype(e, "float32"))
                 results.append(e)
             out = bb.emit_output(relax.Tuple(results) if len(results) > 1 else results[0])

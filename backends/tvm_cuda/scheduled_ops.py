@@ -43,6 +43,7 @@ def _schedules():
     import_tensor_intrinsics()  # minutes -> seconds on a loaded machine (see startup.py)
     import hwcomp.schedules.attention
     import hwcomp.schedules.dense
+    import hwcomp.schedules.dense_wgmma
     import hwcomp.schedules.layer_norm  # noqa: F401
     return hwcomp.schedules
 
@@ -139,7 +140,7 @@ def _dense_wgmma_ok(ctx: _Ctx, n) -> bool:
     constant weight, and a shape whose tiles fill the GPU (batch 32; batch-1 GEMMs keep mma.sync)."""
     if not _applies(ctx) or not ctx.use_schedules or n.op != "dense" or n.inputs[1] not in ctx.g.constants:
         return False
-    from hwcomp.schedules import dense_wgmma
+    dense_wgmma = _schedules().dense_wgmma  # (through _schedules: TVM's tensor intrinsics import fast there)
     if ctx.arch not in dense_wgmma.ARCHS or n.attr("activation", "none") not in dense_wgmma.ACTIVATIONS:
         return False
     m, width, k = _dense_shape(ctx, n)
@@ -180,16 +181,24 @@ def dense_kernel(ctx: _Ctx, n, args):
     bias = [args[2]] if has_bias else []
 
     if n.inputs[1] in ctx.transposed:  # [N, K]: only the wgmma kernel reads it (dense_weight_layout)
-        def make_wgmma():
-            _schedules()
-            from hwcomp.schedules import dense_wgmma as dw
-            return dw.dense_f16_nk_func(m, width, k, act, has_bias), dw.dense_f16_wgmma(m, width, k, act, has_bias)
+        # a graph output read by nothing else (an LM head's logits) is written as the fp32 output, unpadded
+        n_out = nn if n.outputs[0] in g.outputs and not ctx.uses(n.outputs[0]) else None
 
-        gv = _kernel(ctx, f"dense_f16_wgmma_{m}x{width}x{k}_{act}{'_b' if has_bias else ''}", make_wgmma)
+        def make_wgmma():
+            dw = _schedules().dense_wgmma
+            lead = tuple(int(d) for d in xs[:-1]) if n_out else None
+            return (dw.dense_f16_nk_func(m, width, k, act, has_bias, n_out, lead),
+                    dw.dense_f16_wgmma(m, width, k, act, has_bias, n_out=n_out, lead=lead))
+
+        tag = f"{'_b' if has_bias else ''}{f'_f32out{n_out}' if n_out else ''}"
+        gv = _kernel(ctx, f"dense_f16_wgmma_{m}x{width}x{k}_{act}{tag}", make_wgmma)
         if gv is None:
             raise BackendError(f"dense {n.name}: its weight was laid out for the wgmma kernel, which then "
                                "failed to schedule; compile with --arch sm_80 to use the mma.sync kernels")
-        y = _call(ctx, gv, [_reshape(ctx, args[0], [m, k]), args[1]] + bias, [m, width])
+        x2 = _reshape(ctx, args[0], [m, k])
+        if n_out:  # in the graph output's shape: a reshape of the function's result is a copy kernel
+            return _call(ctx, gv, [x2, args[1]] + bias, list(xs[:-1]) + [nn], "float32")
+        y = _call(ctx, gv, [x2, args[1]] + bias, [m, width])
     else:
         from hwcomp.schedules.dense import splitk_factor
         splits = splitk_factor(m, width, k)

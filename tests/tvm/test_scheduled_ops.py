@@ -232,7 +232,7 @@ def test_batch32_sized_dense_runs_as_wgmma_kernel_and_matches_interpreter(tmp_pa
     g, rng = _wide_dense_graph(tmp_path, m, k, n)
     lm = lower_to_relax(g, "fp16", target="cuda")
     names = sorted(lm.kernel_schedules)
-    assert names == [f"dense_f16_wgmma_{m}x{n}x{k}_gelu_b"], names
+    assert names == [f"dense_f16_wgmma_{m}x{n}x{k}_gelu_b_f32out{n}"], names  # the graph output: fp32
     assert sorted(p.shape for p in lm.params.values()) == sorted([(n,), (n, k)])
     x = rng.standard_normal((m, k)).astype(np.float16)
     got = _run_on_cpu(lm, {"x": x}).astype(np.float64)
@@ -247,3 +247,23 @@ def test_batch32_sized_dense_runs_as_wgmma_kernel_and_matches_interpreter(tmp_pa
     lm80 = lower_to_relax(g, "fp16", target="cuda", arch="sm_80")
     assert sorted(lm80.kernel_schedules) == [f"dense_f16_{m}x{n}x{k}_gelu_b"]
     assert sorted(p.shape for p in lm80.params.values()) == sorted([(n,), (k, n)])
+
+
+def test_wgmma_dense_writing_the_graph_output_gives_unpadded_fp32(tmp_path):
+    """A wgmma dense whose output is the graph's (an LM head's logits) writes it as fp32, only the real columns:
+    N=1000 is computed padded to 1024 (weight and bias zero-padded), with no slice or cast kernel after it, and
+    the definition agrees with the interpreter within fp16 tolerance."""
+    from hwcomp.backends.tvm_cuda.relax_lowering import lower_to_relax
+
+    m, k, n = 4096, 128, 1000
+    g, rng = _wide_dense_graph(tmp_path, m, k, n, act_op=None)
+    lm = lower_to_relax(g, "fp16", target="cuda")
+    assert sorted(lm.kernel_schedules) == [f"dense_f16_wgmma_{m}x1024x{k}_none_b_f32out{n}"]
+    assert sorted(p.shape for p in lm.params.values()) == sorted([(1024,), (1024, k)])
+    text = str(lm.mod["main"])
+    assert "strided_slice" not in text and "astype" not in text
+    x = rng.standard_normal((m, k)).astype(np.float16)
+    got = _run_on_cpu(lm, {"x": x})
+    assert got.dtype == np.float32 and got.shape == (m, n)
+    ref = interpret(g, {"x": x.astype(np.float32)})["y"]
+    assert float(np.abs(got - ref).max()) < 2e-2 * max(1.0, float(np.abs(ref).max()))
