@@ -48,10 +48,10 @@ def inject(code: str) -> str:
     both as ``hwcomp.backends`` and, from a source checkout, as ``backends``)."""
     if MARKER in code:
         return code
-    from . import dense_wgmma  # generated per variant (tile, activation, bias) from the called name
+    from . import dense_wgmma, layer_norm  # generated per variant from the called name
 
     used = [name for name in HELPERS if name + "(" in code]
-    generated = dense_wgmma.sources_for(code)
+    generated = dense_wgmma.sources_for(code) + layer_norm.sources_for(code)
     if not used and not generated:
         return code
     at = code.find('extern "C" __global__')

@@ -41,7 +41,8 @@ def _qattn(b, s, h, d, epilogue=None):
     ("dense_f16", lambda a: dense.dense_f16(128, 256, 256, "gelu", arch=a), True),
     ("qdense_requant", lambda a: qdense.qdense(128, 256, 256, "requant", arch=a), True),
     ("qdense_dequant", lambda a: qdense.qdense(128, 256, 256, "dequant", arch=a), True),
-    ("layer_norm", lambda a: layer_norm.layer_norm(64, 768, residual=True), False),
+    ("layer_norm", lambda a: layer_norm.layer_norm(64, 768, residual=True), False),  # a warp per row
+    ("layer_norm_block_rows", lambda a: layer_norm.layer_norm(64, 640, residual=True), False),
     ("gelu", lambda a: gelu.gelu((64, 3072)), False),
     ("gemv_int4", lambda a: gemv_int4.gemv_int4(1, 1024, 768, 128, arch=a), False),
     ("gemv_int4_ragged_m4_gelu", lambda a: gemv_int4.gemv_int4(4, 1000, 1088, 64, arch=a, act="gelu"), False),
@@ -130,6 +131,44 @@ def test_device_functions_are_injected_only_where_called():
     assert out.index("__device__ __forceinline__ float hwcomp_half2_sum") < out.index('extern "C" __global__')
     assert "hwcomp_i4x2_fma" not in out and dev.inject(calls) == out  # only what is called; deterministic
     assert dev.inject(out) == out  # idempotent: a second hook in the chain adds nothing
+
+
+def test_generated_device_functions_are_injected_once_per_variant():
+    """wgmma dense and warp layer-norm functions are generated from the called name: each variant once, after
+    the shared PTX wrappers, the same bytes every time."""
+    from schedules import cuda_device_functions as dev
+
+    body = ("hwcomp_wgmma_dense_f16_n128s3w0_gelu_b(x, w, b, y, r, 0, 128, 128, 64, 128); "
+            "hwcomp_wgmma_dense_f16_n256s4_none_o32(x, w, y, r, 0, 128, 256, 64, 200); "
+            "hwcomp_layer_norm_f16_c768_r(x, r, g, b, y, s, 0, 1e-5f);")
+    src = '#include <cuda_fp16.h>\nextern "C" __global__ void k() { ' + body + " }\n"
+    out = dev.inject(src)
+    assert dev.needs_sm90a(out) and dev.inject(src) == out and dev.inject(out) == out
+    for name in ("hwcomp_wgmma_dense_f16_n128s3w0_gelu_b(", "hwcomp_wgmma_dense_f16_n256s4_none_o32(",
+                 "hwcomp_layer_norm_f16_c768_r("):
+        assert out.count("void " + name) == 1, name
+    assert out.count("hwcomp_gmma_desc(unsigned addr)") == 1
+    assert "m64n128k16" in out and "m64n256k16" in out
+    assert not dev.needs_sm90a(dev.inject(src.replace(body, "hwcomp_layer_norm_f16_c256(x, g, b, y, 0, 1e-5f);")))
+
+
+@needs_nvcc
+@pytest.mark.slow
+def test_wgmma_dense_builds_sm90a_machine_code_deterministically():
+    from schedules import dense_wgmma
+
+    def source():
+        ex = build_kernel(dense_wgmma.dense_f16_wgmma(256, 256, 128, "gelu_tanh", True,
+                                                     dense_wgmma.WgmmaConfig(128, 3, 0)), "wg", "sm_90")
+        return ex
+
+    report = verify_executable(source(), "sm_90")
+    assert any(e.kind == "elf" and e.arch == 90 for e in report.entries)
+    assert report.wgmma_instructions > 0 and report.mma_instructions == 0
+    from backends.tvm_cuda.verify import cuda_source
+    assert cuda_source(source()) == cuda_source(source())
+    with pytest.raises(Exception, match="multiple of the wgmma tile"):
+        dense_wgmma.dense_f16_wgmma(200, 256, 128)
 
 
 @needs_nvcc
