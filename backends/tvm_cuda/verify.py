@@ -113,7 +113,7 @@ def verify_executable(executable, arch: str = "sm_90") -> BuildReport:
     src = cuda_source(executable)
     fb = compile_fatbin(src, arch)
     entries = tuple(fatbin_archs(fb))
-    want = int(arch.removeprefix("sm_"))
+    want = int(re.match(r"sm_(\d+)", arch).group(1))  # sm_90a's cubin says 90
     if not any(e.kind == "elf" and e.arch == want for e in entries):
         raise VerifyError(f"fatbin holds {entries}, no {arch} machine code")
     kernels = tuple(dict.fromkeys(re.findall(r'extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(', src)))

@@ -167,6 +167,8 @@ def test_wgmma_dense_builds_sm90a_machine_code_deterministically():
     assert report.wgmma_instructions > 0 and report.mma_instructions == 0
     from backends.tvm_cuda.verify import cuda_source
     assert cuda_source(source()) == cuda_source(source())
+    explicit = build_kernel(dense_wgmma.dense_f16_wgmma(256, 256, 128), "wg_a", "sm_90a")  # --arch sm_90a
+    assert verify_executable(explicit, "sm_90a").wgmma_instructions > 0
     with pytest.raises(Exception, match="multiple of the wgmma tile"):
         dense_wgmma.dense_f16_wgmma(200, 256, 128)
 
