@@ -519,6 +519,33 @@ class TuneOptions:
     extra: dict = field(default_factory=dict)
 
 
+BUILD_FUNC = "hwcomp.meta_schedule.build"
+
+
+def builder_worker_init() -> None:
+    """Initializer of MetaSchedule's builder workers: TVM's tensor intrinsics, and :data:`BUILD_FUNC`, which
+    compiles as ``hwcomp compile`` does. MetaSchedule's default build has neither hwcomp's CUDA hooks (the
+    device functions hwcomp's GEMV, wgmma GEMM and warp layer norm call; sm_90a for wgmma), so hwcomp's own
+    kernels failed to build as baselines, nor its pass config (cp.async for pipelined copies), so candidates
+    were measured otherwise than they would run."""
+    import tvm_ffi
+
+    import_tensor_intrinsics()
+    if tvm_ffi.get_global_func(BUILD_FUNC, allow_missing=True) is None:
+        tvm_ffi.register_global_func(BUILD_FUNC, _build_like_compile)
+
+
+def _build_like_compile(mod, target, _params):
+    from tvm.driver import build as tvm_build  # a runtime Module, as MetaSchedule's export expects
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    from .build import pass_context
+
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    with target, pass_context():
+        return tvm_build(mod, target=target)
+
+
 def _measure_us(builder, runner, func, target) -> float | None:
     """Build and time one scheduled PrimFunc with MetaSchedule's builder and runner (as its candidates are)."""
     import tvm
@@ -582,7 +609,7 @@ def tune(tasks: list[TuneTask], target, db_dir: Path, opts: TuneOptions,
     # 10-30 s on a loaded 2-core machine (MetaSchedule's 30 s default turned every candidate into an error).
     # The builder's workers import tvm.s_tir.tensor_intrin too (minutes each, see import_tensor_intrinsics).
     builder = ms.builder.LocalBuilder(max_workers=workers, timeout_sec=opts.build_timeout_s,
-                                      initializer=import_tensor_intrinsics)
+                                      initializer=builder_worker_init, f_build=BUILD_FUNC)
     evaluator = ms.runner.EvaluatorConfig(number=opts.number, repeat=1, min_repeat_ms=opts.min_repeat_ms,
                                           enable_cpu_cache_flush=False)
     runner = opts.runner or ms.runner.LocalRunner(evaluator_config=evaluator, timeout_sec=opts.run_timeout_s)

@@ -240,3 +240,31 @@ def test_database_kept_compressed_reopens_from_xz_alone(tuned_db, tmp_path):
     target = tuning.make_target("llvm", "llvm")
     assert len(tuning.open_database(db, target).get_all_tuning_records()) == 4
     assert (db / "database_tuning_record.json").read_bytes() == original
+
+
+@pytest.mark.slow
+def test_tuning_builder_compiles_hwcomp_kernels_as_compile_does():
+    """MetaSchedule's builder workers build with hwcomp's CUDA hooks: a kernel calling a generated device function
+    (the wgmma GEMM) gets its definition, which MetaSchedule's default build leaves out (so hwcomp's own kernels
+    failed to build as the baselines a tuned record must beat)."""
+    import tarfile
+
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from hwcomp.backends.tvm_cuda import tuning
+    from hwcomp.schedules import dense_wgmma
+
+    target = tuning.make_target("cuda", "sm_90")
+    mod = tvm.IRModule({"main": dense_wgmma.dense_f16_wgmma(256, 256, 128).with_attr("global_symbol", "main")})
+
+    def built_blob(**kw) -> bytes:
+        builder = ms.builder.LocalBuilder(max_workers=1, timeout_sec=600, **kw)
+        (res,) = builder.build([ms.builder.BuilderInput(mod, target)])
+        assert not res.error_msg, res.error_msg[-1000:]
+        with tarfile.open(res.artifact_path) as tf:
+            return b"".join(tf.extractfile(m).read() for m in tf.getmembers() if m.isfile())
+
+    definition = b"hwcomp_gmma_desc(unsigned addr)"
+    assert definition in built_blob(initializer=tuning.builder_worker_init, f_build=tuning.BUILD_FUNC)
+    assert definition not in built_blob(initializer=tuning.import_tensor_intrinsics)  # MetaSchedule's default
