@@ -164,7 +164,7 @@ def bench_stock_tvm(onnx_path, feeds):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", required=True, help="JSON file to write (a directory: e2e.json in it)")
     ap.add_argument("--models", default="bert-base,gpt2-small")
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--seq", type=int, default=128)
@@ -173,6 +173,8 @@ def main():
     ap.add_argument("--quant", default="none", help="also bench hwcomp with this --quant (int8, w4)")
     ap.add_argument("--profile", action="store_true", help="per-kernel GPU time of hwcomp's build (top 12)")
     a = ap.parse_args()
+    if Path(a.out).is_dir():  # e.g. the device tool's $OUT
+        a.out = str(Path(a.out) / "e2e.json")
     global PROFILE
     PROFILE = a.profile
     import torch
