@@ -166,12 +166,23 @@ def _compile(target_kind: str):
                 + (f", tuning records from {tuning_db}" if tuning_db else ""),
                 "kernel_sources": lm.kernel_sources,  # hwcomp node -> "hwcomp schedule"
                 "tuned_kernels": lm.tuned_kernels,    # PrimFuncs whose schedule came from --tuning-db
+                # Hopper wgmma kernels (schedules/dense_wgmma.py): the library runs on compute capability 9.0 only
+                "needs_sm90a": target_kind == "cuda" and any("wgmma" in k for k in lm.kernel_schedules),
             }
             write_json(tmp / "report.json", report)
         report["summary"] = (f"{len(rows)} kernels, {sum(r['flops'] for r in rows) / 1e9:.2f} GFLOP, predicted "
                              f"{report['predicted_total_us']:.1f} us (roofline), build {build_s:.1f} s")
         return report
     return compile_artifact
+
+
+def check_device_arch(report: dict, compute_version: str, device_name: str = "this GPU") -> None:
+    """One clear error when a CUDA artifact holds kernels the GPU cannot run: Hopper wgmma kernels (sm_90a) on a
+    GPU other than compute capability 9.0 (H100/H200)."""
+    if report.get("needs_sm90a") and compute_version != "9.0":
+        raise BackendError(f"this artifact was compiled for {report.get('arch')} with Hopper wgmma kernels, which "
+                           f"run only on compute capability 9.0 (H100/H200); {device_name} is {compute_version}. "
+                           f"Recompile with --arch sm_{compute_version.replace('.', '')}")
 
 
 def run_artifact(outdir: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -187,6 +198,7 @@ def run_artifact(outdir: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.nd
         if not dev.exist:
             raise BackendError(f"{outdir} is a CUDA artifact but this machine has no CUDA GPU; run it on a GPU "
                                "machine, or compile with --target llvm to run on the CPU")
+        check_device_arch(rep, dev.compute_version, dev.device_name)
     else:
         dev = tvm.cpu(0)
     g = load(Path(outdir) / "graph.hwir")

@@ -49,6 +49,24 @@ def test_cuda_artifact_builds_without_gpu(cli, tiny, arch):
     assert (out / "model.so").stat().st_size > 10_000
     assert rep["predicted_total_us"] > 0 and len(rep["kernels"]) > 5
     assert {k["op"] for k in rep["kernels"]} >= {"dense", "attention"}
+    assert rep["needs_sm90a"] is False  # 64 rows: no wgmma kernel, runs on any GPU
+
+
+def test_wgmma_artifact_refuses_other_gpus_with_one_clear_error(cli, tiny, tmp_path):
+    """At batch 32 x seq 128 bert-tiny's FFN-up runs as the Hopper wgmma kernel: the report says the library needs
+    compute capability 9.0, and running it on another GPU is one error naming the arch to recompile for."""
+    from hwcomp.backends.tvm_cuda.compile import check_device_arch
+    from hwcomp.errors import BackendError
+
+    path, _, _ = tiny
+    feeds = zoo.sample_inputs("bert-tiny", batch=32, seq=128, seed=4)
+    res = cli("compile", path, "--target", "cuda", "-o", tmp_path / "b32", *_shape_args(feeds))
+    assert res.code == 0, res.err
+    rep = json.loads((tmp_path / "b32" / "report.json").read_text())
+    assert rep["needs_sm90a"] is True
+    check_device_arch(rep, "9.0")
+    with pytest.raises(BackendError, match=r"compute capability 9.0.*8.6.*--arch sm_86"):
+        check_device_arch(rep, "8.6", "NVIDIA RTX A6000")
 
 
 def test_cuda_artifact_without_gpu_is_one_clear_error(cli, tiny):
