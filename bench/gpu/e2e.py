@@ -188,9 +188,9 @@ def main():
             feeds = zoo.sample_inputs(name, batch=batch, seq=a.seq, seed=0, **kw)
             row = {"model": name, "batch": batch}
             for peer, fn in (("torch_fp16", lambda: bench_torch(name, batch, a.seq, feeds, torch.float16)),
-                             ("hwcomp_fp16", lambda: bench_hwcomp(name, batch, a.seq, feeds, onnx_path, "fp16", "none", batch == 1)),
+                             ("hwcomp_fp16", lambda: bench_hwcomp(name, batch, a.seq, feeds, onnx_path, "fp16", "none", True)),
                              ("hwcomp_fp16_dlight", lambda: bench_hwcomp(name, batch, a.seq, feeds, onnx_path, "fp16", "none", False, False)),
-                             ("hwcomp_" + a.quant, lambda: bench_hwcomp(name, batch, a.seq, feeds, onnx_path, "fp16", a.quant, batch == 1)),
+                             ("hwcomp_" + a.quant, lambda: bench_hwcomp(name, batch, a.seq, feeds, onnx_path, "fp16", a.quant, True)),
                              ("stock_tvm", lambda: bench_stock_tvm(onnx_path, feeds))):
                 key = {"stock_tvm": "stock_tvm", "hwcomp_fp16_dlight": "dlight"}.get(peer, peer.split("_")[0])
                 if key not in peers or (peer == "hwcomp_none") or (peer.startswith("hwcomp_") and peer not in ("hwcomp_fp16", "hwcomp_fp16_dlight") and a.quant == "none"):
