@@ -12,12 +12,14 @@ The kernel, per thread block:
 * a ring of ``stages`` shared-memory stages, each holding the tile's ``128 x 64`` slice of x and ``bn x 64``
   slice of w, K-major (hwcomp stores w as ``[N, K]`` for this kernel, transposed once at compile time), in the
   128-byte swizzle wgmma reads (16-byte chunk ``c`` of row ``r`` at chunk ``c ^ (r % 8)``; 1024-byte aligned);
-* ``cp.async`` copies ``stages - 2`` K-steps ahead of the tensor cores, ``fence.proxy.async`` before wgmma
-  reads what they wrote;
+* ``cp.async`` copies ``stages - 1 - inflight`` K-steps ahead of the tensor cores, ``fence.proxy.async``
+  before wgmma reads what they wrote;
 * per K-step of 64, each warpgroup issues four ``wgmma m64n{bn}k16`` (fp16 x fp16 -> fp32) on its 64 rows and
-  keeps one step in flight (``wgmma.wait_group 1``), so the copy of a stage waits for the wgmma that read it;
-* the fp32 accumulators (``bn / 2`` registers a thread) get bias and activation in fp32 and one rounding to
-  fp16, stored straight from registers.
+  keeps ``inflight`` (0 or 1) steps running while the next is issued (``wgmma.wait_group``), so that a stage
+  is refilled only after the wgmma that read it has finished;
+* the fp32 accumulators (``bn / 2`` registers a thread) get bias and activation in fp32, then go through the
+  idle ring as a ``128 x bn`` fp32 tile so that the global stores are row-contiguous: one rounding to fp16,
+  or, for a graph output (an LM head's logits), fp32 of the first ``n_out`` columns.
 
 Tiles must divide the problem: M by 128, N by ``bn``, K by 64 (the lowering pads N of vocabulary-wide
 weights). Activations and their formulas are those of schedules/dense.py.
