@@ -6,8 +6,10 @@ Layouts: x (and residual) ``[M, C]`` fp16 (flatten leading axes), gamma/beta ``[
 ``y = layer_norm(s)``. Two-pass statistics (mean, then mean of squared
 deviations) as ONNX's reference computes them.
 
-Schedule: one thread block per row, ``threads`` threads; each statistic is a cross-thread reduction
-(warp shuffles + shared memory, TVM's allreduce lowering); rows are re-read from L1/L2, not DRAM.
+Kernels: where C % 256 == 0 (BERT/GPT-2: 768), a warp per row, a generated CUDA device function (see the end of
+this module); otherwise one thread block per row, ``threads`` threads, each statistic a cross-thread reduction
+(warp shuffles + shared memory, TVM's allreduce lowering), rows re-read from L1/L2, not DRAM. The integer layer
+norm (``int_layer_norm``) always uses the block-per-row schedule.
 """
 
 from __future__ import annotations
