@@ -63,3 +63,28 @@ def inject(code: str) -> str:
 def needs_sm90a(code: str) -> bool:
     """Whether CUDA source uses instructions only the arch-specific sm_90a target has (wgmma)."""
     return "wgmma." in code
+
+
+def extern_launch(params, fname: str, extra, blocks: int, threads: int, smem_bytes: int = 0):
+    """PrimFunc ``(params...)`` whose ``blocks`` x ``threads`` launch calls device function ``fname`` with each
+    parameter's pointer, then (when ``smem_bytes``) a ``shared.dyn`` buffer of that many bytes, ``blockIdx.x`` and
+    ``extra``. ``params`` lists ``(name, shape, dtype)``. The kernels whose body is a generated device function
+    (schedules/dense_wgmma.py, the warp layer norm of schedules/layer_norm.py) are such launches."""
+    from tvm import tirx
+    from tvm.script.ir_builder import IRBuilder
+    from tvm.tirx.script import builder as T
+
+    with IRBuilder() as ib:
+        with T.prim_func(is_private=True):
+            T.func_attr({"tirx.noalias": True})
+            args = [T.arg(name, T.buffer(shape, dtype)).data for name, shape, dtype in params]
+            with T.thread_binding(blocks, thread="blockIdx.x") as bx:
+                IRBuilder.name("bx", bx)
+                with T.thread_binding(threads, thread="threadIdx.x") as tx:
+                    IRBuilder.name("tx", tx)
+                    if smem_bytes:
+                        ring = T.alloc_buffer((smem_bytes,), "uint8", scope="shared.dyn")
+                        IRBuilder.name("ring", ring)
+                        args.append(ring.data)
+                    T.evaluate(tirx.call_extern("void", fname, *args, bx, *extra))
+    return ib.get()

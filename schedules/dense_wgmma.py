@@ -34,6 +34,7 @@ import numpy as np
 
 from tvm import te, tirx
 
+from .cuda_device_functions import extern_launch
 from .dense import ACTIVATIONS, _bias_activation, activation
 from .errors import ScheduleError
 
@@ -302,8 +303,6 @@ def dense_f16_wgmma(m: int, n: int, k: int, act: str = "none", has_bias: bool = 
     """The launch PrimFunc of the wgmma kernel; same parameters as :func:`dense_f16_nk_func` (``n_out`` given:
     fp32 output of the first ``n_out`` columns, shaped ``[*lead, n_out]``: the graph output's own shape, so
     that no reshape copies it)."""
-    from tvm.script import tirx as T
-
     if act not in _ACT_C:
         raise ScheduleError(f"dense activation {act!r} is not one of {ACTIVATIONS}")
     cfg = config or pick_config(m, n, k)
@@ -313,27 +312,8 @@ def dense_f16_wgmma(m: int, n: int, k: int, act: str = "none", has_bias: bool = 
         raise ScheduleError(f"wgmma dense: {n_out} output columns of {n}")
     width = n_out if out_f32 else n
     y_shape = (*(lead or (m,)), width) if out_f32 else (m, n)
-    fname = function_name(cfg, act, has_bias, out_f32)
-    tiles = (m // BM) * (n // cfg.bn)
-    smem = cfg.smem_bytes
-    odt = "float32" if out_f32 else "float16"
-
-    if has_bias:
-        @T.prim_func(private=True)
-        def kernel(x: T.Buffer((m, k), "float16"), w: T.Buffer((n, k), "float16"), bias: T.Buffer((n,), "float16"),
-                   y: T.Buffer(y_shape, odt)):
-            T.func_attr({"tirx.noalias": True})
-            for bx in T.thread_binding(tiles, thread="blockIdx.x"):
-                for tx in T.thread_binding(THREADS, thread="threadIdx.x"):
-                    ring = T.alloc_buffer((smem,), "uint8", scope="shared.dyn")
-                    T.evaluate(T.call_extern("void", fname, x.data, w.data, bias.data, y.data, ring.data, bx,
-                                             m, n, k, width))
-    else:
-        @T.prim_func(private=True)
-        def kernel(x: T.Buffer((m, k), "float16"), w: T.Buffer((n, k), "float16"), y: T.Buffer(y_shape, odt)):
-            T.func_attr({"tirx.noalias": True})
-            for bx in T.thread_binding(tiles, thread="blockIdx.x"):
-                for tx in T.thread_binding(THREADS, thread="threadIdx.x"):
-                    ring = T.alloc_buffer((smem,), "uint8", scope="shared.dyn")
-                    T.evaluate(T.call_extern("void", fname, x.data, w.data, y.data, ring.data, bx, m, n, k, width))
+    params = [("x", (m, k), "float16"), ("w", (n, k), "float16")] + ([("bias", (n,), "float16")] if has_bias else [])
+    params.append(("y", y_shape, "float32" if out_f32 else "float16"))
+    kernel = extern_launch(params, function_name(cfg, act, has_bias, out_f32), [m, n, k, width],
+                           (m // BM) * (n // cfg.bn), THREADS, cfg.smem_bytes)
     return kernel.with_attr("global_symbol", f"dense_f16_wgmma_{cfg}").with_attr("tirx.is_scheduled", True)

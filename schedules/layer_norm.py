@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from tvm import s_tir, te, tirx
 
 from ._rows import block_names, place_row_values
+from .cuda_device_functions import extern_launch
 from .errors import ScheduleError
 
 
@@ -191,8 +192,12 @@ def warp_kernel_supports(m: int, c: int) -> bool:
     return c % 256 == 0 and c <= 4096 and m % WARP_ROWS == 0
 
 
+def warp_function_name(c: int, residual: bool) -> str:
+    return f"{WARP_PREFIX}c{c}{'_r' if residual else ''}"
+
+
 def _warp_function(c: int, residual: bool) -> str:
-    name = f"{WARP_PREFIX}c{c}{'_r' if residual else ''}"
+    name = warp_function_name(c, residual)
     v = c // 256  # 8-element (16-byte) chunks per lane
     res_param = "const half* __restrict__ res, " if residual else ""
     s_param = ", half* __restrict__ s" if residual else ""
@@ -260,29 +265,13 @@ def sources_for(code: str) -> str:
 
 def layer_norm_warp(m: int, c: int, eps: float = 1e-5, residual: bool = False) -> tirx.PrimFunc:
     """Launch PrimFunc of the warp-per-row layer norm; the parameters of :func:`layer_norm_func`."""
-    from tvm.script import tirx as T
-
     if not warp_kernel_supports(m, c):
         raise ScheduleError(f"warp-per-row layer norm needs C % 256 == 0 (C <= 4096) and M % {WARP_ROWS} == 0, "
                             f"got {m}x{c}")
-    fname = f"{WARP_PREFIX}c{c}{'_r' if residual else ''}"
-    blocks = m // WARP_ROWS
-    eps32 = tirx.const(eps, "float32")
-    if residual:
-        @T.prim_func(private=True)
-        def kernel(x: T.Buffer((m, c), "float16"), res: T.Buffer((m, c), "float16"), gamma: T.Buffer((c,), "float16"),
-                   beta: T.Buffer((c,), "float16"), y: T.Buffer((m, c), "float16"), s: T.Buffer((m, c), "float16")):
-            T.func_attr({"tirx.noalias": True})
-            for bx in T.thread_binding(blocks, thread="blockIdx.x"):
-                for tx in T.thread_binding(32 * WARP_ROWS, thread="threadIdx.x"):
-                    T.evaluate(T.call_extern("void", fname, x.data, res.data, gamma.data, beta.data, y.data, s.data,
-                                             bx, eps32))
-    else:
-        @T.prim_func(private=True)
-        def kernel(x: T.Buffer((m, c), "float16"), gamma: T.Buffer((c,), "float16"), beta: T.Buffer((c,), "float16"),
-                   y: T.Buffer((m, c), "float16")):
-            T.func_attr({"tirx.noalias": True})
-            for bx in T.thread_binding(blocks, thread="blockIdx.x"):
-                for tx in T.thread_binding(32 * WARP_ROWS, thread="threadIdx.x"):
-                    T.evaluate(T.call_extern("void", fname, x.data, gamma.data, beta.data, y.data, bx, eps32))
+    rows, vec = (m, c), (c,)
+    params = ([("x", rows, "float16")] + ([("res", rows, "float16")] if residual else [])
+              + [("gamma", vec, "float16"), ("beta", vec, "float16"), ("y", rows, "float16")]
+              + ([("s", rows, "float16")] if residual else []))
+    kernel = extern_launch(params, warp_function_name(c, residual), [tirx.const(eps, "float32")],
+                           m // WARP_ROWS, 32 * WARP_ROWS)
     return kernel.with_attr("tirx.is_scheduled", True)
