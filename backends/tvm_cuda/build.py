@@ -46,9 +46,10 @@ def _sm90a_arch() -> str | None:
     return "sm_90a" if arch in ("sm_90", "sm_90a") else None
 
 
-def _register_device_functions() -> None:
+def register_hooks() -> None:
     """Install hwcomp's two CUDA hooks in TVM, once per process (the mark lives in TVM's registry, not in this
-    module, which a source checkout can import twice: as ``hwcomp.backends`` and as ``backends``):
+    module, which a source checkout can import twice: as ``hwcomp.backends`` and as ``backends``). Every CUDA
+    build runs it (:func:`pass_context`); call it before loading an exported library:
 
     * postproc: add the definitions of hwcomp's ``__device__`` helpers and generated functions
       (``schedules/cuda_device_functions.py``) to any generated source that calls them;
@@ -81,22 +82,17 @@ def _register_device_functions() -> None:
         from tvm.support import nvcc
         mode = os.environ.get("TVM_CUDA_COMPILE_MODE", "nvrtc").lower()
         fmt = "fatbin" if mode == "nvcc" else "cubin"
-        return nvcc.compile_cuda(code, target_format=fmt, arch=arch if mode != "nvcc" else
-                                 ["-gencode", "arch=compute_90a,code=sm_90a"], compiler=mode)
+        gencode = ["-gencode", f"arch=compute_{arch.removeprefix('sm_')},code={arch}"]
+        return nvcc.compile_cuda(code, target_format=fmt, arch=gencode if mode == "nvcc" else arch, compiler=mode)
 
     tvm_ffi.register_global_func(_POSTPROC, hwcomp_cuda_postproc, override=True)
     tvm_ffi.register_global_func(_COMPILE, hwcomp_cuda_compile, override=True)
     tvm_ffi.register_global_func(_REGISTERED, lambda: True, override=True)
 
 
-def register_hooks() -> None:
-    """Public name for :func:`_register_device_functions`: call before loading an exported library."""
-    _register_device_functions()
-
-
 def pass_context(**config) -> tvm.transform.PassContext:
     """The PassContext every CUDA build of hwcomp runs in (and hwcomp's device functions registered)."""
-    _register_device_functions()
+    register_hooks()
     return tvm.transform.PassContext(opt_level=3, config={**PASS_CONFIG, **config})
 
 

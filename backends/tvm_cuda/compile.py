@@ -22,9 +22,10 @@ from hwcomp.cost.roofline import roofline
 from hwcomp.errors import BackendError
 from hwcomp.ir import Graph, save
 
-from .build import pass_context, register_hooks
+from .build import _device_functions, pass_context, register_hooks
 from .relax_lowering import lower_to_relax
 from .scheduled_ops import apply_hwcomp_schedules
+from .verify import cuda_source
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +167,8 @@ def _compile(target_kind: str):
                 + (f", tuning records from {tuning_db}" if tuning_db else ""),
                 "kernel_sources": lm.kernel_sources,  # hwcomp node -> "hwcomp schedule"
                 "tuned_kernels": lm.tuned_kernels,    # PrimFuncs whose schedule came from --tuning-db
-                # Hopper wgmma kernels (schedules/dense_wgmma.py): the library runs on compute capability 9.0 only
-                "needs_sm90a": target_kind == "cuda" and any("wgmma" in k for k in lm.kernel_schedules),
+                # the library's CUDA uses sm_90a-only instructions (wgmma): it runs on compute capability 9.0 only
+                "needs_sm90a": target_kind == "cuda" and _device_functions().needs_sm90a(cuda_source(ex)),
             }
             write_json(tmp / "report.json", report)
         report["summary"] = (f"{len(rows)} kernels, {sum(r['flops'] for r in rows) / 1e9:.2f} GFLOP, predicted "

@@ -143,10 +143,13 @@ def _dense_wgmma_ok(ctx: _Ctx, n) -> bool:
     dense_wgmma = _schedules().dense_wgmma  # (through _schedules: TVM's tensor intrinsics import fast there)
     if ctx.arch not in dense_wgmma.ARCHS or n.attr("activation", "none") not in dense_wgmma.ACTIVATIONS:
         return False
-    m, width, k = _dense_shape(ctx, n)
-    if len(n.inputs) > 2 and n.inputs[2] and ctx.padded.get(n.inputs[2], int(ctx.g.types[n.inputs[1]].shape[1])) != width:
-        return False
-    return dense_wgmma.applicable(m, width, k)
+    return not _bias_unpadded(ctx, n) and dense_wgmma.applicable(*_dense_shape(ctx, n))
+
+
+def _bias_unpadded(ctx: _Ctx, n) -> bool:
+    """Dense node ``n``'s weight was zero-padded wider but its bias was not (the bias is shared elsewhere)."""
+    nn = int(ctx.g.types[n.inputs[1]].shape[1])
+    return bool(n.input(2)) and ctx.padded.get(n.inputs[2], nn) != ctx.padded.get(n.inputs[1], nn)
 
 
 def dense_weight_layout(ctx: _Ctx) -> dict[str, int]:
@@ -175,8 +178,8 @@ def dense_kernel(ctx: _Ctx, n, args):
     nn = int(g.types[n.inputs[1]].shape[1])
     m, width, k = _dense_shape(ctx, n)
     has_bias = len(args) > 2 and args[2] is not None
-    if has_bias and ctx.padded.get(n.inputs[2], nn) != width:
-        return None  # weight padded but not its bias (shared elsewhere): the default lowering
+    if _bias_unpadded(ctx, n):
+        return None  # the default lowering
     act = n.attr("activation", "none")
     bias = [args[2]] if has_bias else []
 

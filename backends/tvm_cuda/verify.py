@@ -46,15 +46,12 @@ def cuda_source(executable) -> str:
     return "\n".join(srcs)
 
 
-def _device_functions():
-    from .build import _device_functions
-    return _device_functions()
-
-
 def compile_fatbin(source: str, arch: str = "sm_90", options: list[str] | None = None) -> bytes:
     """Compile CUDA C to a fatbin holding an ``arch`` cubin (and its PTX) with nvcc."""
     target = tvm.target.Target({"kind": "cuda", "arch": arch})
     digits = arch.removeprefix("sm_")
+    from .build import _device_functions
+
     if digits == "90" and _device_functions().needs_sm90a(source):
         digits = "90a"  # wgmma: sm_90's arch-specific target, as hwcomp's compile hook builds it
     gencode = ["-gencode", f"arch=compute_{digits},code=[sm_{digits},compute_{digits}]"]
