@@ -28,6 +28,12 @@ __device__ __forceinline__ unsigned hwcomp_i4_zero2(half zero) {
   return *reinterpret_cast<unsigned*>(&h);
 }
 """,
+    # one 16-byte global -> shared copy (cp.async, L2 only), shared address as a 32-bit offset
+    "hwcomp_cp_async16": r"""
+__device__ __forceinline__ void hwcomp_cp_async16(unsigned dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(dst), "l"(src));
+}
+""",
     # the sum of a half2's two lanes, in fp32
     "hwcomp_half2_sum": """
 __device__ __forceinline__ float hwcomp_half2_sum(unsigned a) {
@@ -48,10 +54,10 @@ def inject(code: str) -> str:
     both as ``hwcomp.backends`` and, from a source checkout, as ``backends``)."""
     if MARKER in code:
         return code
-    from . import dense_wgmma, layer_norm  # generated per variant from the called name
+    from . import dense_wgmma, flash_attention, layer_norm  # generated per variant from the called name
 
-    used = [name for name in HELPERS if name + "(" in code]
-    generated = dense_wgmma.sources_for(code) + layer_norm.sources_for(code)
+    generated = dense_wgmma.sources_for(code) + flash_attention.sources_for(code) + layer_norm.sources_for(code)
+    used = [name for name in HELPERS if name + "(" in code + generated]
     if not used and not generated:
         return code
     at = code.find('extern "C" __global__')

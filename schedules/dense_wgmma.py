@@ -162,11 +162,8 @@ def function_name(cfg: WgmmaConfig, act: str, has_bias: bool, out_f32: bool = Fa
     return f"{PREFIX}{cfg}_{act}{'_b' if has_bias else ''}{'_o32' if out_f32 else ''}"
 
 
-# shared by every variant: PTX wrappers (sm_90a)
+# shared by every variant: the matrix descriptor (sm_90a); cp.async is cuda_device_functions.HELPERS'
 COMMON = r"""
-__device__ __forceinline__ void hwcomp_cp_async16(unsigned dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(dst), "l"(src));
-}
 __device__ __forceinline__ unsigned long long hwcomp_gmma_desc(unsigned addr) {
   // K-major operand, 128-byte swizzle: start address >> 4, leading offset 16 B (unused when swizzled),
   // stride 1024 B between 8-row groups, layout type 1 (SWIZZLE_128B) in bits 62..63

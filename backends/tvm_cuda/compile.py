@@ -150,6 +150,7 @@ def _compile(target_kind: str):
         with atomic_outdir(outdir) as tmp:
             ex.export_library(str(tmp / "model.so"))
             np.savez(tmp / "params.npz", **{f"p{i}": lm.params[k] for i, k in enumerate(lm.param_names)})
+            g = lm.graph or g  # as lowered (fuse_qkv)
             save(g, tmp / "graph.hwir")
             rows = roofline(g, arch, precision if target_kind == "cuda" else "fp32")
             report = {

@@ -43,6 +43,7 @@ class LoweredModel:
     tuned_kernels: list[str] = field(default_factory=list)  # PrimFuncs scheduled from a tuning database
     # kernel name -> hwcomp's scheduled PrimFunc for the definition emitted under that name (scheduled_ops.py)
     kernel_schedules: dict[str, object] = field(default_factory=dict)
+    graph: Graph | None = None  # the graph lowered: the input, after the GPU's own rewrites (fuse_qkv)
 
 
 # Hooks: op name -> fn(ctx, node, args) -> relax expr(s). Schedules register here (see hwcomp.schedules).
@@ -63,7 +64,9 @@ class _Ctx:
         self.transposed: dict[str, int] = {}  # fp16 (wgmma) dense / int8 qdense weight param -> N of its [N, K] (padded) layout
         self.repacked: set[str] = set()  # int4 wdense constants stored in the GEMV kernel's layout
         self.fused_away: set[str] = set()  # nodes a kernel of an earlier node computed (epilogue fusion)
+        self.in_place_splits: set[str] = set()  # Split nodes whose consumers read the unsplit tensor in place
         self._uses: dict[str, list[tuple[Node, int]]] | None = None
+        self._producers: dict[str, Node] | None = None
 
     def uses(self, value: str) -> list[tuple[Node, int]]:
         """(node, input index) of every use of ``value`` in the graph."""
@@ -73,6 +76,11 @@ class _Ctx:
                 for i, name in enumerate(n.inputs):
                     self._uses.setdefault(name, []).append((n, i))
         return list(self._uses.get(value, []))
+
+    def producer(self, value: str) -> Node | None:
+        if self._producers is None:
+            self._producers = self.g.producers()
+        return self._producers.get(value)
 
     def consumers(self, value: str) -> list[Node]:
         return [n for n, _ in self.uses(value)]
@@ -107,6 +115,9 @@ def lower_to_relax(g: Graph, precision: str = "fp32", *, target: str = "llvm", a
 
     if precision not in ("fp32", "fp16"):
         raise BackendError(f"precision {precision!r} is not one of fp32, fp16")
+    if target == "cuda" and precision == "fp16" and use_schedules:
+        from hwcomp.passes import get_pass
+        g = get_pass("fuse_qkv")(g)  # one QKV GEMM, whose output the flash attention kernel reads in place
     bb = relax.BlockBuilder()
     ctx = _Ctx(bb, g, precision, target, arch, use_schedules, target == "cuda" if exact_fp is None else exact_fp)
     inputs = [relax.Var(i, relax.TensorType(list(g.types[i].shape), g.types[i].dtype.value
@@ -157,7 +168,7 @@ def lower_to_relax(g: Graph, precision: str = "fp32", *, target: str = "llvm", a
         bb.emit_func_output(out)
     mod = bb.get()
     return LoweredModel(mod, param_names, params, list(g.inputs), list(g.outputs), ctx.kernel_sources,
-                        kernel_schedules=ctx.kernel_schedules)
+                        kernel_schedules=ctx.kernel_schedules, graph=g)
 
 
 def _to_float(a: np.ndarray, dtype: str) -> np.ndarray:

@@ -44,6 +44,7 @@ def _schedules():
     import hwcomp.schedules.attention
     import hwcomp.schedules.dense
     import hwcomp.schedules.dense_wgmma
+    import hwcomp.schedules.flash_attention
     import hwcomp.schedules.layer_norm  # noqa: F401
     return hwcomp.schedules
 
@@ -244,30 +245,95 @@ def _dense_splitk(ctx: _Ctx, args, m: int, n: int, k: int, splits: int, act: str
     return _call(ctx, gvs["reduce"], [part] + ([args[2]] if has_bias else []), [m, n])
 
 
-def _mask_3d(ctx: _Ctx, name: str, mask, b: int, s_q: int, s_k: int):
-    """ONNX-style additive mask -> ``[Bm, Sqm, Sk]`` float32 for the scores kernel, or None if its shape is not
-    one the kernel broadcasts (Bm in {1, B}, one head, Sqm in {1, Sq})."""
-    from tvm import relax
+def _attention_shape(ctx: _Ctx, n) -> tuple[int, int, int, int, int] | None:
+    """(B, Sq, Sk, H, D) of an ``attention`` node whose q/k/v are ``[B, S, H*D]``, else None."""
+    g = ctx.g
+    h = int(n.attrs["num_heads"])
+    shapes = [tuple(int(d) for d in g.types[v].shape) for v in n.inputs[:3]]
+    if any(len(sh) != 3 for sh in shapes) or shapes[0][2] != shapes[1][2] or shapes[2][2] != shapes[0][2]:
+        return None
+    b, s_q, hd = shapes[0]
+    if hd % h or shapes[1][0] != b or shapes[1][1] != shapes[2][1]:
+        return None
+    return b, s_q, shapes[1][1], h, hd // h
+
+
+def _arch_number(ctx: _Ctx) -> int:
+    return int(re.sub(r"\D", "", ctx.arch) or 0)
+
+
+def _flash_ok(ctx: _Ctx, n) -> bool:
+    """Whether ``attention`` node ``n`` runs as the single flash-attention kernel (mma.sync, cp.async: sm_80+)."""
+    if not _applies(ctx) or n.op != "attention" or _arch_number(ctx) < 80:
+        return False
+    shape = _attention_shape(ctx, n)
+    if shape is None:
+        return False
+    from hwcomp.schedules import flash_attention
+    b, s_q, s_k, _, d = shape
+    if not flash_attention.applicable(s_q, s_k, d):
+        return False
+    return len(n.inputs) < 4 or not n.input(3) or _mask_shape(ctx, n.inputs[3], b, s_q, s_k) is not None
+
+
+def _qkv_split(ctx: _Ctx, n):
+    """The ``Split`` whose three outputs, in order, are q, k, v of attention ``n`` (the fused QKV projection of
+    fuse_qkv, or GPT-2's own), splitting the last axis of ``[B, S, 3*H*D]`` into equal parts; else None."""
+    g = ctx.g
+    sp = ctx.producer(n.inputs[0])
+    if sp is None or sp.op != "Split" or list(sp.outputs) != list(n.inputs[:3]):
+        return None
+    src = g.types[sp.inputs[0]].shape
+    if sp.attr("axis", 0) % len(src) != len(src) - 1 or len({g.types[o].shape for o in sp.outputs}) != 1:
+        return None
+    return sp
+
+
+def split_kernel(ctx: _Ctx, n, args):
+    """``Split`` read in place: when every consumer of its outputs is an attention that the flash kernel runs on
+    the unsplit QKV projection, the outputs stand for the source tensor and no copies are made."""
+    if not _applies(ctx):
+        return None
+    users = {id(u): u for o in n.outputs for u in ctx.consumers(o)}.values()
+    if any(o in ctx.g.outputs for o in n.outputs) or not users or \
+            any(u.op != "attention" or not _flash_ok(ctx, u) or _qkv_split(ctx, u) is not n for u in users):
+        return None
+    ctx.in_place_splits.add(n.name)
+    return [args[0]] * len(n.outputs)
+
+
+def _mask_shape(ctx: _Ctx, name: str, b: int, s_q: int, s_k: int) -> tuple[int, int] | None:
+    """(Bm, Sqm) of an ONNX-style additive mask the attention kernels broadcast (``[Bm, 1, Sqm, Sk]`` with Bm in
+    {1, B}, one head, Sqm in {1, Sq}), or None."""
     shape = tuple(int(d) for d in ctx.g.types[name].shape)
     shape = (1,) * (4 - len(shape)) + shape if len(shape) <= 4 else shape
     if len(shape) != 4 or shape[1] != 1 or shape[0] not in (1, b) or shape[2] not in (1, s_q) or shape[3] != s_k:
         return None
-    m = _reshape(ctx, mask, [shape[0], shape[2], s_k])
-    return ctx.emit(relax.op.astype(m, "float32")), shape[0], shape[2]
+    return shape[0], shape[2]
+
+
+def _mask_3d(ctx: _Ctx, name: str, mask, b: int, s_q: int, s_k: int):
+    """ONNX-style additive mask -> ``[Bm, Sqm, Sk]`` float32 for the attention kernels, or None if its shape is
+    not one they broadcast."""
+    from tvm import relax
+    ms = _mask_shape(ctx, name, b, s_q, s_k)
+    if ms is None:
+        return None
+    m = _reshape(ctx, mask, [ms[0], ms[1], s_k])
+    return ctx.emit(relax.op.astype(m, "float32")), ms[0], ms[1]
 
 
 def attention_kernels(ctx: _Ctx, n, args):
-    """``attention`` fp16: tensor-core QKᵀ with scale/mask/causal epilogue, row softmax, tensor-core PV
-    (schedules/attention.py), heads read and merged in place."""
+    """``attention`` fp16: one flash-attention kernel (schedules/flash_attention.py; q/k/v read in place from a
+    fused QKV projection when they are its split), else tensor-core QKᵀ with scale/mask/causal epilogue, row
+    softmax, tensor-core PV (schedules/attention.py), heads read and merged in place."""
     if not _applies(ctx):
         return None
-    g = ctx.g
-    h = int(n.attrs["num_heads"])
-    b, s_q, hd = (int(d) for d in g.types[n.inputs[0]].shape)
-    s_k = int(g.types[n.inputs[1]].shape[1])
-    d = hd // h
-    if int(g.types[n.inputs[2]].shape[-1]) != hd:
+    shape = _attention_shape(ctx, n)
+    if shape is None:
         return None
+    b, s_q, s_k, h, d = shape
+    hd = h * d
     mask = args[3] if len(args) > 3 and args[3] is not None else None
     mb, mq = b, 1
     if mask is not None:
@@ -278,6 +344,22 @@ def attention_kernels(ctx: _Ctx, n, args):
     scale, causal = float(n.attrs["scale"]), bool(n.attr("causal", 0))
     tag = f"{b}x{h}x{s_q}x{s_k}x{d}"
     mtag = f"_m{mb}x{mq}" if mask is not None else ""
+    ctag = f"_s{scale:g}{'_causal' if causal else ''}{mtag}"
+    if _flash_ok(ctx, n):
+        sp = _qkv_split(ctx, n)
+        fused = sp is not None and sp.name in ctx.in_place_splits
+
+        def make_flash():
+            fa = _schedules().flash_attention
+            shape_args = (b, s_q, s_k, h, d, scale, causal, mask is not None, mb, mq, fused)
+            return fa.attention_func(*shape_args), fa.attention_flash(*shape_args)
+
+        gv = _kernel(ctx, f"attn_flash_{tag}{ctag}{'_qkv' if fused else ''}", make_flash)
+        if gv is not None:
+            qkv = [args[0]] if fused else list(args[:3])
+            return _call(ctx, gv, qkv + ([mask] if mask is not None else []), [b, s_q, hd])
+        if sp is not None and sp.name in ctx.in_place_splits:
+            raise BackendError(f"attention {n.name}: the flash kernel failed after its QKV split was elided")
 
     def kernels():
         att = _schedules().attention
@@ -285,7 +367,7 @@ def attention_kernels(ctx: _Ctx, n, args):
                 "softmax": att.softmax_func(b, h, s_q, s_k), "pv": att.pv_func(b, s_q, s_k, h, d)}
         return defs, att.attention(b, s_q, s_k, h, d, scale, causal, mask is not None, mask_batch=mb, mask_rows=mq)
 
-    gvs = _kernel_set(ctx, {"scores": f"attn_scores_{tag}_s{scale:g}{'_causal' if causal else ''}{mtag}",
+    gvs = _kernel_set(ctx, {"scores": f"attn_scores_{tag}{ctag}",
                             "softmax": f"attn_softmax_{b * h * s_q}x{s_k}", "pv": f"attn_pv_{tag}"}, kernels)
     if gvs is None:
         return None
@@ -688,7 +770,7 @@ def int_gelu_kernel(ctx: _Ctx, n, args):
 
 
 FUSED_KERNELS.update({"wdense": wdense_gemv_kernel, "int_gelu": int_gelu_kernel})
-FUSED_KERNELS.update({"dense": dense_kernel, "attention": attention_kernels, "layer_norm": layer_norm_kernel,
+FUSED_KERNELS.update({"Split": split_kernel, "dense": dense_kernel, "attention": attention_kernels, "layer_norm": layer_norm_kernel,
                       "add_layer_norm": layer_norm_kernel, "qdense": qdense_kernel, "qattention": qattention_kernels})
 
 

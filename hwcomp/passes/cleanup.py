@@ -54,6 +54,11 @@ def alias(g: Graph, old: str, new: str) -> bool:
     if old in g.outputs:
         if new in g.inputs or new in g.constants or new in g.outputs:
             return False
+        for n in g.nodes:  # the value's old producer loses the name (dead from here on, DCE removes it)
+            if old in n.outputs:
+                dead = g.fresh(old + "_replaced")
+                g.types[dead] = g.types[old]
+                n.outputs = [dead if o == old else o for o in n.outputs]
         for n in g.nodes:
             n.outputs = [old if o == new else o for o in n.outputs]
             n.inputs = [old if i == new else i for i in n.inputs]

@@ -409,6 +409,63 @@ def fuse_attention(g: Graph, ctx: PassContext) -> Graph:
     return g.toposort().remove_unused()
 
 
+def _qkv_projections(g: Graph, ix: _Index, att: Node) -> list[Node] | None:
+    """The q, k, v ``dense`` nodes of an attention when they are three projections of one input that only this
+    attention reads: constant 2-D weights of one dtype and K, no activation, biases all given (constant) or none."""
+    ds = [ix.prod.get(v) for v in att.inputs[:3]]
+    if any(d is None or d.op != "dense" for d in ds) or len({id(d) for d in ds}) != 3:
+        return None
+    x = ds[0].inputs[0]
+    for d in ds:
+        if d.inputs[0] != x or d.attr("activation", "none") != "none" or ix.only_consumer(d.outputs[0]) is not att:
+            return None
+        if att.inputs[:3].count(d.outputs[0]) != 1:
+            return None
+        w = g.constants.get(d.inputs[1])
+        if w is None or w.ndim != 2 or g.types[d.inputs[1]].quant is not None:
+            return None
+    ws = [g.constants[d.inputs[1]] for d in ds]
+    if len({(w.shape[0], w.dtype) for w in ws}) != 1:
+        return None
+    has_bias = [bool(d.input(2)) for d in ds]
+    if any(has_bias) and not (all(has_bias) and all(d.inputs[2] in g.constants for d in ds)):
+        return None
+    return ds
+
+
+@graph_pass("fuse_qkv", requires=("fuse_attention", "fuse_dense"))
+def fuse_qkv(g: Graph, ctx: PassContext) -> Graph:
+    """The Q, K and V projections of an attention (three `dense` of one input) become one `dense` with the
+    weights side by side and a `Split` of its output: one wide GEMM instead of three narrow ones, and the GPU
+    attention kernel reads the heads from the fused output in place (GPT-2's exports already have this form)."""
+    count = 0
+    for att in [n for n in g.nodes if n.op == "attention"]:
+        ix = _Index(g)
+        ds = _qkv_projections(g, ix, att)
+        if ds is None:
+            continue
+        ws = [g.constants[d.inputs[1]] for d in ds]
+        w = g.add_constant(ds[0].inputs[1] + "_qkv", np.concatenate(ws, axis=1))
+        ins = [ds[0].inputs[0], w]
+        if ds[0].input(2):
+            ins.append(g.add_constant(ds[0].inputs[2] + "_qkv",
+                                      np.concatenate([g.constants[d.inputs[2]].reshape(-1) for d in ds])))
+        outs = [d.outputs[0] for d in ds]
+        xt = g.types[ds[0].inputs[0]]
+        fused = g.fresh(ds[0].name + "_qkv")
+        g.types[fused] = TensorType(xt.shape[:-1] + (sum(wt.shape[1] for wt in ws),), g.types[outs[0]].dtype)
+        first = min(g.nodes.index(d) for d in ds)
+        for d in ds:
+            g.nodes.remove(d)
+        g.nodes[first:first] = [
+            Node("dense", ins, [fused], {"activation": "none"}, g.fresh(ds[0].name + "_qkv_dense")),
+            Node("Split", [fused], outs, {"axis": xt.rank - 1, "split": [int(wt.shape[1]) for wt in ws]},
+                 g.fresh(ds[0].name + "_qkv_split"))]
+        count += 1
+    ctx.stats["fuse_qkv"] = {"fused": count}
+    return g.toposort().remove_unused()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Conv + BatchNorm folding
 # ---------------------------------------------------------------------------------------------------------

@@ -124,3 +124,43 @@ def test_unknown_pass_is_a_pass_error():
     g = hwcomp.Graph()
     with pytest.raises(PassError, match="fuse_magic.*known passes"):
         run_pipeline(g, ["fuse_magic"])
+
+
+def _self_attention_model(b=2, s=8, c=16, heads=2, cross=False):
+    """x -> Q/K/V MatMul+Add -> heads split -> softmax(QKᵀ/sqrt(d)) V -> heads merged (eager-exporter form);
+    with ``cross``, K and V project a second input (encoder states)."""
+    n = helper.make_node
+    d = c // heads
+    kv_in = "mem" if cross else "x"
+    nodes = []
+    init = {"hs": np.array([b, s, heads, d], np.int64), "os": np.array([b, s, c], np.int64),
+            "scale": np.float32(1 / np.sqrt(d))}
+    for p, src in (("q", "x"), ("k", kv_in), ("v", kv_in)):
+        init[f"W{p}"] = rng.standard_normal((c, c)).astype(np.float32) / 4
+        init[f"b{p}"] = rng.standard_normal(c).astype(np.float32)
+        nodes += [n("MatMul", [src, f"W{p}"], [f"{p}m"]), n("Add", [f"{p}m", f"b{p}"], [f"{p}a"]),
+                  n("Reshape", [f"{p}a", "hs"], [f"{p}r"]),
+                  n("Transpose", [f"{p}r"], [f"{p}t"], perm=[0, 2, 3, 1] if p == "k" else [0, 2, 1, 3])]
+    nodes += [n("MatMul", ["qt", "kt"], ["sc"]), n("Mul", ["sc", "scale"], ["ss"]),
+              n("Softmax", ["ss"], ["p"], axis=-1), n("MatMul", ["p", "vt"], ["o"]),
+              n("Transpose", ["o"], ["ot"], perm=[0, 2, 1, 3]), n("Reshape", ["ot", "os"], ["y"])]
+    ins = [_vi("x", [b, s, c])] + ([_vi("mem", [b, s, c])] if cross else [])
+    feeds = {"x": rng.standard_normal((b, s, c)).astype(np.float32)}
+    if cross:
+        feeds["mem"] = rng.standard_normal((b, s, c)).astype(np.float32)
+    return make_model(nodes, ins, [_vi("y", [b, s, c])], init, opset=17), feeds
+
+
+def test_qkv_projections_of_one_input_fuse_into_one_dense_and_a_split():
+    m, feeds = _self_attention_model()
+    fg = _check(m, feeds, "default,fuse_qkv,dce", {"attention": 1, "dense": 1, "Split": 1}, ["MatMul", "Softmax"])
+    dense = next(nd for nd in fg.nodes if nd.op == "dense")
+    assert fg.constants[dense.inputs[1]].shape == (16, 48) and fg.constants[dense.inputs[2]].shape == (48,)
+    split = next(nd for nd in fg.nodes if nd.op == "Split")
+    att = next(nd for nd in fg.nodes if nd.op == "attention")
+    assert split.outputs == att.inputs[:3] and split.attrs["split"] == [16, 16, 16]
+
+
+def test_cross_attention_projections_stay_apart():
+    m, feeds = _self_attention_model(cross=True)
+    _check(m, feeds, "default,fuse_qkv,dce", {"attention": 1, "dense": 3}, ["Split"])

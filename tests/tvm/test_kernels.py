@@ -279,3 +279,87 @@ def test_isqrt_by_float64_sqrt_is_exact():
     out = _t(np.zeros(v.size, np.int64))
     build_cpu_reference(te.create_prim_func([x, y]))["main"](_t(v), out)
     np.testing.assert_array_equal(out.numpy(), intmath.isqrt(v))
+
+
+def test_flash_attention_functions_are_injected_once_per_variant():
+    """A fused-QKV flash variant calls its plain variant: both are defined once, with the mma wrapper and the
+    swizzle macro of each head size once, even when the plain variant is also called on its own."""
+    from schedules import cuda_device_functions as dev
+
+    body = ("hwcomp_flash_attn_d64w4_m_f(qkv, m, o, r, 0, 2, 12, 128, 128, 0.125f, 0, 128); "
+            "hwcomp_flash_attn_d64w4_m(q, k, v, m, o, r, 0, 2, 12, 128, 128, 768, 0.125f, 0, 128); "
+            "hwcomp_flash_attn_d32w1_c(q, k, v, o, r, 0, 2, 12, 128, 128, 384, 0.125f);")
+    src = '#include <cuda_fp16.h>\nextern "C" __global__ void k() { ' + body + " }\n"
+    out = dev.inject(src)
+    assert dev.inject(src) == out and dev.inject(out) == out and not dev.needs_sm90a(out)
+    for name in ("hwcomp_flash_attn_d64w4_m_f(", "hwcomp_flash_attn_d64w4_m(", "hwcomp_flash_attn_d32w1_c("):
+        assert out.count("void " + name) == 1, name
+    assert out.count("void hwcomp_mma16816(") == 1 and out.count("void hwcomp_cp_async16(") == 1
+    assert out.count("#define HWCOMP_FA_SW_D64(") == 1 and out.count("#define HWCOMP_FA_SW_D32(") == 1
+
+
+def _numpy_attention(q, k, v, h, scale, mask=None, causal=False):
+    b, s_q, hd = q.shape
+    s_k, d = k.shape[1], hd // h
+    split = lambda x, s: x.astype(np.float64).reshape(b, s, h, d).transpose(0, 2, 1, 3)  # noqa: E731
+    s = split(q, s_q) @ split(k, s_k).transpose(0, 1, 3, 2) * scale
+    if mask is not None:
+        s = s + mask[:, None]
+    if causal:
+        s = np.where(np.arange(s_k)[None] > np.arange(s_q)[:, None] + (s_k - s_q), -3.4e38, s)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return (p @ split(v, s_k)).transpose(0, 2, 1, 3).reshape(b, s_q, hd)
+
+
+@pytest.mark.parametrize("fused,causal", [(True, False), (False, True)])
+def test_flash_attention_definition_matches_numpy(fused, causal):
+    """The flash kernel's definition (what tuning and the CPU see): heads read at their offsets in a fused QKV
+    projection, per-row mask broadcast over heads, causal fill."""
+    import tvm
+    from schedules import flash_attention as fa
+
+    b, s, h, d = 2, 64, 2, 32
+    rng = np.random.default_rng(0)
+    qkv = rng.standard_normal((b, s, 3 * h * d)).astype(np.float16)
+    q, k, v = (np.ascontiguousarray(qkv[..., i * h * d:(i + 1) * h * d]) for i in range(3))
+    mask = np.zeros((b, s, s), np.float32)
+    mask[1, :, s // 2:] = -3.4e38
+    f = fa.attention_func(b, s, s, h, d, 0.2, causal, True, b, s, fused)
+    ex = tvm.compile(tvm.IRModule({"main": f}), "llvm")
+    out = tvm.runtime.tensor(np.zeros((b, s, h * d), np.float16))
+    ex["main"](*[tvm.runtime.tensor(x) for x in ([qkv] if fused else [q, k, v])], tvm.runtime.tensor(mask), out)
+    ref = _numpy_attention(q, k, v, h, 0.2, mask, causal)
+    assert float(np.abs(out.numpy() - ref).max()) < 5e-3
+
+
+@needs_nvcc
+@pytest.mark.slow
+@pytest.mark.parametrize("d,causal,mask,fused", [(64, False, True, True), (32, True, False, False),
+                                                 (128, False, True, False)])
+def test_flash_attention_builds_mma_machine_code_deterministically(d, causal, mask, fused):
+    from schedules import flash_attention as fa
+    from backends.tvm_cuda.verify import cuda_source
+
+    def build(arch="sm_90"):
+        return build_kernel(fa.attention_flash(2, 128, 128, 4, d, d ** -0.5, causal, mask, 2, 1, fused), "fa", arch)
+
+    ex = build()
+    report = verify_executable(ex, "sm_90")
+    assert any(e.kind == "elf" and e.arch == 90 for e in report.entries)
+    assert report.mma_instructions > 0 and report.wgmma_instructions == 0
+    assert cuda_source(ex) == cuda_source(build())
+    assert verify_executable(build("sm_80"), "sm_80").mma_instructions > 0
+
+
+def test_flash_attention_refuses_shapes_it_does_not_tile():
+    from schedules import flash_attention as fa
+    from schedules.errors import ScheduleError
+
+    assert not fa.applicable(128, 100, 64) and not fa.applicable(128, 128, 48) and fa.applicable(16, 64, 32)
+    with pytest.raises(ScheduleError, match="multiple of 64"):
+        fa.attention_flash(1, 128, 100, 12, 64, 0.125)
+    with pytest.raises(ScheduleError, match="Sq = Sk"):
+        fa.attention_flash(1, 64, 128, 12, 64, 0.125, fused=True)
+    with pytest.raises(ScheduleError, match="64-row query tile"):
+        fa.attention_flash(1, 48, 128, 12, 64, 0.125, config=fa.FlashConfig(4))

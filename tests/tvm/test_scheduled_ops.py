@@ -36,15 +36,18 @@ def _run_on_cpu(lm, feeds) -> np.ndarray:
     return (out if hasattr(out, "numpy") else out[0]).numpy()
 
 
-@pytest.mark.parametrize("name,kw", [("bert-tiny", {}), ("gpt2-tiny", {"lm_head": True})])
-def test_cuda_kernel_definitions_match_interpreter(name, kw):
+@pytest.mark.parametrize("name,kw,seq", [("bert-tiny", {}, 32), ("gpt2-tiny", {"lm_head": True}, 32),
+                                         ("bert-tiny", {}, 64), ("gpt2-tiny", {}, 64)])
+def test_cuda_kernel_definitions_match_interpreter(name, kw, seq):
     """The CUDA lowering's kernels are plain TensorIR definitions until scheduled: compiled for the CPU as they
     are, the fp16 model must agree with hwcomp's interpreter (fp32) within fp16 tolerance, padding mask
     (BERT), causal mask and the vocabulary-wide LM head padded to whole tiles (GPT-2) included."""
     from hwcomp.backends.tvm_cuda.relax_lowering import lower_to_relax
 
-    g, feeds = _graph(name, 2, 32, **kw)
+    g, feeds = _graph(name, 2, seq, **kw)
     lm = lower_to_relax(g, "fp16", target="cuda")
+    flash = [k for k in lm.kernel_schedules if k.startswith("attn_flash")]
+    assert bool(flash) == (seq % 64 == 0), sorted(lm.kernel_schedules)  # the flash kernel tiles keys by 64
     if kw:
         vocab = max(int(g.types[n.inputs[1]].shape[-1]) for n in g.nodes if n.op == "dense")
         assert vocab % 128 and any(f"x{-(-vocab // 128) * 128}x" in k for k in lm.kernel_schedules)
@@ -67,8 +70,10 @@ def test_every_fused_op_gets_an_hwcomp_kernel_with_machine_code(bert_tiny):
     from hwcomp.backends.tvm_cuda.verify import verify_executable
 
     ex, lm = build(bert_tiny, "cuda", "sm_90", "fp16")
-    fused = [n.name for n in bert_tiny.nodes if n.op in ("dense", "attention", "layer_norm", "add_layer_norm")]
+    g = lm.graph  # after the GPU's fuse_qkv: its Splits are read in place by the flash attention kernel
+    fused = [n.name for n in g.nodes if n.op in ("dense", "attention", "layer_norm", "add_layer_norm", "Split")]
     assert sorted(lm.kernel_sources) == sorted(fused)
+    assert sum(n.op == "attention" for n in g.nodes) == sum(n.op == "Split" for n in g.nodes) == 2
     report = verify_executable(ex, "sm_90")
     assert report.mma_instructions > 0
 
@@ -266,4 +271,27 @@ def test_wgmma_dense_writing_the_graph_output_gives_unpadded_fp32(tmp_path):
     got = _run_on_cpu(lm, {"x": x})
     assert got.dtype == np.float32 and got.shape == (m, n)
     ref = interpret(g, {"x": x.astype(np.float32)})["y"]
+    assert float(np.abs(got - ref).max()) < 2e-2 * max(1.0, float(np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("name", ["bert-tiny", "gpt2-tiny"])
+def test_attention_reads_the_fused_qkv_projection_in_place(name):
+    """BERT's three Q/K/V projections become one dense (fuse_qkv, on the fp16 CUDA path) and GPT-2 has one
+    already: either way the flash attention kernel takes the projection's output whole, and no kernel copies
+    the split heads out of it. The module's attention kernels are the fused-QKV flash variant only."""
+    from hwcomp.backends.tvm_cuda.relax_lowering import lower_to_relax
+
+    g, feeds = _graph(name, 2, 64)
+    lm = lower_to_relax(g, "fp16", target="cuda")
+    h_in, h_out = g.op_histogram(), lm.graph.op_histogram()
+    layers = h_in["attention"]
+    assert h_out["attention"] == layers and h_out["Split"] == layers
+    if name == "bert-tiny":
+        assert h_out["dense"] == h_in["dense"] - 2 * layers and "Split" not in h_in
+    assert sorted({k.split("_2x")[0] for k in lm.kernel_schedules if k.startswith("attn")}) == ["attn_flash"]
+    assert all(k.endswith("_qkv") for k in lm.kernel_schedules if k.startswith("attn"))
+    text = str(lm.mod["main"])
+    assert "R.split" not in text and "strided_slice" not in text
+    got = _run_on_cpu(lm, feeds)
+    ref = interpret(g, feeds)[g.outputs[0]]
     assert float(np.abs(got - ref).max()) < 2e-2 * max(1.0, float(np.abs(ref).max()))
