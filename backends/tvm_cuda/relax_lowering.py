@@ -64,6 +64,7 @@ class _Ctx:
         self.transposed: dict[str, int] = {}  # fp16 (wgmma) dense / int8 qdense weight param -> N of its [N, K] (padded) layout
         self.repacked: set[str] = set()  # int4 wdense constants stored in the GEMV kernel's layout
         self.fused_away: set[str] = set()  # nodes a kernel of an earlier node computed (epilogue fusion)
+        self.memo: dict[tuple, object] = {}  # values a lowering derives once per graph (e.g. the fp32 attention mask)
         self.in_place_splits: set[str] = set()  # Split nodes whose consumers read the unsplit tensor in place
         self._uses: dict[str, list[tuple[Node, int]]] | None = None
         self._producers: dict[str, Node] | None = None

@@ -319,8 +319,11 @@ def _mask_3d(ctx: _Ctx, name: str, mask, b: int, s_q: int, s_k: int):
     ms = _mask_shape(ctx, name, b, s_q, s_k)
     if ms is None:
         return None
-    m = _reshape(ctx, mask, [ms[0], ms[1], s_k])
-    return ctx.emit(relax.op.astype(m, "float32")), ms[0], ms[1]
+    key = ("mask_3d", name)
+    if key not in ctx.memo:  # every layer's attention reads the model's one mask: cast it once
+        m = _reshape(ctx, mask, [ms[0], ms[1], s_k])
+        ctx.memo[key] = m if m.ty.dtype == "float32" else ctx.emit(relax.op.astype(m, "float32"))
+    return ctx.memo[key], ms[0], ms[1]
 
 
 def attention_kernels(ctx: _Ctx, n, args):

@@ -45,7 +45,7 @@ def cases() -> list[dict]:
                       (HID, 50304, "none")):
         for cfg in ("auto",) + (WGMMA_SWEEP if n != 50304 else ("n128s3", "n128s4")):
             out.append(dict(kind="dense_wgmma", m=32 * SEQ, n=n, k=k, act=act, cfg=cfg))
-    for cfg in ("auto", "n128s3"):  # GPT-2's LM head writing its fp32 logits, unpadded, without bias
+    for cfg in ("auto",) + WGMMA_SWEEP:  # GPT-2's LM head writing its fp32 logits, unpadded, without bias
         out.append(dict(kind="dense_wgmma", m=32 * SEQ, n=50304, k=HID, act="none", cfg=cfg, n_out=50257))
     # GPT-2 small decode (QKV, FFN up, FFN down, the 50257-word LM head padded to 50304) and 7B-class shapes
     for k, n in ((HID, 3 * HID), (HID, FFN), (FFN, HID), (HID, 50304), (4096, 4096), (4096, 11008)):
