@@ -38,9 +38,8 @@ from .cuda_device_functions import extern_launch
 from .dense import ACTIVATIONS, _bias_activation, activation
 from .errors import ScheduleError
 
-BM = 128  # rows of a thread block's tile: two warpgroups of 64
+BM = 128  # rows of a thread block's tile: two warpgroups of 64 (the default; 64: one warpgroup, see WgmmaConfig.bm)
 BK = 64  # K per stage: one 128-byte swizzle row of fp16
-THREADS = 256
 _PAD = 8  # floats of padding per row of the epilogue's staging tile (bank spread of the fragment writes)
 ARCHS = ("sm_90", "sm_90a")  # wgmma is sm_90a's; hwcomp's CUDA compile hook builds such sources for sm_90a
 
@@ -50,16 +49,21 @@ class WgmmaConfig:
     bn: int = 128  # tile width = the wgmma instruction's N
     stages: int = 4  # shared-memory ring
     inflight: int = 1  # K-steps of wgmma left running while the next is issued (0: wait for each)
+    bm: int = BM  # tile rows: 128 (two warpgroups, 256 threads) or 64 (one, 128 threads: few-row GEMMs)
 
     def __str__(self) -> str:
-        return f"n{self.bn}s{self.stages}" + ("w0" if self.inflight == 0 else "")
+        return ("m64" if self.bm == 64 else "") + f"n{self.bn}s{self.stages}" + ("w0" if self.inflight == 0 else "")
 
     @classmethod
     def parse(cls, text: str) -> "WgmmaConfig":
-        m = re.fullmatch(r"n(\d+)s(\d+)(w0)?", text)
+        m = re.fullmatch(r"(m64)?n(\d+)s(\d+)(w0)?", text)
         if not m:
-            raise ScheduleError(f"bad wgmma config {text!r}; expected e.g. n128s4 or n128s3w0")
-        return cls(int(m.group(1)), int(m.group(2)), 0 if m.group(3) else 1)
+            raise ScheduleError(f"bad wgmma config {text!r}; expected e.g. n128s4, n128s3w0 or m64n64s4")
+        return cls(int(m.group(2)), int(m.group(3)), 0 if m.group(4) else 1, 64 if m.group(1) else BM)
+
+    @property
+    def threads(self) -> int:
+        return 2 * self.bm  # a warpgroup (128 threads) per 64 rows
 
     @property
     def prefetch(self) -> int:
@@ -69,17 +73,19 @@ class WgmmaConfig:
     def check(self, m: int, n: int, k: int) -> None:
         if self.bn not in (64, 128, 256):
             raise ScheduleError(f"wgmma tile width {self.bn} is not one of 64, 128, 256")
+        if self.bm not in (64, 128):
+            raise ScheduleError(f"wgmma tile rows {self.bm} is not 64 or 128")
         if not 3 <= self.stages <= 8 or self.inflight not in (0, 1):
             raise ScheduleError(f"wgmma config {self}: stages outside 3..8 or wgmma in flight not 0 or 1")
         if self.smem_bytes > 227 * 1024:
             raise ScheduleError(f"wgmma config {self} needs {self.smem_bytes} B of shared memory (> 227 KiB)")
-        for name, dim, tile in (("M", m, BM), ("N", n, self.bn), ("K", k, BK)):
+        for name, dim, tile in (("M", m, self.bm), ("N", n, self.bn), ("K", k, BK)):
             if dim % tile:
                 raise ScheduleError(f"{name}={dim} is not a multiple of the wgmma tile {tile} ({self}); pad it")
 
     @property
     def a_stage_bytes(self) -> int:
-        return BM * BK * 2
+        return self.bm * BK * 2
 
     @property
     def b_stage_bytes(self) -> int:
@@ -87,16 +93,28 @@ class WgmmaConfig:
 
     @property
     def smem_bytes(self) -> int:  # the ring, or the epilogue's staging tile in it; + 1024 to align to the swizzle
-        return max(self.stages * (self.a_stage_bytes + self.b_stage_bytes), BM * (self.bn + _PAD) * 4) + 1024
+        return max(self.stages * (self.a_stage_bytes + self.b_stage_bytes), self.bm * (self.bn + _PAD) * 4) + 1024
+
+
+SMALL_M = WgmmaConfig(64, 6, bm=64)  # few rows (batch 1 x seq 128): one warpgroup, 64x64 tiles, 6 stages
+
+
+def _fills(m: int, n: int, num_sms: int) -> bool:
+    """Whether 128-row tiles (128x64 at the narrowest) give at least a thread block per SM."""
+    return m % BM == 0 and (m // BM) * (n // 64) >= num_sms
 
 
 def pick_config(m: int, n: int, k: int, num_sms: int = 132) -> WgmmaConfig:
-    """From the H200 sweep at BERT-base batch-32 shapes (bench/gpu/kernels_wgmma_h200.json): for K = 768,
-    128x128 tiles with 3 stages (97 KiB of shared memory: two thread blocks per SM, one's prologue and epilogue
-    under the other's main loop) and each K-step's wgmma waited for before the next (the copies then run two
-    steps ahead): 4096x3072x768 47.7 us (50.0 with one step in flight, 59.3 with 4 stages); for long K,
-    128x256 tiles with 4 stages and one step in flight (4096x768x3072: 38.6 us, 40.8 at 128x128); 128x64 when
-    128-wide tiles would leave most SMs idle."""
+    """From the H200 sweeps (bench/gpu/kernels_wgmma_h200.json, kernels_wgmma_b1_h200.json). At BERT-base
+    batch-32 shapes, for K = 768, 128x128 tiles with 3 stages (97 KiB of shared memory: two thread blocks per SM,
+    one's prologue and epilogue under the other's main loop) and each K-step's wgmma waited for before the next
+    (the copies then run two steps ahead): 4096x3072x768 47.7 us (50.0 with one step in flight, 59.3 with 4
+    stages); for long K, 128x256 tiles with 4 stages and one step in flight (4096x768x3072: 38.6 us, 40.8 at
+    128x128); 128x64 when 128-wide tiles would leave most SMs idle. With too few rows for 128-row tiles to fill
+    the GPU (batch 1, M = 128), 64x64 tiles of one warpgroup with 6 stages: 128x2304x768 4.4 us (mma.sync 9.6),
+    128x3072x768 + GELU 5.4, 128x768x768 4.2 (4.6 at 4 stages, 5.5-6.1 at 64x128)."""
+    if not _fills(m, n, num_sms):
+        return SMALL_M
     if k >= 2048 and n % 256 == 0 and (m // BM) * (n // 256) >= 0.5 * num_sms:
         return WgmmaConfig(256, 4)
     if n % 128 == 0 and (m // BM) * (n // 128) >= 0.5 * num_sms:
@@ -105,9 +123,12 @@ def pick_config(m: int, n: int, k: int, num_sms: int = 132) -> WgmmaConfig:
 
 
 def applicable(m: int, n: int, k: int, num_sms: int = 132) -> bool:
-    """Whether the wgmma kernel covers the shape and pays off: tiles divide it and there are enough of them to
-    occupy the GPU (batch-1 GEMMs of 128 rows keep mma.sync's smaller tiles and split-K)."""
-    return m % BM == 0 and n % 64 == 0 and k % BK == 0 and (m // BM) * (n // 64) >= num_sms
+    """Whether the wgmma kernel covers the shape and pays off: tiles divide it, and either 128-row tiles occupy
+    the GPU or (few rows) K is short enough for one thread block to walk (longer K at few rows is split-K
+    mma.sync's: 128x768x3072 9.7 us against 11.1 for 64-row wgmma tiles)."""
+    if n % 64 or k % BK:
+        return False
+    return _fills(m, n, num_sms) or (m % SMALL_M.bm == 0 and k < 2048)
 
 
 def dense_f16_nk_func(m: int, n: int, k: int, act: str = "none", has_bias: bool = True,
@@ -155,7 +176,7 @@ _ACT_C = {
 assert set(_ACT_C) == set(ACTIVATIONS)
 
 PREFIX = "hwcomp_wgmma_dense_f16_"
-_NAME = re.compile(PREFIX + r"(n\d+s\d+(?:w0)?)_([a-z_]+?)(_b)?(_o32)?(?=\()")
+_NAME = re.compile(PREFIX + r"((?:m64)?n\d+s\d+(?:w0)?)_([a-z_]+?)(_b)?(_o32)?(?=\()")
 
 
 def function_name(cfg: WgmmaConfig, act: str, has_bias: bool, out_f32: bool = False) -> str:
@@ -188,20 +209,21 @@ def device_function(cfg: WgmmaConfig, act: str, has_bias: bool, out_f32: bool = 
     """CUDA source of ``function_name(cfg, act, has_bias, out_f32)`` (see the module docstring). ``y`` has
     ``n_out`` columns (its row stride): fp16 output needs ``n_out == N``; fp32 output writes the first ``n_out``
     of the ``N`` computed columns (an LM head's logits without the padding)."""
-    bn, stages, ahead = cfg.bn, cfg.stages, cfg.prefetch
+    bn, stages, ahead, bm, threads = cfg.bn, cfg.stages, cfg.prefetch, cfg.bm, cfg.threads
+    rpp = threads // 8  # rows one pass of copies covers (8 threads a 128-byte row)
     name = function_name(cfg, act, has_bias, out_f32)
     bias_param = "const half* __restrict__ bias, " if has_bias else ""
     bias_add = ("      v0 += __half2float(bias[col]); v1 += __half2float(bias[col + 1]);\n"
                 if has_bias else "")
     if out_f32:  # a thread per column, rows of bn contiguous floats (n_out may be odd: no vectors)
         out_t = "float"
-        store = (f"  for (int r = tid / {bn}; r < {BM}; r += {THREADS // bn}) {{\n"
+        store = (f"  for (int r = tid / {bn}; r < {bm}; r += {threads // bn}) {{\n"
                  f"    const int col = n0 + tid % {bn};\n"
                  f"    if (col < n_out) y[(size_t)(m0 + r) * n_out + col] = tile_f[r * {bn + _PAD} + tid % {bn}];\n"
                  f"  }}\n")
     else:  # two columns a thread, one half2
         out_t = "half"
-        store = (f"  for (int r = tid / {bn // 2}; r < {BM}; r += {2 * THREADS // bn}) {{\n"
+        store = (f"  for (int r = tid / {bn // 2}; r < {bm}; r += {2 * threads // bn}) {{\n"
                  f"    const int c = (tid % {bn // 2}) * 2;\n"
                  f"    const float2 v = *reinterpret_cast<const float2*>(tile_f + r * {bn + _PAD} + c);\n"
                  f"    *reinterpret_cast<__half2*>(y + (size_t)(m0 + r) * n_out + n0 + c) = __floats2half2_rn(v.x, v.y);\n"
@@ -212,14 +234,14 @@ __device__ __forceinline__ void {name}(const half* __restrict__ x, const half* _
     {out_t}* __restrict__ y, unsigned char* smem_raw, int tile, int M, int N, int K, int n_out) {{
   const int tid = threadIdx.x;
   const int tiles_n = N / {bn};
-  const int m0 = (tile / tiles_n) * {BM}, n0 = (tile % tiles_n) * {bn};
+  const int m0 = (tile / tiles_n) * {bm}, n0 = (tile % tiles_n) * {bn};
   const unsigned ring = ((unsigned)__cvta_generic_to_shared(smem_raw) + 1023u) & ~1023u;
   const unsigned a_ring = ring, b_ring = ring + {stages * cfg.a_stage_bytes}u;
   const int steps = K / {BK};
   const int chunk = tid & 7, row = tid >> 3;  // this thread's 16-byte chunk of a 128-byte row, and first row
   const half* xg = x + (size_t)(m0 + row) * K + chunk * 8;
   const half* wg = w + (size_t)(n0 + row) * K + chunk * 8;
-  const unsigned sw = (unsigned)((chunk ^ (row & 7)) << 4) + row * 128u;  // swizzled offset (rows step by 32)
+  const unsigned sw = (unsigned)((chunk ^ (row & 7)) << 4) + row * 128u;  // swizzled offset (rows step by {rpp})
   float acc[{bn // 2}];
 #pragma unroll
   for (int i = 0; i < {bn // 2}; ++i) acc[i] = 0.0f;
@@ -228,10 +250,10 @@ __device__ __forceinline__ void {name}(const half* __restrict__ x, const half* _
   do {{                                                                                        \\
     const int s_ = (step) % {stages};                                                          \\
     const size_t k_ = (size_t)(step) * {BK};                                                   \\
-    _Pragma("unroll") for (int i = 0; i < {BM // 32}; ++i)                                    \\
-      hwcomp_cp_async16(a_ring + s_ * {cfg.a_stage_bytes}u + sw + i * 4096u, xg + (size_t)i * 32 * K + k_); \\
-    _Pragma("unroll") for (int i = 0; i < {bn // 32}; ++i)                                    \\
-      hwcomp_cp_async16(b_ring + s_ * {cfg.b_stage_bytes}u + sw + i * 4096u, wg + (size_t)i * 32 * K + k_); \\
+    _Pragma("unroll") for (int i = 0; i < {bm // rpp}; ++i)                                    \\
+      hwcomp_cp_async16(a_ring + s_ * {cfg.a_stage_bytes}u + sw + i * {rpp * 128}u, xg + (size_t)i * {rpp} * K + k_); \\
+    _Pragma("unroll") for (int i = 0; i < {bn // rpp}; ++i)                                    \\
+      hwcomp_cp_async16(b_ring + s_ * {cfg.b_stage_bytes}u + sw + i * {rpp * 128}u, wg + (size_t)i * {rpp} * K + k_); \\
   }} while (0)
 
   // prologue: the first {ahead} K-steps in flight ({stages - ahead} stages are being read by wgmma)
@@ -261,7 +283,7 @@ __device__ __forceinline__ void {name}(const half* __restrict__ x, const half* _
 #undef HWCOMP_LOAD
 
   // epilogue: bias and activation on the fp32 accumulators, staged through the (now idle) ring as a
-  // 128 x {bn} fp32 tile so that global stores are row-contiguous. Accumulator fragment: warp w of a
+  // {bm} x {bn} fp32 tile so that global stores are row-contiguous. Accumulator fragment: warp w of a
   // warpgroup holds rows 16w + lane/4 (+8), columns 8j + 2*(lane%4) (+1).
   __syncthreads();  // every warpgroup's wgmma has read its last stage
   float* tile_f = reinterpret_cast<float*>(smem_raw + (ring - (unsigned)__cvta_generic_to_shared(smem_raw)));
@@ -312,5 +334,5 @@ def dense_f16_wgmma(m: int, n: int, k: int, act: str = "none", has_bias: bool = 
     params = [("x", (m, k), "float16"), ("w", (n, k), "float16")] + ([("bias", (n,), "float16")] if has_bias else [])
     params.append(("y", y_shape, "float32" if out_f32 else "float16"))
     kernel = extern_launch(params, function_name(cfg, act, has_bias, out_f32), [m, n, k, width],
-                           (m // BM) * (n // cfg.bn), THREADS, cfg.smem_bytes)
+                           (m // cfg.bm) * (n // cfg.bn), cfg.threads, cfg.smem_bytes)
     return kernel.with_attr("global_symbol", f"dense_f16_wgmma_{cfg}").with_attr("tirx.is_scheduled", True)

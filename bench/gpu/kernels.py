@@ -47,6 +47,11 @@ def cases() -> list[dict]:
             out.append(dict(kind="dense_wgmma", m=32 * SEQ, n=n, k=k, act=act, cfg=cfg))
     for cfg in ("auto",) + WGMMA_SWEEP:  # GPT-2's LM head writing its fp32 logits, unpadded, without bias
         out.append(dict(kind="dense_wgmma", m=32 * SEQ, n=50304, k=HID, act="none", cfg=cfg, n_out=50257))
+    # batch 1 (M = 128): one-warpgroup 64-row wgmma tiles against the mma.sync kernel the lowering picks there
+    out.append(dict(kind="dense_f16", m=SEQ, n=3 * HID, k=HID, act="none"))
+    for k, n, act in ((HID, 3 * HID, "none"), (HID, FFN, "gelu"), (HID, HID, "none"), (FFN, HID, "none")):
+        for cfg in WGMMA_B1_SWEEP:
+            out.append(dict(kind="dense_wgmma", m=SEQ, n=n, k=k, act=act, cfg=cfg))
     # GPT-2 small decode (QKV, FFN up, FFN down, the 50257-word LM head padded to 50304) and 7B-class shapes
     for k, n in ((HID, 3 * HID), (HID, FFN), (FFN, HID), (HID, 50304), (4096, 4096), (4096, 11008)):
         for sched in ("hwcomp", "dlight"):
@@ -63,6 +68,7 @@ SWEEP_B1 = ("1x1x1x2x2", "1x1x1x2x4s3p", "2x2x2x2x4s3p", "1x2x2x2x4s3p", "2x2x1x
 
 
 WGMMA_SWEEP = ("n64s4", "n128s3", "n128s3w0", "n128s4", "n256s3", "n256s4")
+WGMMA_B1_SWEEP = ("m64n64s4", "m64n64s4w0", "m64n64s6", "m64n64s3w0", "m64n128s4", "m64n128s3w0")
 
 
 # --gemv-sweep: thread layouts of the int4 GEMV ("l<lanes>u<unroll>r<rows>t<threads>") beside pick_config's

@@ -171,6 +171,13 @@ def test_wgmma_dense_builds_sm90a_machine_code_deterministically():
     assert verify_executable(explicit, "sm_90a").wgmma_instructions > 0
     with pytest.raises(Exception, match="multiple of the wgmma tile"):
         dense_wgmma.dense_f16_wgmma(200, 256, 128)
+    # one warpgroup, 64-row tiles (few-row GEMMs): a 128-thread launch
+    small = dense_wgmma.dense_f16_wgmma(64, 128, 128, "none", False, dense_wgmma.WgmmaConfig.parse("m64n64s6"))
+    assert 'T.thread_binding(128, thread="threadIdx.x")' in small.script()
+    assert verify_executable(build_kernel(small, "wg_s", "sm_90"), "sm_90").wgmma_instructions > 0
+    assert str(dense_wgmma.WgmmaConfig.parse("m64n64s6")) == "m64n64s6" and dense_wgmma.pick_config(128, 768, 768).bm == 64
+    with pytest.raises(Exception, match="multiple of the wgmma tile 64"):
+        dense_wgmma.dense_f16_wgmma(96, 128, 128, config=dense_wgmma.WgmmaConfig.parse("m64n64s6"))
 
 
 @needs_nvcc

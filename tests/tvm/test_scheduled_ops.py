@@ -92,7 +92,8 @@ def test_tuning_record_takes_precedence_over_hwcomp_schedule(bert_tiny, tmp_path
     task = next(t for t in tuning.extract_tasks(mod, target, {"dense"}) if "gelu" in t.name)
     workload_mod = task.mod
     sch = s_tir.Schedule(workload_mod)
-    schedule_mma(sch, MmaConfig(1, 1, 1, 1), "float16", "float32", trans_b=False)  # not hwcomp's pick
+    # not hwcomp's pick (the wgmma kernel): mma.sync, on the [N, K] weight that definition reads
+    schedule_mma(sch, MmaConfig(1, 1, 1, 1), "float16", "float32", trans_b=True)
     db = tuning.open_database(tmp_path / "db", target, create=True)
     db.commit_tuning_record(ms.database.TuningRecord(sch.trace, db.commit_workload(workload_mod), [1e-5], target))
 
@@ -295,3 +296,26 @@ def test_attention_reads_the_fused_qkv_projection_in_place(name):
     got = _run_on_cpu(lm, feeds)
     ref = interpret(g, feeds)[g.outputs[0]]
     assert float(np.abs(got - ref).max()) < 2e-2 * max(1.0, float(np.abs(ref).max()))
+
+
+def test_few_row_dense_runs_as_one_warpgroup_wgmma_kernel(tmp_path):
+    """At batch 1 (128 rows) 128-row tiles cannot fill the GPU: a dense with K < 2048 runs as the wgmma kernel with
+    64x64 tiles of one warpgroup (schedules/dense_wgmma.py SMALL_M), definition within fp16 tolerance of the
+    interpreter, sm_90a machine code issuing wgmma; sm_80 keeps mma.sync."""
+    from hwcomp.backends.tvm_cuda.compile import build
+    from hwcomp.backends.tvm_cuda.relax_lowering import lower_to_relax
+    from hwcomp.backends.tvm_cuda.verify import cuda_source, verify_executable
+
+    m, k, n = 128, 256, 384
+    g, rng = _wide_dense_graph(tmp_path, m, k, n)
+    lm = lower_to_relax(g, "fp16", target="cuda")
+    assert sorted(lm.kernel_schedules) == [f"dense_f16_wgmma_{m}x{n}x{k}_gelu_b_f32out{n}"]
+    x = rng.standard_normal((m, k)).astype(np.float16)
+    got = _run_on_cpu(lm, {"x": x}).astype(np.float64)
+    ref = interpret(g, {"x": x.astype(np.float32)})["y"]
+    assert float(np.abs(got - ref).max()) < 2e-2 * max(1.0, float(np.abs(ref).max()))
+    ex, _ = build(g, "cuda", "sm_90", "fp16")
+    assert "hwcomp_wgmma_dense_f16_m64n64s6_gelu_b_o32(" in cuda_source(ex)
+    assert verify_executable(ex, "sm_90").wgmma_instructions > 0
+    assert sorted(lower_to_relax(g, "fp16", target="cuda", arch="sm_80").kernel_schedules) == \
+        [f"dense_f16_{m}x{n}x{k}_gelu_b"]
