@@ -23,6 +23,9 @@ Per thread block (``warps`` warps, ``16 * warps`` query rows of one (batch, head
 
 The probabilities multiply V unnormalized (divided at the end) and rounded to fp16, where the three-kernel
 path rounds the normalized ones: both are within fp16 tolerance of the interpreter.
+
+Any sequence lengths: when the last query tile or 64-key tile is partial, the ``_t`` variant zero-fills the rows
+and keys past the ends in shared memory, scores such keys -inf and stores only rows below Sq.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ HEAD_DIMS = (32, 64, 128)
 NEG_INF = -3.4e38
 
 PREFIX = "hwcomp_flash_attn_"
-_NAME = re.compile(PREFIX + r"d(\d+)w(\d)(_c)?(_m)?(_f)?(?=\()")
+_NAME = re.compile(PREFIX + r"d(\d+)w(\d)(_c)?(_m)?(_t)?(_f)?(?=\()")
 
 
 @dataclass(frozen=True)
@@ -58,21 +61,28 @@ def smem_bytes(d: int, cfg: FlashConfig) -> int:
 
 
 def applicable(s_q: int, s_k: int, d: int) -> bool:
-    """Whether the kernel covers the shape (otherwise the three-kernel path runs)."""
-    return d in HEAD_DIMS and s_q % 16 == 0 and s_k % BKV == 0
+    """Whether the kernel covers the shape (otherwise the three-kernel path runs): any sequence lengths (a
+    partial last query or key tile takes the ``_t`` variant), head dims of :data:`HEAD_DIMS`."""
+    return d in HEAD_DIMS and s_q >= 1 and s_k >= 1
+
+
+def has_tail(s_q: int, s_k: int, cfg: "FlashConfig") -> bool:
+    """Whether the last query tile or key tile is partial (the ``_t`` variant: bounds-checked loads and stores)."""
+    return s_q % cfg.rows != 0 or s_k % BKV != 0
 
 
 def pick_config(b: int, h: int, s_q: int, num_sms: int = 132) -> FlashConfig:
     """4 warps (64 query rows) a block when that still gives a block per SM, else fewer rows a block so that
     small batches spread over more SMs (each block then re-reads its head's K/V, from L2)."""
     for warps in (4, 2, 1):
-        if s_q % (16 * warps) == 0 and b * h * (s_q // (16 * warps)) >= num_sms:
+        if b * h * -(-s_q // (16 * warps)) >= num_sms:
             return FlashConfig(warps)
     return FlashConfig(1)
 
 
-def function_name(d: int, cfg: FlashConfig, causal: bool, has_mask: bool, fused: bool) -> str:
-    return f"{PREFIX}d{d}w{cfg.warps}{'_c' if causal else ''}{'_m' if has_mask else ''}{'_f' if fused else ''}"
+def function_name(d: int, cfg: FlashConfig, causal: bool, has_mask: bool, fused: bool, tail: bool = False) -> str:
+    return (f"{PREFIX}d{d}w{cfg.warps}{'_c' if causal else ''}{'_m' if has_mask else ''}{'_t' if tail else ''}"
+            f"{'_f' if fused else ''}")
 
 
 def _swizzle_c(d: int) -> str:
@@ -84,11 +94,13 @@ def _swizzle_c(d: int) -> str:
     return f"((r) * {2 * d} + ((((c) ^ (((r) >> 1) & 3))) << 4))"  # d = 32: 4 chunks, two rows a 128-byte line
 
 
-def device_function(d: int, cfg: FlashConfig, causal: bool, has_mask: bool) -> str:
-    """CUDA source of ``function_name(d, cfg, causal, has_mask, False)``: see the module docstring. Runtime
+def device_function(d: int, cfg: FlashConfig, causal: bool, has_mask: bool, tail: bool = False) -> str:
+    """CUDA source of ``function_name(d, cfg, causal, has_mask, False, tail)``: see the module docstring. Runtime
     parameters: ``block`` (the thread block's index), ``B, H, Sq, Sk``, ``ld`` (row stride of q/k/v in
-    elements), ``scale``, and, with a mask, its batch and row strides in elements (0 where it broadcasts)."""
-    name = function_name(d, cfg, causal, has_mask, False)
+    elements), ``scale``, and, with a mask, its batch and row strides in elements (0 where it broadcasts).
+    ``tail``: Sq or Sk is not a multiple of the tiles; rows past Sq and keys past Sk are zero-filled on load, such
+    keys score -inf (their probability is exactly 0), rows past Sq are not stored."""
+    name = function_name(d, cfg, causal, has_mask, False, tail)
     rows, warps = cfg.rows, cfg.warps
     ch = d // 8  # 16-byte chunks per row
     ks = d // 16  # k-steps of QKᵀ
@@ -97,20 +109,54 @@ def device_function(d: int, cfg: FlashConfig, causal: bool, has_mask: bool) -> s
     q_bytes, kv_bytes = rows * d * 2, BKV * d * 2
     mask_param = "const float* __restrict__ mask, " if has_mask else ""
     mask_strides = ", int mask_bs, int mask_rs" if has_mask else ""
-    if has_mask:
+    if has_mask and tail:
+        mask_row = ("  const float* mrow0 = mask + (size_t)b * mask_bs + (size_t)min(qrow0, Sq - 1) * mask_rs;\n"
+                    "  const float* mrow1 = mask + (size_t)b * mask_bs + (size_t)min(qrow0 + 8, Sq - 1) * mask_rs;\n")
+        mask_add = ("        s[j][0] = key < Sk ? fmaf(s[j][0], scale, mrow0[key]) : -INFINITY;\n"
+                    "        s[j][1] = key + 1 < Sk ? fmaf(s[j][1], scale, mrow0[key + 1]) : -INFINITY;\n"
+                    "        s[j][2] = key < Sk ? fmaf(s[j][2], scale, mrow1[key]) : -INFINITY;\n"
+                    "        s[j][3] = key + 1 < Sk ? fmaf(s[j][3], scale, mrow1[key + 1]) : -INFINITY;\n")
+    elif has_mask:
         mask_row = ("  const float* mrow0 = mask + (size_t)b * mask_bs + (size_t)qrow0 * mask_rs;\n"
                     "  const float* mrow1 = mrow0 + (size_t)8 * mask_rs;\n")
         mask_add = ("        const float2 m0 = *reinterpret_cast<const float2*>(mrow0 + key);\n"
                     "        const float2 m1 = *reinterpret_cast<const float2*>(mrow1 + key);\n"
                     "        s[j][0] = fmaf(s[j][0], scale, m0.x); s[j][1] = fmaf(s[j][1], scale, m0.y);\n"
                     "        s[j][2] = fmaf(s[j][2], scale, m1.x); s[j][3] = fmaf(s[j][3], scale, m1.y);\n")
+    elif tail:
+        mask_row = ""
+        mask_add = ("        s[j][0] = key < Sk ? s[j][0] * scale : -INFINITY;\n"
+                    "        s[j][1] = key + 1 < Sk ? s[j][1] * scale : -INFINITY;\n"
+                    "        s[j][2] = key < Sk ? s[j][2] * scale : -INFINITY;\n"
+                    "        s[j][3] = key + 1 < Sk ? s[j][3] * scale : -INFINITY;\n")
     else:
         mask_row = ""
         mask_add = ("        s[j][0] *= scale; s[j][1] *= scale; s[j][2] *= scale; s[j][3] *= scale;\n")
-    causal_fill = ("        if (key > qrow0 + diag) s[j][0] = NEGF;\n"
-                   "        if (key + 1 > qrow0 + diag) s[j][1] = NEGF;\n"
-                   "        if (key > qrow0 + 8 + diag) s[j][2] = NEGF;\n"
-                   "        if (key + 1 > qrow0 + 8 + diag) s[j][3] = NEGF;\n") if causal else ""
+    # keys past Sk (tail) stay -inf: past the diagonal too, but they are not keys
+    lim = "key < Sk && " if tail else ""
+    lim1 = "key + 1 < Sk && " if tail else ""
+    causal_fill = (f"        if ({lim}key > qrow0 + diag) s[j][0] = NEGF;\n"
+                   f"        if ({lim1}key + 1 > qrow0 + diag) s[j][1] = NEGF;\n"
+                   f"        if ({lim}key > qrow0 + 8 + diag) s[j][2] = NEGF;\n"
+                   f"        if ({lim1}key + 1 > qrow0 + 8 + diag) s[j][3] = NEGF;\n") if causal else ""
+    q_load = f"    hwcomp_cp_async16(sq + HWCOMP_FA_SW_D{d}(r, c), qg + (size_t)r * ld + c * 8);"
+    kv_load = (f"      hwcomp_cp_async16(sk + (stage) * {kv_bytes}u + HWCOMP_FA_SW_D{d}(r, c), kg + g);          \\\n"
+               f"      hwcomp_cp_async16(sv + (stage) * {kv_bytes}u + HWCOMP_FA_SW_D{d}(r, c), vg + g);          \\")
+    store0 = "    *reinterpret_cast<__half2*>(og + j * 8) = "
+    store1 = "    *reinterpret_cast<__half2*>(og + (size_t)8 * H * {d} + j * 8) =".format(d=d)
+    if tail:  # rows past Sq / keys past Sk: zeros in shared memory (V's must be 0: 0 * garbage could be NaN)
+        zero = "*reinterpret_cast<uint4*>(smem_raw + {off}) = make_uint4(0u, 0u, 0u, 0u)"
+        q_load = (f"    if (q0 + r < Sq) hwcomp_cp_async16(sq + HWCOMP_FA_SW_D{d}(r, c), qg + (size_t)r * ld + c * 8);\n"
+                  f"    else {zero.format(off=f'HWCOMP_FA_SW_D{d}(r, c)')};")
+        kv_load = (f"      if ((tile) * {BKV} + r < Sk) {{                                                        \\\n"
+                   f"        hwcomp_cp_async16(sk + (stage) * {kv_bytes}u + HWCOMP_FA_SW_D{d}(r, c), kg + g);      \\\n"
+                   f"        hwcomp_cp_async16(sv + (stage) * {kv_bytes}u + HWCOMP_FA_SW_D{d}(r, c), vg + g);      \\\n"
+                   f"      }} else {{                                                                              \\\n"
+                   f"        {zero.format(off=f'{q_bytes} + (stage) * {kv_bytes} + HWCOMP_FA_SW_D{d}(r, c)')};  \\\n"
+                   f"        {zero.format(off=f'{q_bytes + 2 * kv_bytes} + (stage) * {kv_bytes} + HWCOMP_FA_SW_D{d}(r, c)')};  \\\n"
+                   f"      }}                                                                                     \\")
+        store0 = "    if (qrow0 < Sq) " + store0.lstrip()
+        store1 = "    if (qrow0 + 8 < Sq) " + store1.lstrip()
     return f"""
 __device__ __forceinline__ void {name}(const half* __restrict__ q, const half* __restrict__ k,
     const half* __restrict__ v, {mask_param}half* __restrict__ out, unsigned char* smem_raw, int block,
@@ -118,7 +164,7 @@ __device__ __forceinline__ void {name}(const half* __restrict__ q, const half* _
   const float NEGF = {NEG_INF:.7g}f;
   const float LOG2E = 1.4426950408889634f;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int q_tiles = Sq / {rows};
+  const int q_tiles = {"(Sq + " + str(rows - 1) + ") / " + str(rows) if tail else "Sq / " + str(rows)};
   const int qt = block % q_tiles, h = (block / q_tiles) % H, b = block / (q_tiles * H);
   const int q0 = qt * {rows};
   const unsigned sq = (unsigned)__cvta_generic_to_shared(smem_raw);
@@ -130,15 +176,14 @@ __device__ __forceinline__ void {name}(const half* __restrict__ q, const half* _
   // query tile: {rows} x {d}
   for (int i = tid; i < {rows * ch}; i += {32 * warps}) {{
     const int r = i / {ch}, c = i % {ch};
-    hwcomp_cp_async16(sq + HWCOMP_FA_SW_D{d}(r, c), qg + (size_t)r * ld + c * 8);
+{q_load}
   }}
 #define HWCOMP_FA_LOAD_KV(tile, stage)                                                           \\
   do {{                                                                                         \\
     for (int i = tid; i < {BKV * ch}; i += {32 * warps}) {{                                     \\
       const int r = i / {ch}, c = i % {ch};                                                     \\
       const size_t g = (size_t)((tile) * {BKV} + r) * ld + c * 8;                               \\
-      hwcomp_cp_async16(sk + (stage) * {kv_bytes}u + HWCOMP_FA_SW_D{d}(r, c), kg + g);          \\
-      hwcomp_cp_async16(sv + (stage) * {kv_bytes}u + HWCOMP_FA_SW_D{d}(r, c), vg + g);          \\
+{kv_load}
     }}                                                                                          \\
   }} while (0)
   HWCOMP_FA_LOAD_KV(0, 0);
@@ -151,7 +196,7 @@ __device__ __forceinline__ void {name}(const half* __restrict__ q, const half* _
 #pragma unroll
   for (int j = 0; j < {dt}; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
   unsigned qa[{ks}][4];
-  const int kv_tiles = Sk / {BKV};
+  const int kv_tiles = {"(Sk + " + str(BKV - 1) + ") / " + str(BKV) if tail else "Sk / " + str(BKV)};
   for (int t = 0; t < kv_tiles; ++t) {{
     if (t + 1 < kv_tiles) HWCOMP_FA_LOAD_KV(t + 1, (t + 1) & 1);
     asm volatile("cp.async.commit_group;\\n" ::);
@@ -237,23 +282,23 @@ __device__ __forceinline__ void {name}(const half* __restrict__ q, const half* _
   half* og = out + ((size_t)b * Sq + qrow0) * (H * {d}) + h * {d} + (lane & 3) * 2;
 #pragma unroll
   for (int j = 0; j < {dt}; ++j) {{
-    *reinterpret_cast<__half2*>(og + j * 8) = __floats2half2_rn(o[j][0] * l_run[0], o[j][1] * l_run[0]);
-    *reinterpret_cast<__half2*>(og + (size_t)8 * H * {d} + j * 8) =
+{store0}__floats2half2_rn(o[j][0] * l_run[0], o[j][1] * l_run[0]);
+{store1}
         __floats2half2_rn(o[j][2] * l_run[1], o[j][3] * l_run[1]);
   }}
 }}
 """
 
 
-def fused_wrapper(d: int, cfg: FlashConfig, causal: bool, has_mask: bool) -> str:
+def fused_wrapper(d: int, cfg: FlashConfig, causal: bool, has_mask: bool, tail: bool = False) -> str:
     """The ``_f`` variant: q, k and v are column blocks of one ``[B, S, 3*H*D]`` projection."""
     mask_param = "const float* __restrict__ mask, " if has_mask else ""
     mask_strides = ", int mask_bs, int mask_rs" if has_mask else ""
     return f"""
-__device__ __forceinline__ void {function_name(d, cfg, causal, has_mask, True)}(const half* __restrict__ qkv,
+__device__ __forceinline__ void {function_name(d, cfg, causal, has_mask, True, tail)}(const half* __restrict__ qkv,
     {mask_param}half* __restrict__ out, unsigned char* smem_raw, int block, int B, int H, int Sq, int Sk,
     float scale{mask_strides}) {{
-  {function_name(d, cfg, causal, has_mask, False)}(qkv, qkv + H * {d}, qkv + 2 * H * {d}, {"mask, " if has_mask else ""}out,
+  {function_name(d, cfg, causal, has_mask, False, tail)}(qkv, qkv + H * {d}, qkv + 2 * H * {d}, {"mask, " if has_mask else ""}out,
       smem_raw, block, B, H, Sq, Sk, 3 * H * {d}, scale{", mask_bs, mask_rs" if has_mask else ""});
 }}
 """
@@ -272,16 +317,16 @@ __device__ __forceinline__ void hwcomp_mma16816(float* c, const unsigned* a, uns
 
 def sources_for(code: str) -> str:
     """The definitions of every flash-attention function ``code`` calls (for the CUDA postproc hook), or ''."""
-    called = {(int(d), int(w), bool(c), bool(m), bool(f)) for d, w, c, m, f in _NAME.findall(code)}
+    called = {(int(d), int(w), bool(c), bool(m), bool(t), bool(f)) for d, w, c, m, t, f in _NAME.findall(code)}
     called = {v for v in called if v[0] in HEAD_DIMS and v[1] in (1, 2, 4)}
     if not called:
         return ""
     out = [COMMON] + [f"#define HWCOMP_FA_SW_D{d}(r, c) {_swizzle_c(d)}\n" for d in sorted({v[0] for v in called})]
     # a fused variant calls the plain one: each plain function once, then the wrappers
-    for d, w, c, m in sorted({v[:4] for v in called}):
-        out.append(device_function(d, FlashConfig(w), c, m))
-    for d, w, c, m, _ in sorted(v for v in called if v[4]):
-        out.append(fused_wrapper(d, FlashConfig(w), c, m))
+    for d, w, c, m, t in sorted({v[:5] for v in called}):
+        out.append(device_function(d, FlashConfig(w), c, m, t))
+    for d, w, c, m, t, _ in sorted(v for v in called if v[5]):
+        out.append(fused_wrapper(d, FlashConfig(w), c, m, t))
     return "".join(out)
 
 
@@ -338,13 +383,12 @@ def attention_flash(b: int, s_q: int, s_k: int, h: int, d: int, scale: float, ca
     """The launch PrimFunc: ``(q, k, v, [mask,] out)``, or with ``fused`` ``(qkv [B, S, 3*H*D], [mask,] out)``
     (then ``s_q == s_k``: one projection gives queries and keys)."""
     if not applicable(s_q, s_k, d):
-        raise ScheduleError(f"flash attention: head dim {d} not in {HEAD_DIMS}, or Sq={s_q} not a multiple of 16, "
-                            f"or Sk={s_k} not a multiple of {BKV}")
+        raise ScheduleError(f"flash attention: head dim {d} not in {HEAD_DIMS} (or an empty sequence); the "
+                            "three-kernel attention (schedules/attention.py) covers it")
     if fused and s_q != s_k:
         raise ScheduleError(f"flash attention: a fused QKV projection has Sq = Sk (got {s_q}, {s_k})")
     cfg = config or pick_config(b, h, s_q)
-    if s_q % cfg.rows:
-        raise ScheduleError(f"flash attention: Sq={s_q} is not a multiple of the {cfg.rows}-row query tile")
+    tail = has_tail(s_q, s_k, cfg)
     mb = b if mask_batch is None else mask_batch
     if has_mask and (mb not in (1, b) or mask_rows not in (1, s_q)):
         raise ScheduleError(f"attention mask [{mb}, {mask_rows}, {s_k}] does not broadcast to [{b}, {s_q}, {s_k}]")
@@ -359,6 +403,6 @@ def attention_flash(b: int, s_q: int, s_k: int, h: int, d: int, scale: float, ca
     extra = [b, h, s_q, s_k] + ([] if fused else [hd]) + [tirx.FloatImm("float32", scale)]
     if has_mask:
         extra += [mask_rows * s_k if mb > 1 else 0, s_k if mask_rows > 1 else 0]
-    kernel = extern_launch(params, function_name(d, cfg, causal, has_mask, fused), extra,
-                           b * h * (s_q // cfg.rows), 32 * cfg.warps, smem_bytes(d, cfg))
+    kernel = extern_launch(params, function_name(d, cfg, causal, has_mask, fused, tail), extra,
+                           b * h * -(-s_q // cfg.rows), 32 * cfg.warps, smem_bytes(d, cfg))
     return kernel.with_attr("global_symbol", f"attention_flash_d{d}w{cfg.warps}").with_attr("tirx.is_scheduled", True)

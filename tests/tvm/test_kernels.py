@@ -342,14 +342,14 @@ def test_flash_attention_definition_matches_numpy(fused, causal):
 
 @needs_nvcc
 @pytest.mark.slow
-@pytest.mark.parametrize("d,causal,mask,fused", [(64, False, True, True), (32, True, False, False),
-                                                 (128, False, True, False)])
-def test_flash_attention_builds_mma_machine_code_deterministically(d, causal, mask, fused):
+@pytest.mark.parametrize("d,causal,mask,fused,seq", [(64, False, True, True, 128), (32, True, False, False, 128),
+                                                     (128, False, True, False, 128), (64, True, True, True, 77)])
+def test_flash_attention_builds_mma_machine_code_deterministically(d, causal, mask, fused, seq):
     from schedules import flash_attention as fa
     from backends.tvm_cuda.verify import cuda_source
 
     def build(arch="sm_90"):
-        return build_kernel(fa.attention_flash(2, 128, 128, 4, d, d ** -0.5, causal, mask, 2, 1, fused), "fa", arch)
+        return build_kernel(fa.attention_flash(2, seq, seq, 4, d, d ** -0.5, causal, mask, 2, 1, fused), "fa", arch)
 
     ex = build()
     report = verify_executable(ex, "sm_90")
@@ -359,14 +359,21 @@ def test_flash_attention_builds_mma_machine_code_deterministically(d, causal, ma
     assert verify_executable(build("sm_80"), "sm_80").mma_instructions > 0
 
 
-def test_flash_attention_refuses_shapes_it_does_not_tile():
+def test_flash_attention_covers_partial_tiles_with_its_tail_variant():
+    """Any sequence lengths: a partial last query or key tile takes the bounds-checked ``_t`` variant (the
+    variants without it are what the common multiples of 64 build); head dims other than 32/64/128 are refused."""
     from schedules import flash_attention as fa
     from schedules.errors import ScheduleError
 
-    assert not fa.applicable(128, 100, 64) and not fa.applicable(128, 128, 48) and fa.applicable(16, 64, 32)
-    with pytest.raises(ScheduleError, match="multiple of 64"):
-        fa.attention_flash(1, 128, 100, 12, 64, 0.125)
+    assert fa.applicable(100, 100, 64) and fa.applicable(1, 130, 32) and not fa.applicable(128, 128, 48)
+    assert not fa.has_tail(128, 128, fa.FlashConfig(4)) and fa.has_tail(100, 100, fa.FlashConfig(1))
+    assert fa.has_tail(64, 100, fa.FlashConfig(4)) and fa.has_tail(48, 128, fa.FlashConfig(4))
+    f = fa.attention_flash(2, 100, 100, 4, 64, 0.125, False, True, 2, 1, fused=True)
+    assert "hwcomp_flash_attn_d64w1_m_t_f" in f.script() and 'T.thread_binding(56, thread="blockIdx.x")' in f.script()
+    src = fa.sources_for("hwcomp_flash_attn_d64w1_m_t_f(); hwcomp_flash_attn_d64w1_m(); ")
+    assert src.count("void hwcomp_flash_attn_d64w1_m_t(") == 1 and src.count("void hwcomp_flash_attn_d64w1_m(") == 1
+    assert "key < Sk ?" in src and "if (qrow0 < Sq)" in src
+    with pytest.raises(ScheduleError, match="head dim 48"):
+        fa.attention_flash(1, 128, 128, 12, 48, 0.125)
     with pytest.raises(ScheduleError, match="Sq = Sk"):
         fa.attention_flash(1, 64, 128, 12, 64, 0.125, fused=True)
-    with pytest.raises(ScheduleError, match="64-row query tile"):
-        fa.attention_flash(1, 48, 128, 12, 64, 0.125, config=fa.FlashConfig(4))
