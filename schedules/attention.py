@@ -27,21 +27,31 @@ from .errors import ScheduleError
 NEG_INF = -3.4e38
 
 
-def scores_heads_func(b: int, s_q: int, s_k: int, h: int, d: int, in_dtype: str, acc_dtype: str,
-                      scale: float | None, causal_fill: float, causal: bool = False, has_mask: bool = True,
-                      mask_batch: int | None = None, mask_rows: int = 1, name: str = "attn_scores") -> tirx.PrimFunc:
-    """``(q, k, [mask,] scores)``: ``scores[b, h, i, j] = (sum_d q·k) [* scale] [+ mask]`` accumulated in
-    ``acc_dtype``, ``causal_fill`` above the diagonal when ``causal``; q, k ``[B, S, H*D]`` of ``in_dtype`` read
-    per head in place, mask ``[Bm, Sqm, Sk]`` of ``acc_dtype``."""
+def mask_batch_of(b: int, s_q: int, s_k: int, mask_batch: int | None, mask_rows: int) -> int:
+    """The mask's batch extent (``mask_batch``, default B), checked to broadcast: Bm in {1, B}, Sqm in {1, Sq}."""
     mb = b if mask_batch is None else mask_batch
     if mb not in (1, b) or mask_rows not in (1, s_q):
         raise ScheduleError(f"attention mask [{mb}, {mask_rows}, {s_k}] does not broadcast to [{b}, {s_q}, {s_k}]")
-    q = te.placeholder((b, s_q, h * d), in_dtype, name="q")
-    k = te.placeholder((b, s_k, h * d), in_dtype, name="k")
-    mask = te.placeholder((mb, mask_rows, s_k), acc_dtype, name="mask")
+    return mb
+
+
+def _head_col(off: int, hh, d: int, x):
+    """Column of head ``hh``'s element ``x`` in a ``[B, S, ...]`` tensor whose heads start at column ``off``."""
+    return hh * d + x if off == 0 else off + hh * d + x
+
+
+def scores_compute(q: te.Tensor, k: te.Tensor, mask: te.Tensor, h: int, d: int, acc_dtype: str, scale: float | None,
+                   causal_fill: float, causal: bool, has_mask: bool, offsets: tuple[int, int] = (0, 0),
+                   names: tuple[str, str] = ("matmul", "epilogue")) -> te.Tensor:
+    """``scores[b, h, i, j] = (sum_d q·k) [* scale] [+ mask]`` accumulated in ``acc_dtype``, ``causal_fill`` above
+    the diagonal (offset by Sk - Sq) when ``causal``. Heads are read in place from q ``[B, Sq, ...]`` and
+    k ``[B, Sk, ...]`` at column ``offsets`` (a fused QKV projection); mask ``[Bm, Sqm, Sk]`` broadcasts."""
+    b, s_q, s_k = int(q.shape[0]), int(q.shape[1]), int(k.shape[1])
+    mb, mask_rows = int(mask.shape[0]), int(mask.shape[1])
     r = te.reduce_axis((0, d), name="d")
     acc = te.compute((b, h, s_q, s_k), lambda bb, hh, i, j: te.sum(
-        q[bb, i, hh * d + r].astype(acc_dtype) * k[bb, j, hh * d + r].astype(acc_dtype), axis=r), name="matmul")
+        q[bb, i, _head_col(offsets[0], hh, d, r)].astype(acc_dtype)
+        * k[bb, j, _head_col(offsets[1], hh, d, r)].astype(acc_dtype), axis=r), name=names[0])
 
     def epi(bb, hh, i, j):
         v = acc[bb, hh, i, j] if scale is None else acc[bb, hh, i, j] * scale
@@ -51,7 +61,33 @@ def scores_heads_func(b: int, s_q: int, s_k: int, h: int, d: int, in_dtype: str,
             v = tirx.Select(j > i + (s_k - s_q), tirx.const(causal_fill, acc_dtype), v)
         return v
 
-    out = te.compute((b, h, s_q, s_k), epi, name="epilogue")
+    return te.compute((b, h, s_q, s_k), epi, name=names[1])
+
+
+def pv_compute(p: te.Tensor, v: te.Tensor, h: int, d: int, epilogue, v_offset: int = 0,
+               names: tuple[str, str, str] = ("pv_acc", "epilogue", "merge_heads")) -> te.Tensor:
+    """``acc[b, h, i, j] = sum_r p·v`` (fp32 accumulation) with v's heads read in place at column ``v_offset``,
+    ``epilogue(acc, channel)`` per element (channel = ``h*D + j``), stored with the heads merged:
+    ``[B, Sq, H*D]``."""
+    b, _, s_q, s_k = (int(x) for x in p.shape)
+    r = te.reduce_axis((0, s_k), name="r")
+    acc = te.compute((b, h, s_q, d), lambda bb, hh, i, j: te.sum(
+        p[bb, hh, i, r].astype("float32") * v[bb, r, _head_col(v_offset, hh, d, j)].astype("float32"), axis=r),
+        name=names[0])
+    epi = te.compute((b, h, s_q, d), lambda bb, hh, i, j: epilogue(acc[bb, hh, i, j], hh * d + j), name=names[1])
+    return te.compute((b, s_q, h * d), lambda bb, i, c: epi[bb, c // d, i, c % d], name=names[2])
+
+
+def scores_heads_func(b: int, s_q: int, s_k: int, h: int, d: int, in_dtype: str, acc_dtype: str,
+                      scale: float | None, causal_fill: float, causal: bool = False, has_mask: bool = True,
+                      mask_batch: int | None = None, mask_rows: int = 1, name: str = "attn_scores") -> tirx.PrimFunc:
+    """``(q, k, [mask,] scores)`` of :func:`scores_compute`; q, k ``[B, S, H*D]`` of ``in_dtype``, mask
+    ``[Bm, Sqm, Sk]`` of ``acc_dtype``."""
+    mb = mask_batch_of(b, s_q, s_k, mask_batch, mask_rows)
+    q = te.placeholder((b, s_q, h * d), in_dtype, name="q")
+    k = te.placeholder((b, s_k, h * d), in_dtype, name="k")
+    mask = te.placeholder((mb, mask_rows, s_k), acc_dtype, name="mask")
+    out = scores_compute(q, k, mask, h, d, acc_dtype, scale, causal_fill, causal, has_mask)
     args = [q, k, mask, out] if has_mask else [q, k, out]
     return te.create_prim_func(args).with_attr("global_symbol", name)
 
@@ -75,17 +111,11 @@ def softmax_func(b: int, h: int, s_q: int, s_k: int) -> tirx.PrimFunc:
 
 def pv_heads_func(b: int, s_q: int, s_k: int, h: int, d: int, epilogue, extra=(), out_dtype: str = "float16",
                   name: str = "attn_pv") -> tirx.PrimFunc:
-    """``(probs, v, *extra, out)``: ``acc[b, h, i, j] = sum_r p·v`` (fp16 in, fp32 accumulation), then
-    ``epilogue(acc, channel)`` per element (channel = ``h*D + j``, for per-channel epilogue parameters in
-    ``extra``), stored with the heads merged: ``out[b, i, h*D + j]``. The ``merge_heads`` block is inlined into
-    the epilogue by :func:`schedule_pv`."""
+    """``(probs, v, *extra, out)`` of :func:`pv_compute` (fp16 in, fp32 accumulation, per-channel epilogue
+    parameters in ``extra``). The ``merge_heads`` block is inlined into the epilogue by :func:`schedule_pv`."""
     p = te.placeholder((b, h, s_q, s_k), "float16", name="p")
     v = te.placeholder((b, s_k, h * d), "float16", name="v")
-    r = te.reduce_axis((0, s_k), name="r")
-    acc = te.compute((b, h, s_q, d), lambda bb, hh, i, j: te.sum(
-        p[bb, hh, i, r].astype("float32") * v[bb, r, hh * d + j].astype("float32"), axis=r), name="pv_acc")
-    epi = te.compute((b, h, s_q, d), lambda bb, hh, i, j: epilogue(acc[bb, hh, i, j], hh * d + j), name="epilogue")
-    out = te.compute((b, s_q, h * d), lambda bb, i, c: epi[bb, c // d, i, c % d], name="merge_heads")
+    out = pv_compute(p, v, h, d, epilogue)
     return te.create_prim_func([p, v, *extra, out]).with_attr("global_symbol", name)
 
 

@@ -35,12 +35,12 @@ from dataclasses import dataclass
 
 from tvm import te, tirx
 
+from .attention import NEG_INF, mask_batch_of, pv_compute, scores_compute
 from .cuda_device_functions import extern_launch
 from .errors import ScheduleError
 
 BKV = 64  # keys per K/V tile
 HEAD_DIMS = (32, 64, 128)
-NEG_INF = -3.4e38
 
 PREFIX = "hwcomp_flash_attn_"
 _NAME = re.compile(PREFIX + r"d(\d+)w(\d)(_c)?(_m)?(_t)?(_f)?(?=\()")
@@ -333,8 +333,9 @@ def sources_for(code: str) -> str:
 def attention_func(b: int, s_q: int, s_k: int, h: int, d: int, scale: float, causal: bool = False,
                    has_mask: bool = False, mask_batch: int | None = None, mask_rows: int = 1,
                    fused: bool = False) -> tirx.PrimFunc:
-    """Unscheduled definition with the parameters of :func:`attention_flash`: fp32 scores (scale, mask, causal
-    fill), softmax, fp16 probabilities times V with fp32 accumulation, heads merged."""
+    """Unscheduled definition with the parameters of :func:`attention_flash`: the three-kernel path's scores
+    (scale, mask, causal fill; fp32) and PV (fp32 accumulation, heads merged) of schedules/attention.py, with the
+    softmax between them giving fp16 probabilities."""
     hd = h * d
     if fused:
         qkv = te.placeholder((b, s_q, 3 * hd), "float16", name="qkv")
@@ -345,22 +346,10 @@ def attention_func(b: int, s_q: int, s_k: int, h: int, d: int, scale: float, cau
         k = te.placeholder((b, s_k, hd), "float16", name="k")
         v = te.placeholder((b, s_k, hd), "float16", name="v")
         offs, inputs = (0, 0, 0), [q, k, v]
-    mb = b if mask_batch is None else mask_batch
+    mb = mask_batch_of(b, s_q, s_k, mask_batch, mask_rows) if has_mask else b
     mask = te.placeholder((mb, mask_rows, s_k), "float32", name="mask")
-    r = te.reduce_axis((0, d), name="r")
-    acc = te.compute((b, h, s_q, s_k), lambda bb, hh, i, j: te.sum(
-        q[bb, i, offs[0] + hh * d + r].astype("float32") * k[bb, j, offs[1] + hh * d + r].astype("float32"),
-        axis=r), name="scores_acc")
-
-    def epi(bb, hh, i, j):
-        x = acc[bb, hh, i, j] * scale
-        if has_mask:
-            x = x + mask[bb if mb > 1 else 0, i if mask_rows > 1 else 0, j]
-        if causal:
-            x = tirx.Select(j > i + (s_k - s_q), tirx.const(NEG_INF, "float32"), x)
-        return x
-
-    sc = te.compute((b, h, s_q, s_k), epi, name="scores")
+    sc = scores_compute(q, k, mask, h, d, "float32", scale, NEG_INF, causal, has_mask, offs[:2],
+                        names=("scores_acc", "scores"))
     j1 = te.reduce_axis((0, s_k), name="j1")
     mx = te.compute((b, h, s_q), lambda bb, hh, i: te.max(sc[bb, hh, i, j1], axis=j1), name="row_max")
     j2 = te.reduce_axis((0, s_k), name="j2")
@@ -368,11 +357,7 @@ def attention_func(b: int, s_q: int, s_k: int, h: int, d: int, scale: float, cau
                     name="row_sum")
     p = te.compute((b, h, s_q, s_k), lambda bb, hh, i, j: (
         tirx.exp(sc[bb, hh, i, j] - mx[bb, hh, i]) / sm[bb, hh, i]).astype("float16"), name="probs")
-    r2 = te.reduce_axis((0, s_k), name="r2")
-    pv = te.compute((b, h, s_q, d), lambda bb, hh, i, c: te.sum(
-        p[bb, hh, i, r2].astype("float32") * v[bb, r2, offs[2] + hh * d + c].astype("float32"), axis=r2),
-        name="pv_acc")
-    out = te.compute((b, s_q, hd), lambda bb, i, c: pv[bb, c // d, i, c % d].astype("float16"), name="merge_heads")
+    out = pv_compute(p, v, h, d, lambda acc, _c: acc.astype("float16"), offs[2], names=("pv_acc", "pv", "merge_heads"))
     args = inputs + ([mask] if has_mask else []) + [out]
     return te.create_prim_func(args).with_attr("global_symbol", "attention")
 
@@ -389,9 +374,7 @@ def attention_flash(b: int, s_q: int, s_k: int, h: int, d: int, scale: float, ca
         raise ScheduleError(f"flash attention: a fused QKV projection has Sq = Sk (got {s_q}, {s_k})")
     cfg = config or pick_config(b, h, s_q)
     tail = has_tail(s_q, s_k, cfg)
-    mb = b if mask_batch is None else mask_batch
-    if has_mask and (mb not in (1, b) or mask_rows not in (1, s_q)):
-        raise ScheduleError(f"attention mask [{mb}, {mask_rows}, {s_k}] does not broadcast to [{b}, {s_q}, {s_k}]")
+    mb = mask_batch_of(b, s_q, s_k, mask_batch, mask_rows) if has_mask else b
     hd = h * d
     if fused:
         params = [("qkv", (b, s_q, 3 * hd), "float16")]

@@ -269,9 +269,8 @@ def _flash_ok(ctx: _Ctx, n) -> bool:
     shape = _attention_shape(ctx, n)
     if shape is None:
         return False
-    from hwcomp.schedules import flash_attention
     b, s_q, s_k, _, d = shape
-    if not flash_attention.applicable(s_q, s_k, d):
+    if not _schedules().flash_attention.applicable(s_q, s_k, d):  # (TVM's tensor intrinsics import fast there)
         return False
     return len(n.inputs) < 4 or not n.input(3) or _mask_shape(ctx, n.inputs[3], b, s_q, s_k) is not None
 
@@ -361,7 +360,7 @@ def attention_kernels(ctx: _Ctx, n, args):
         if gv is not None:
             qkv = [args[0]] if fused else list(args[:3])
             return _call(ctx, gv, qkv + ([mask] if mask is not None else []), [b, s_q, hd])
-        if sp is not None and sp.name in ctx.in_place_splits:
+        if fused:
             raise BackendError(f"attention {n.name}: the flash kernel failed after its QKV split was elided")
 
     def kernels():
