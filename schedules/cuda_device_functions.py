@@ -34,6 +34,46 @@ __device__ __forceinline__ void hwcomp_cp_async16(unsigned dst, const void* src)
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(dst), "l"(src));
 }
 """,
+    # wgmma's shared-memory matrix descriptor (sm_90a) of a K-major operand in the 128-byte swizzle: start
+    # address >> 4, leading offset 16 B (unused when swizzled), stride 1024 B between 8-row groups, layout type 1
+    # (SWIZZLE_128B) in bits 62..63 (schedules/dense_wgmma.py, schedules/qdense_wgmma.py)
+    "hwcomp_gmma_desc": r"""
+__device__ __forceinline__ unsigned long long hwcomp_gmma_desc(unsigned addr) {
+  return (unsigned long long)((addr & 0x3FFFFu) >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
+}
+""",
+    # hwcomp/ops/intmath.py's requantize of one int64 accumulator: ((a * m + 2^(s-1)) >> s) + zp, saturated
+    "hwcomp_requant": r"""
+__device__ __forceinline__ int hwcomp_requant(long long a, int m, int s, int zp, int lo, int hi) {
+  long long y = (a * m + (s > 0 ? (1ll << (s - 1)) : 0ll)) >> s;
+  y += zp;
+  return (int)(y < lo ? (long long)lo : (y > hi ? (long long)hi : y));
+}
+""",
+    # hwcomp's quantize of one float32 (ONNX QuantizeLinear): clip(rint(v / scale) + zp) with the quotient
+    # IEEE-rounded (numpy's). The IEEE division is a long instruction sequence, so the quotient is first taken as
+    # v * rcp(scale), within 2^-22 (relative) of the rounded one: rint of the two can differ only when they
+    # straddle a rounding boundary k + 1/2, so wherever the fast quotient lies within 1e-6 (relative) of one --
+    # or is large, or the scale's reciprocal leaves the normal range -- the division itself decides.
+    "hwcomp_quantize": r"""
+__device__ __forceinline__ float hwcomp_quantize(float v, float scale, int zp, float lo, float hi) {
+  const float q0 = v * __frcp_rn(scale);
+  const float a = fabsf(q0);
+  float r = nearbyintf(q0);
+  if (!(fabsf(scale) > 1e-30f && fabsf(scale) < 1e30f) || !(a < 4194304.0f) || fabsf(fabsf(q0 - r) - 0.5f) <= a * 1e-6f)
+    r = nearbyintf(__fdiv_rn(v, scale));
+  return fmaxf(fminf(r + (float)zp, hi), lo);
+}
+""",
+    # one mma.sync m16n8k16 (fp16 x fp16 -> fp32 accumulators c[4]; A fragment a[4], B fragment b0, b1)
+    "hwcomp_mma16816": r"""
+__device__ __forceinline__ void hwcomp_mma16816(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+               "{%8, %9}, {%0, %1, %2, %3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+""",
     # the sum of a half2's two lanes, in fp32
     "hwcomp_half2_sum": """
 __device__ __forceinline__ float hwcomp_half2_sum(unsigned a) {
@@ -54,9 +94,11 @@ def inject(code: str) -> str:
     both as ``hwcomp.backends`` and, from a source checkout, as ``backends``)."""
     if MARKER in code:
         return code
-    from . import dense_wgmma, flash_attention, layer_norm  # generated per variant from the called name
+    from . import dense_wgmma, flash_attention, layer_norm, qdense_wgmma, qflash_attention  # generated per variant
 
-    generated = dense_wgmma.sources_for(code) + flash_attention.sources_for(code) + layer_norm.sources_for(code)
+    generated = "".join(m.sources_for(code) for m in (dense_wgmma, qdense_wgmma, flash_attention, qflash_attention,
+                                                       layer_norm))
+    generated += layer_norm.int_sources_for(code)
     used = [name for name in HELPERS if name + "(" in code + generated]
     if not used and not generated:
         return code

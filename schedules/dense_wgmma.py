@@ -70,7 +70,7 @@ class WgmmaConfig:
         """K-steps the copies run ahead: a stage is refilled once the wgmma that read it has finished."""
         return self.stages - 1 - self.inflight
 
-    def check(self, m: int, n: int, k: int) -> None:
+    def check(self, m: int, n: int, k: int, bk: int = BK) -> None:
         if self.bn not in (64, 128, 256):
             raise ScheduleError(f"wgmma tile width {self.bn} is not one of 64, 128, 256")
         if self.bm not in (64, 128):
@@ -79,7 +79,7 @@ class WgmmaConfig:
             raise ScheduleError(f"wgmma config {self}: stages outside 3..8 or wgmma in flight not 0 or 1")
         if self.smem_bytes > 227 * 1024:
             raise ScheduleError(f"wgmma config {self} needs {self.smem_bytes} B of shared memory (> 227 KiB)")
-        for name, dim, tile in (("M", m, self.bm), ("N", n, self.bn), ("K", k, BK)):
+        for name, dim, tile in (("M", m, self.bm), ("N", n, self.bn), ("K", k, bk)):
             if dim % tile:
                 raise ScheduleError(f"{name}={dim} is not a multiple of the wgmma tile {tile} ({self}); pad it")
 
@@ -183,73 +183,68 @@ def function_name(cfg: WgmmaConfig, act: str, has_bias: bool, out_f32: bool = Fa
     return f"{PREFIX}{cfg}_{act}{'_b' if has_bias else ''}{'_o32' if out_f32 else ''}"
 
 
-# shared by every variant: the matrix descriptor (sm_90a); cp.async is cuda_device_functions.HELPERS'
-COMMON = r"""
-__device__ __forceinline__ unsigned long long hwcomp_gmma_desc(unsigned addr) {
-  // K-major operand, 128-byte swizzle: start address >> 4, leading offset 16 B (unused when swizzled),
-  // stride 1024 B between 8-row groups, layout type 1 (SWIZZLE_128B) in bits 62..63
-  return (unsigned long long)((addr & 0x3FFFFu) >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
-}
-"""
+@dataclass(frozen=True)
+class Operands:
+    """Element type of the main loop's x and w (both K-major, 128 bytes of K per stage row) and its wgmma."""
+
+    ctype: str  # C type of an x / w element
+    size: int  # bytes an element
+    ptx: str  # wgmma shape suffix after m64n{bn}: kK.dtype.atype.btype
+    acc_t: str  # C type of an accumulator register
+    acc_zero: str
+    constraint: str  # asm constraint of an accumulator register
+    scale_ab: str  # wgmma's imm-scale-a/b and transpose operands (fp16 only)
+
+    @property
+    def bk(self) -> int:
+        return 128 // self.size  # K per stage: one 128-byte swizzle row
+
+    @property
+    def k_instr(self) -> int:
+        return 32 // self.size  # K of one wgmma instruction: 32 bytes of the swizzle row
 
 
-def _wgmma_asm(bn: int) -> str:
-    """``wgmma.mma_async m64n{bn}k16 f32 += f16 * f16`` on ``acc[0 .. bn/2)`` (operands from descriptors)."""
+F16 = Operands("half", 2, "k16.f32.f16.f16", "float", "0.0f", "+f", ", 1, 1, 0, 0")
+S8 = Operands("signed char", 1, "k32.s32.s8.s8", "int", "0", "+r", "")  # int8 x int8 -> int32 (wrapping)
+
+
+def _wgmma_asm(bn: int, ops: Operands = F16) -> str:
+    """``wgmma.mma_async m64n{bn}`` accumulating into ``acc[0 .. bn/2)`` (operands from descriptors)."""
     regs = bn // 2
     outs = ", ".join(f"%{i}" for i in range(regs))
-    constraints = ", ".join(f'"+f"(acc[{i}])' for i in range(regs))
+    constraints = ", ".join(f'"{ops.constraint}"(acc[{i}])' for i in range(regs))
     return (f'  asm volatile("{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{regs + 2}, 0;\\n"\n'
-            f'      "wgmma.mma_async.sync.aligned.m64n{bn}k16.f32.f16.f16 {{{outs}}}, %{regs}, %{regs + 1}, '
-            f'p, 1, 1, 0, 0;\\n}}\\n"\n'
+            f'      "wgmma.mma_async.sync.aligned.m64n{bn}{ops.ptx} {{{outs}}}, %{regs}, %{regs + 1}, '
+            f'p{ops.scale_ab};\\n}}\\n"\n'
             f'      : {constraints}\n'
             f'      : "l"(da), "l"(db), "r"(1));\n')
 
 
-def device_function(cfg: WgmmaConfig, act: str, has_bias: bool, out_f32: bool = False) -> str:
-    """CUDA source of ``function_name(cfg, act, has_bias, out_f32)`` (see the module docstring). ``y`` has
-    ``n_out`` columns (its row stride): fp16 output needs ``n_out == N``; fp32 output writes the first ``n_out``
-    of the ``N`` computed columns (an LM head's logits without the padding)."""
+def mainloop(cfg: WgmmaConfig, ops: Operands = F16) -> str:
+    """CUDA statements of the main loop: the tile's ``acc[bn / 2]`` of ``x [M, K] . w [N, K]^T`` for thread block
+    ``tile`` (``x``, ``w``, ``smem_raw``, ``tile``, ``N``, ``K`` in scope); defines ``tid``, ``m0``, ``n0`` and
+    ``ring`` (the 1024-aligned shared address the epilogue may reuse)."""
     bn, stages, ahead, bm, threads = cfg.bn, cfg.stages, cfg.prefetch, cfg.bm, cfg.threads
     rpp = threads // 8  # rows one pass of copies covers (8 threads a 128-byte row)
-    name = function_name(cfg, act, has_bias, out_f32)
-    bias_param = "const half* __restrict__ bias, " if has_bias else ""
-    bias_add = ("      v0 += __half2float(bias[col]); v1 += __half2float(bias[col + 1]);\n"
-                if has_bias else "")
-    if out_f32:  # a thread per column, rows of bn contiguous floats (n_out may be odd: no vectors)
-        out_t = "float"
-        store = (f"  for (int r = tid / {bn}; r < {bm}; r += {threads // bn}) {{\n"
-                 f"    const int col = n0 + tid % {bn};\n"
-                 f"    if (col < n_out) y[(size_t)(m0 + r) * n_out + col] = tile_f[r * {bn + _PAD} + tid % {bn}];\n"
-                 f"  }}\n")
-    else:  # two columns a thread, one half2
-        out_t = "half"
-        store = (f"  for (int r = tid / {bn // 2}; r < {bm}; r += {2 * threads // bn}) {{\n"
-                 f"    const int c = (tid % {bn // 2}) * 2;\n"
-                 f"    const float2 v = *reinterpret_cast<const float2*>(tile_f + r * {bn + _PAD} + c);\n"
-                 f"    *reinterpret_cast<__half2*>(y + (size_t)(m0 + r) * n_out + n0 + c) = __floats2half2_rn(v.x, v.y);\n"
-                 f"  }}\n")
-    return f"""
-__device__ __forceinline__ float {name}_act(float v) {{ return {_ACT_C[act]}; }}
-__device__ __forceinline__ void {name}(const half* __restrict__ x, const half* __restrict__ w, {bias_param}
-    {out_t}* __restrict__ y, unsigned char* smem_raw, int tile, int M, int N, int K, int n_out) {{
-  const int tid = threadIdx.x;
+    bk, per_chunk = ops.bk, 16 // ops.size
+    return f"""  const int tid = threadIdx.x;
   const int tiles_n = N / {bn};
   const int m0 = (tile / tiles_n) * {bm}, n0 = (tile % tiles_n) * {bn};
   const unsigned ring = ((unsigned)__cvta_generic_to_shared(smem_raw) + 1023u) & ~1023u;
   const unsigned a_ring = ring, b_ring = ring + {stages * cfg.a_stage_bytes}u;
-  const int steps = K / {BK};
+  const int steps = K / {bk};
   const int chunk = tid & 7, row = tid >> 3;  // this thread's 16-byte chunk of a 128-byte row, and first row
-  const half* xg = x + (size_t)(m0 + row) * K + chunk * 8;
-  const half* wg = w + (size_t)(n0 + row) * K + chunk * 8;
+  const {ops.ctype}* xg = x + (size_t)(m0 + row) * K + chunk * {per_chunk};
+  const {ops.ctype}* wg = w + (size_t)(n0 + row) * K + chunk * {per_chunk};
   const unsigned sw = (unsigned)((chunk ^ (row & 7)) << 4) + row * 128u;  // swizzled offset (rows step by {rpp})
-  float acc[{bn // 2}];
+  {ops.acc_t} acc[{bn // 2}];
 #pragma unroll
-  for (int i = 0; i < {bn // 2}; ++i) acc[i] = 0.0f;
+  for (int i = 0; i < {bn // 2}; ++i) acc[i] = {ops.acc_zero};
 
 #define HWCOMP_LOAD(step)                                                                     \\
   do {{                                                                                        \\
     const int s_ = (step) % {stages};                                                          \\
-    const size_t k_ = (size_t)(step) * {BK};                                                   \\
+    const size_t k_ = (size_t)(step) * {bk};                                                   \\
     _Pragma("unroll") for (int i = 0; i < {bm // rpp}; ++i)                                    \\
       hwcomp_cp_async16(a_ring + s_ * {cfg.a_stage_bytes}u + sw + i * {rpp * 128}u, xg + (size_t)i * {rpp} * K + k_); \\
     _Pragma("unroll") for (int i = 0; i < {bn // rpp}; ++i)                                    \\
@@ -272,24 +267,49 @@ __device__ __forceinline__ void {name}(const half* __restrict__ x, const half* _
     const int s = step % {stages};
     asm volatile("wgmma.fence.sync.aligned;\\n" ::: "memory");
 #pragma unroll
-    for (int kk = 0; kk < {BK // 16}; ++kk) {{
+    for (int kk = 0; kk < {bk // ops.k_instr}; ++kk) {{
       const unsigned long long da = hwcomp_gmma_desc(a_ring + s * {cfg.a_stage_bytes}u + a_wg + kk * 32u);
       const unsigned long long db = hwcomp_gmma_desc(b_ring + s * {cfg.b_stage_bytes}u + kk * 32u);
-{_wgmma_asm(bn)}    }}
+{_wgmma_asm(bn, ops)}    }}
     asm volatile("wgmma.commit_group.sync.aligned;\\n" ::: "memory");
     asm volatile("wgmma.wait_group.sync.aligned {cfg.inflight};\\n" ::: "memory");
   }}
   asm volatile("wgmma.wait_group.sync.aligned 0;\\n" ::: "memory");
 #undef HWCOMP_LOAD
+"""
 
+
+def device_function(cfg: WgmmaConfig, act: str, has_bias: bool, out_f32: bool = False) -> str:
+    """CUDA source of ``function_name(cfg, act, has_bias, out_f32)`` (see the module docstring). ``y`` has
+    ``n_out`` columns (its row stride): fp16 output needs ``n_out == N``; fp32 output writes the first ``n_out``
+    of the ``N`` computed columns (an LM head's logits without the padding)."""
+    bn, bm, threads = cfg.bn, cfg.bm, cfg.threads
+    name = function_name(cfg, act, has_bias, out_f32)
+    bias_param = "const half* __restrict__ bias, " if has_bias else ""
+    bias_add = ("      v0 += __half2float(bias[col]); v1 += __half2float(bias[col + 1]);\n"
+                if has_bias else "")
+    if out_f32:  # a thread per column, rows of bn contiguous floats (n_out may be odd: no vectors)
+        out_t = "float"
+        store = (f"  for (int r = tid / {bn}; r < {bm}; r += {threads // bn}) {{\n"
+                 f"    const int col = n0 + tid % {bn};\n"
+                 f"    if (col < n_out) y[(size_t)(m0 + r) * n_out + col] = tile_f[r * {bn + _PAD} + tid % {bn}];\n"
+                 f"  }}\n")
+    else:  # two columns a thread, one half2
+        out_t = "half"
+        store = (f"  for (int r = tid / {bn // 2}; r < {bm}; r += {2 * threads // bn}) {{\n"
+                 f"    const int c = (tid % {bn // 2}) * 2;\n"
+                 f"    const float2 v = *reinterpret_cast<const float2*>(tile_f + r * {bn + _PAD} + c);\n"
+                 f"    *reinterpret_cast<__half2*>(y + (size_t)(m0 + r) * n_out + n0 + c) = __floats2half2_rn(v.x, v.y);\n"
+                 f"  }}\n")
+    return f"""
+__device__ __forceinline__ float {name}_act(float v) {{ return {_ACT_C[act]}; }}
+__device__ __forceinline__ void {name}(const half* __restrict__ x, const half* __restrict__ w, {bias_param}
+    {out_t}* __restrict__ y, unsigned char* smem_raw, int tile, int M, int N, int K, int n_out) {{
+{mainloop(cfg)}
   // epilogue: bias and activation on the fp32 accumulators, staged through the (now idle) ring as a
   // {bm} x {bn} fp32 tile so that global stores are row-contiguous. Accumulator fragment: warp w of a
   // warpgroup holds rows 16w + lane/4 (+8), columns 8j + 2*(lane%4) (+1).
-  __syncthreads();  // every warpgroup's wgmma has read its last stage
-  float* tile_f = reinterpret_cast<float*>(smem_raw + (ring - (unsigned)__cvta_generic_to_shared(smem_raw)));
-  const int lane = tid & 31;
-  const int tr = (tid >> 7) * 64 + ((tid >> 5) & 3) * 16 + (lane >> 2);
-#pragma unroll
+{_STAGE_PROLOGUE.format(t="float", v="tile_f")}#pragma unroll
   for (int j = 0; j < {bn // 8}; ++j) {{
     const int c = j * 8 + (lane & 3) * 2, col = n0 + c;
 #pragma unroll
@@ -304,12 +324,20 @@ __device__ __forceinline__ void {name}(const half* __restrict__ x, const half* _
 """
 
 
+# the epilogue's start: the ring becomes a staging tile; tr = this thread's first fragment row
+_STAGE_PROLOGUE = """  __syncthreads();  // every warpgroup's wgmma has read its last stage
+  {t}* {v} = reinterpret_cast<{t}*>(smem_raw + (ring - (unsigned)__cvta_generic_to_shared(smem_raw)));
+  const int lane = tid & 31;
+  const int tr = (tid >> 7) * 64 + ((tid >> 5) & 3) * 16 + (lane >> 2);
+"""
+
+
 def sources_for(code: str) -> str:
     """The definitions of every wgmma dense function ``code`` calls (for the CUDA postproc hook), or ''."""
     names = sorted(set(_NAME.findall(code)))
     if not names:
         return ""
-    out = [COMMON]
+    out = []
     for cfg, act, bias, o32 in names:
         if act in _ACT_C:
             out.append(device_function(WgmmaConfig.parse(cfg), act, bool(bias), bool(o32)))

@@ -304,24 +304,13 @@ __device__ __forceinline__ void {function_name(d, cfg, causal, has_mask, True, t
 """
 
 
-# shared by every variant
-COMMON = r"""
-__device__ __forceinline__ void hwcomp_mma16816(float* c, const unsigned* a, unsigned b0, unsigned b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-               "{%8, %9}, {%0, %1, %2, %3};\n"
-               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-"""
-
-
 def sources_for(code: str) -> str:
     """The definitions of every flash-attention function ``code`` calls (for the CUDA postproc hook), or ''."""
     called = {(int(d), int(w), bool(c), bool(m), bool(t), bool(f)) for d, w, c, m, t, f in _NAME.findall(code)}
     called = {v for v in called if v[0] in HEAD_DIMS and v[1] in (1, 2, 4)}
     if not called:
         return ""
-    out = [COMMON] + [f"#define HWCOMP_FA_SW_D{d}(r, c) {_swizzle_c(d)}\n" for d in sorted({v[0] for v in called})]
+    out = [f"#define HWCOMP_FA_SW_D{d}(r, c) {_swizzle_c(d)}\n" for d in sorted({v[0] for v in called})]
     # a fused variant calls the plain one: each plain function once, then the wrappers
     for d, w, c, m, t in sorted({v[:5] for v in called}):
         out.append(device_function(d, FlashConfig(w), c, m, t))

@@ -117,12 +117,14 @@ def _isqrt64(v: tirx.PrimExpr) -> tirx.PrimExpr:
 
 def int_layer_norm_func(m: int, c: int, in_dtype: str, eps_int: int, frac_bits: int = 14,
                         dequant: bool = False, out_zero_point: int = 0, out_bits: int = 8,
-                        exact: bool = False) -> tirx.PrimFunc:
+                        exact: bool = False, quant_out: tuple[int, int] | None = None) -> tirx.PrimFunc:
     """``(x, gamma, beta, multiplier, shift, out)`` (requantized ``int<out_bits>``) or, ``dequant``,
     ``(x, gamma, beta, scale, out)`` (float32 ``acc * scale[c]``); gamma/beta/multiplier/shift int32 ``[C]``,
     scale float32 ``[C]``. mean = floor(sum(x) / C), var = sum((x - mean)^2) + eps, std = max(isqrt(var), 1),
-    z = ((x - mean) * floor(2^31 / std)) >> (31 - frac_bits), acc = z * gamma + beta."""
-    from .qdense import exact_mul, requantize_expr
+    z = ((x - mean) * floor(2^31 / std)) >> (31 - frac_bits), acc = z * gamma + beta. ``dequant`` with
+    ``quant_out=(bits, zero_point)``: also hwcomp's ``quantize`` of the float32 output by ``qscale`` [C] (the
+    quantize before the next int8 GEMM, fused): ``(x, gamma, beta, scale, qscale, out, out_q)``."""
+    from .qdense import exact_mul, quantize_expr, requantize_expr
 
     i64 = "int64"
     x = te.placeholder((m, c), in_dtype, name="x")
@@ -156,6 +158,11 @@ def int_layer_norm_func(m: int, c: int, in_dtype: str, eps_int: int, frac_bits: 
         out = te.compute((m, c), lambda i, j: exact_mul(acc(i, j).astype("float32"), scale[j], exact),
                          name="normalize")
         args = [x, gamma, beta, scale, out]
+        if quant_out is not None:
+            qscale = te.placeholder((c,), "float32", name="qscale")
+            out_q = te.compute((m, c), lambda i, j: quantize_expr(out[i, j], qscale[j], quant_out[1], quant_out[0],
+                                                                  exact), name="quantize")
+            args = [x, gamma, beta, scale, qscale, out, out_q]
     else:
         mult = te.placeholder((c,), "int32", name="multiplier")
         shift = te.placeholder((c,), "int32", name="shift")
@@ -274,4 +281,183 @@ def layer_norm_warp(m: int, c: int, eps: float = 1e-5, residual: bool = False) -
               + ([("s", rows, "float16")] if residual else []))
     kernel = extern_launch(params, warp_function_name(c, residual), [tirx.const(eps, "float32")],
                            m // WARP_ROWS, 32 * WARP_ROWS)
+    return kernel.with_attr("tirx.is_scheduled", True)
+
+
+
+# ---- int_layer_norm, a warp per row (CUDA device function) ---------------------------------------------------
+# The block-per-row schedule of int_layer_norm_func took 14.6 us for 4096x768 int16 -> float32 on an H200 (three
+# block-wide reductions of 64-bit values), three times its traffic. Here a warp holds a row in registers
+# (``vec``-element loads and stores), the sum is an int32 and the squared deviations an int64 warp-shuffle
+# reduction, and the arithmetic is the definition's: floor mean, isqrt through float64 with one correction each
+# way, 64-bit normalize, the float32 output through __fmul_rn, and optionally (``_q<bits>``) the quantize
+# that follows it, through __fdiv_rn, as a second output.
+
+INT_PREFIX = "hwcomp_int_layer_norm_"
+_INT_NAME = re.compile(INT_PREFIX + r"(i8|i16)_c(\d+)_f(\d+)_(dq|rq8|rq16)(?:_q(8|16))?(?=\()")
+_INT_C = {"i8": ("signed char", 1), "i16": ("short", 2)}
+
+
+def int_warp_vec(m: int, c: int, in_dtype: str) -> int | None:
+    """Elements a lane loads at once (8, else 4) where the warp-per-row integer layer norm covers the shape."""
+    if in_dtype not in ("int8", "int16") or m % WARP_ROWS or c > 4096:
+        return None
+    return 8 if c % 256 == 0 else 4 if c % 128 == 0 else None
+
+
+def int_function_name(c: int, in_dtype: str, frac_bits: int, dequant: bool, out_bits: int = 8,
+                      quant_bits: int | None = None) -> str:
+    epi = "dq" if dequant else f"rq{out_bits}"
+    return f"{INT_PREFIX}{in_dtype.replace('int', 'i')}_c{c}_f{frac_bits}_{epi}" + (f"_q{quant_bits}" if quant_bits else "")
+
+
+def _unpack(ctype: str, size: int, vec: int, src: str, dst: str) -> str:
+    """Statements filling ints ``dst[0..vec)`` from the words of ``src`` (``vec`` packed ``ctype`` values)."""
+    per = 4 // size
+    return "".join(f"      {dst}[{e}] = (int)({ctype})({src}[{e // per}] >> {8 * size * (e % per)});\n"
+                   for e in range(vec))
+
+
+def _pack(size: int, vec: int, vals: str, mask: str) -> list[str]:
+    """C expressions of the ``vec * size / 4`` words packing ``vals[0..vec)`` (``size``-byte integers)."""
+    per = 4 // size
+    return [" | ".join(f"((unsigned)((int){vals}[{w * per + k}]) & {mask}) << {8 * size * k}" for k in range(per))
+            for w in range(vec * size // 4)]
+
+
+def _words_t(n: int) -> str:
+    return {1: "unsigned", 2: "uint2", 4: "uint4"}[n]
+
+
+def _int_warp_function(in_t: str, c: int, frac_bits: int, epi: str, quant_bits: int | None) -> str:
+    ctype, size = _INT_C[in_t]
+    vec = 8 if c % 256 == 0 else 4
+    chunks = c // (32 * vec)
+    name = f"{INT_PREFIX}{in_t}_c{c}_f{frac_bits}_{epi}" + (f"_q{quant_bits}" if quant_bits else "")
+    in_words = vec * size // 4
+    load_t = _words_t(in_words)
+    params = "const float* __restrict__ scale, " if epi == "dq" else "const int* __restrict__ mult, const int* __restrict__ shift, "
+    out_t = "float" if epi == "dq" else {"rq8": "signed char", "rq16": "short"}[epi]
+    q_in, q_out = "", ""
+    if quant_bits:
+        q_in = "const float* __restrict__ qscale, "
+        q_out = f", {'signed char' if quant_bits == 8 else 'short'}* __restrict__ yq"
+    words = lambda n: [f"w.x", "w.y", "w.z", "w.w"][:n] if n > 1 else ["w"]  # noqa: E731
+    if epi == "dq":
+        store = "".join(f"      *reinterpret_cast<float4*>(y + base + col + {4 * i}) = make_float4("
+                        + ", ".join(f"f[{4 * i + k}]" for k in range(4)) + ");\n" for i in range(vec // 4))
+    else:
+        bits = int(epi[2:])
+        ob = bits // 8
+        packed = _pack(ob, vec, "o", "0xFFu" if ob == 1 else "0xFFFFu")
+        store = (f"      {_words_t(len(packed))} w;\n" + "".join(f"      {t} = {e};\n" for t, e in zip(words(len(packed)), packed))
+                 + f"      *reinterpret_cast<{_words_t(len(packed))}*>(y + base + col) = w;\n")
+    def vec4(src: str, dst: str, t: str) -> str:
+        return (f"        {{ const {t}4 t4 = *reinterpret_cast<const {t}4*>({src} + col + 4 * u);\n"
+                f"          {dst}[4 * u] = t4.x; {dst}[4 * u + 1] = t4.y; {dst}[4 * u + 2] = t4.z; {dst}[4 * u + 3] = t4.w; }}\n")
+
+    if epi == "dq":
+        param_loads = vec4("scale", "sv", "float")
+        elem = "        f[e] = __fmul_rn((float)a, sv[e]);\n"
+    else:
+        bits = int(epi[2:])
+        param_loads = vec4("mult", "gq", "int") + vec4("shift", "sq_", "int")
+        elem = (f"        o[e] = hwcomp_requant(a, gq[e], sq_[e], out_zp, {-(1 << (bits - 1))}, "
+                f"{(1 << (bits - 1)) - 1});\n")
+    if quant_bits:
+        param_loads += vec4("qscale", "qv", "float")
+    q_store = ""
+    if quant_bits:
+        qb = quant_bits // 8
+        lim = 1 << (quant_bits - 1)
+        elem += f"        q[e] = hwcomp_quantize(f[e], qv[e], q_zp, {-lim}.0f, {lim - 1}.0f);\n"
+        packed = _pack(qb, vec, "q", "0xFFu" if qb == 1 else "0xFFFFu")
+        q_store = (f"      {{ {_words_t(len(packed))} w;\n" + "".join(f"      {t} = {e};\n" for t, e in zip(words(len(packed)), packed))
+                   + f"      *reinterpret_cast<{_words_t(len(packed))}*>(yq + base + col) = w; }}\n")
+    decl = ("      float f[" + str(vec) + "];\n" if epi == "dq" else f"      int o[{vec}];\n") + \
+           (f"      float q[{vec}];\n" if quant_bits else "")
+    in_words_list = ["x.x", "x.y", "x.z", "x.w"][:in_words] if in_words > 1 else ["x"]
+    return f"""
+__device__ __forceinline__ void {name}(const {ctype}* __restrict__ xin, const int* __restrict__ gamma,
+    const int* __restrict__ beta, {params}{q_in}{out_t}* __restrict__ y{q_out}, int block, long long eps, int out_zp,
+    int q_zp) {{
+  const int lane = threadIdx.x & 31;
+  const size_t base = (size_t)(block * {WARP_ROWS} + (threadIdx.x >> 5)) * {c};
+  int v[{chunks * vec}];
+#pragma unroll
+  for (int i = 0; i < {chunks}; ++i) {{
+    const int col = (i * 32 + lane) * {vec};
+    const {load_t} x = *reinterpret_cast<const {load_t}*>(xin + base + col);
+    const unsigned xw[{in_words}] = {{{", ".join(in_words_list)}}};
+    int* d = v + i * {vec};
+{_unpack(ctype, size, vec, "xw", "d")}  }}
+  int sum = 0;  // |x| < 2^15 and C <= 4096: no overflow
+#pragma unroll
+  for (int j = 0; j < {chunks * vec}; ++j) sum += v[j];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  const int mean = sum >= 0 ? sum / {c} : -((-sum + {c - 1}) / {c});  // floor division
+  long long sq = 0;  // |x - mean| < 2^16: each square fits 32 unsigned bits
+#pragma unroll
+  for (int j = 0; j < {chunks * vec}; ++j) {{ const unsigned d = (unsigned)(v[j] - mean); sq += d * d; }}
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) sq += __shfl_xor_sync(0xffffffffu, sq, o);
+  const long long var = sq + eps;
+  long long sd = (long long)floor(sqrt((double)var));  // isqrt: within one, then exact
+  sd -= (sd * sd > var);
+  sd += ((sd + 1) * (sd + 1) <= var);
+  const unsigned factor = 2147483648u / (unsigned)(sd > 1 ? sd : 1ll);  // sd < 2^23: 32-bit division
+#pragma unroll
+  for (int i = 0; i < {chunks}; ++i) {{
+    const int col = (i * 32 + lane) * {vec};
+    {{
+      int gv[{vec}], bv[{vec}];
+      float sv[{vec}]{", qv[" + str(vec) + "]" if quant_bits else ""};{"" if epi == "dq" else " int gq[" + str(vec) + "], sq_[" + str(vec) + "];"}
+#pragma unroll
+      for (int u = 0; u < {vec // 4}; ++u) {{  // per-channel constants, 16 bytes a load
+        const int4 g4 = *reinterpret_cast<const int4*>(gamma + col + 4 * u);
+        const int4 b4 = *reinterpret_cast<const int4*>(beta + col + 4 * u);
+        gv[4 * u] = g4.x; gv[4 * u + 1] = g4.y; gv[4 * u + 2] = g4.z; gv[4 * u + 3] = g4.w;
+        bv[4 * u] = b4.x; bv[4 * u + 1] = b4.y; bv[4 * u + 2] = b4.z; bv[4 * u + 3] = b4.w;
+{param_loads}      }}
+{decl}#pragma unroll
+      for (int e = 0; e < {vec}; ++e) {{
+        const long long a = (((long long)(v[i * {vec} + e] - mean) * factor) >> {31 - frac_bits}) * gv[e] + bv[e];
+{elem}      }}
+{store}{q_store}    }}
+  }}
+}}
+"""
+
+
+def int_sources_for(code: str) -> str:
+    """Definitions of the warp-per-row integer layer norm functions ``code`` calls."""
+    return "".join(_int_warp_function(t, int(c), int(f), e, int(q) if q else None)
+                   for t, c, f, e, q in sorted(set(_INT_NAME.findall(code))))
+
+
+def int_layer_norm_warp(m: int, c: int, in_dtype: str, eps_int: int, frac_bits: int = 14, dequant: bool = False,
+                        out_zero_point: int = 0, out_bits: int = 8, quant_out: tuple[int, int] | None = None
+                        ) -> tirx.PrimFunc:
+    """Launch PrimFunc of the warp-per-row integer layer norm, :func:`int_layer_norm_func`'s parameters (its
+    float steps always IEEE-rounded, i.e. ``exact``)."""
+    if int_warp_vec(m, c, in_dtype) is None:
+        raise ScheduleError(f"warp-per-row int layer norm needs int8/int16 input, C % 128 == 0 (C <= 4096) and "
+                            f"M % {WARP_ROWS} == 0, got {in_dtype} {m}x{c}")
+    if quant_out is not None and (not dequant or quant_out[0] not in (8, 16)):
+        raise ScheduleError("int layer norm: a fused quantize output needs the float32 (dequant) output and 8 or 16 bits")
+    if not dequant and out_bits not in (8, 16):
+        raise ScheduleError(f"int layer norm out_bits {out_bits} is not 8 or 16")
+    rows, vec = (m, c), (c,)
+    params = [("x", rows, in_dtype), ("gamma", vec, "int32"), ("beta", vec, "int32")]
+    params += [("scale", vec, "float32")] if dequant else [("multiplier", vec, "int32"), ("shift", vec, "int32")]
+    if quant_out is not None:
+        params += [("qscale", vec, "float32")]
+    params += [("out", rows, "float32" if dequant else f"int{out_bits}")]
+    if quant_out is not None:
+        params += [("out_q", rows, f"int{quant_out[0]}")]
+    fname = int_function_name(c, in_dtype, frac_bits, dequant, out_bits, quant_out[0] if quant_out else None)
+    extra = [tirx.const(eps_int, "int64"), tirx.const(0 if dequant else out_zero_point, "int32"),
+             tirx.const(quant_out[1] if quant_out else 0, "int32")]
+    kernel = extern_launch(params, fname, extra, m // WARP_ROWS, 32 * WARP_ROWS)
     return kernel.with_attr("tirx.is_scheduled", True)

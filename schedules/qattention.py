@@ -49,15 +49,17 @@ def qscores_func(b: int, s_q: int, s_k: int, h: int, d: int, causal: bool = Fals
                              mask_batch, mask_rows, "qattn_scores")
 
 
-def int_softmax_func(rows: int, s_k: int, exp_ln2: int, exp_b: int, exp_c: int, prob_bits: int = 8,
-                     max_shift: int = 30) -> tirx.PrimFunc:
-    """``intmath.int_softmax`` over the rows of int32 scores -> float16 probabilities (integer-valued)."""
+def int_softmax_compute(x: te.Tensor, exp_ln2: int, exp_b: int, exp_c: int, prob_bits: int = 8,
+                        max_shift: int = 30, out_dtype: str = "float16",
+                        names: tuple[str, ...] = ("row_max", "row_sum", "row_factor", "normalize")) -> te.Tensor:
+    """``intmath.int_softmax`` over the last axis of int32 scores ``x`` (any leading axes) -> probabilities
+    ``0 .. 2^prob_bits - 1`` as ``out_dtype`` (float16 holds them exactly)."""
     if exp_ln2 >= 0:
         raise ScheduleError(f"exp_ln2 {exp_ln2} must be negative (floor(-ln2 / S))")
     i64, i32 = "int64", "int32"
-    x = te.placeholder((rows, s_k), "int32", name="scores")
+    lead, s_k = tuple(int(d) for d in x.shape[:-1]), int(x.shape[-1])
     k1 = te.reduce_axis((0, s_k), name="k1")
-    mx = te.compute((rows,), lambda i: te.max(x[i, k1].astype(i64), axis=k1), name="row_max")
+    mx = te.compute(lead, lambda *i: te.max(x[(*i, k1)].astype(i64), axis=k1), name=names[0])
     # After the clamp, x - max lies in [max_shift * exp_ln2, 0]: where that fits int32, the division by ln2 and
     # the remainder run in 32 bits (a 64-bit division is a long emulated sequence on a GPU) and the
     # polynomial in one widening multiply. Same integers as intmath.i_exp.
@@ -65,7 +67,7 @@ def int_softmax_func(rows: int, s_k: int, exp_ln2: int, exp_b: int, exp_c: int, 
     t = i32 if narrow else i64
 
     def i_exp(i, j):
-        v = tirx.max(x[i, j].astype(i64) - mx[i], tirx.const(max_shift * exp_ln2, i64)).astype(t)
+        v = tirx.max(x[(*i, j)].astype(i64) - mx[i], tirx.const(max_shift * exp_ln2, i64)).astype(t)
         ln2 = tirx.const(exp_ln2, t)
         z = tirx.floordiv(v, ln2)
         r = (v - z * ln2).astype(i64)
@@ -73,16 +75,24 @@ def int_softmax_func(rows: int, s_k: int, exp_ln2: int, exp_b: int, exp_c: int, 
         return tirx.shift_right(tirx.max(poly, tirx.const(0, i64)), z.astype(i64))
 
     k2 = te.reduce_axis((0, s_k), name="k2")
-    sm = te.compute((rows,), lambda i: te.sum(i_exp(i, k2), axis=k2), name="row_sum")
+    sm = te.compute(lead, lambda *i: te.sum(i_exp(i, k2), axis=k2), name=names[1])
     # one 64-bit division per row, not per element
-    factor = te.compute((rows,), lambda i: tirx.floordiv(tirx.const(1 << 62, i64), tirx.max(sm[i], tirx.const(1, i64))),
-                        name="row_factor")
+    factor = te.compute(lead, lambda *i: tirx.floordiv(tirx.const(1 << 62, i64), tirx.max(sm[i], tirx.const(1, i64))),
+                        name=names[2])
 
-    def normalize(i, j):
+    def normalize(*idx):
+        i, j = idx[:-1], idx[-1]
         p = tirx.shift_right(i_exp(i, j) * factor[i], tirx.const(62 - prob_bits, i64))
-        return tirx.min(p, tirx.const((1 << prob_bits) - 1, i64)).astype("float16")
+        return tirx.min(p, tirx.const((1 << prob_bits) - 1, i64)).astype(out_dtype)
 
-    p = te.compute((rows, s_k), normalize, name="normalize")
+    return te.compute((*lead, s_k), normalize, name=names[3])
+
+
+def int_softmax_func(rows: int, s_k: int, exp_ln2: int, exp_b: int, exp_c: int, prob_bits: int = 8,
+                     max_shift: int = 30) -> tirx.PrimFunc:
+    """``intmath.int_softmax`` over the rows of int32 scores -> float16 probabilities (integer-valued)."""
+    x = te.placeholder((rows, s_k), "int32", name="scores")
+    p = int_softmax_compute(x, exp_ln2, exp_b, exp_c, prob_bits, max_shift)
     return te.create_prim_func([x, p]).with_attr("global_symbol", "qattn_softmax")
 
 

@@ -61,8 +61,10 @@ def quantize_expr(v: tirx.PrimExpr, scale: tirx.PrimExpr, zero_point: int, bits:
 
 def qdense_func(m: int, n: int, k: int, epilogue: str = "requant", out_zero_point: int = 0,
                 activation: str = "none", out_bits: int = 8, out_dtype: str = "float16",
-                exact: bool = False, residual_quant: tuple[int, int] | None = None) -> tirx.PrimFunc:
-    """Unscheduled PrimFunc. requant: ``(x, w_nk, bias, multiplier, shift, out)``;
+                exact: bool = False, residual_quant: tuple[int, int] | None = None,
+                requant_as_f16: bool = False) -> tirx.PrimFunc:
+    """Unscheduled PrimFunc. requant: ``(x, w_nk, bias, multiplier, shift, out)`` (``requant_as_f16``: the
+    requantized integers written as float16, which holds them exactly: an attention's V for its fp16 PV);
     dequant: ``(x, w_nk, bias, scale, out)``; dequant with ``residual_quant=(bits, zero_point)``: the float32
     result plus ``residual`` ``[M, N]`` float32, quantized by ``qscale[n]`` -> ``int<bits>``:
     ``(x, w_nk, bias, scale, residual, qscale, out)`` (hwcomp's qdense -> Add -> quantize chain, one kernel)."""
@@ -87,7 +89,8 @@ def qdense_func(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poin
 
         def requant(i, j):
             a = (acc[i, j] + b[j]).astype("int64")
-            return requantize_expr(a, mult[j], shift[j], out_zero_point, lo, hi, odt)
+            q = requantize_expr(a, mult[j], shift[j], out_zero_point, lo, hi, odt)
+            return q.astype("float16") if requant_as_f16 else q
 
         out = te.compute((m, n), requant, name="epilogue")
         args = [x, w, b, mult, shift, out]

@@ -428,7 +428,9 @@ def _int_schedules():
     from .startup import import_tensor_intrinsics
     import_tensor_intrinsics()
     import hwcomp.schedules.qattention
-    import hwcomp.schedules.qdense  # noqa: F401
+    import hwcomp.schedules.qdense
+    import hwcomp.schedules.qdense_wgmma
+    import hwcomp.schedules.qflash_attention  # noqa: F401
     return hwcomp.schedules
 
 
@@ -508,9 +510,30 @@ def _residual_quant_chain(ctx: _Ctx, n, width: int):
     return add, q, other
 
 
+def _qdense_wgmma_ok(ctx: _Ctx, m: int, n: int, k: int) -> bool:
+    """Whether the int8 GEMM runs as wgmma (schedules/qdense_wgmma.py): sm_90 and a shape its tiles cover."""
+    return ctx.arch in _int_schedules().qdense_wgmma.ARCHS and _int_schedules().qdense_wgmma.applicable(m, n, k)
+
+
+def _feeds_qattention_f16(ctx: _Ctx, n) -> bool:
+    """Whether int8 ``qdense`` ``n`` is read only by one ``qattention`` that lowers to hwcomp's kernels and takes
+    that operand on fp16 tensor cores: V always (PV is fp16 mma), Q and K when the one-kernel attention runs.
+    ``n`` then writes its int8 values as float16 (exact), which saves a cast kernel. (Operands that come from
+    elsewhere, e.g. GPT-2's per-slice quantize after its c_attn split, are cast by the attention's lowering; Relax
+    fuses that cast into the elementwise kernel producing them.)"""
+    y = n.outputs[0]
+    if y in ctx.g.outputs or n.attr("out_dtype", "int8") != "int8" or int(n.attr("out_bits", 8)) != 8:
+        return False
+    uses = ctx.uses(y)
+    if len(uses) != 1 or uses[0][0].op != "qattention" or _qattention_shape(ctx, uses[0][0]) is None:
+        return False
+    return uses[0][1] == 2 or (uses[0][1] in (0, 1) and _qflash_ok(ctx, uses[0][0]))
+
+
 def qdense_kernel(ctx: _Ctx, n, args):
     """``qdense`` int8 x int8 -> int32 on int8 tensor cores with the requantization (int8/int16 out) or the
-    exact float32 dequant epilogue fused (schedules/qdense.py); the input zero point is folded into the bias."""
+    exact float32 dequant epilogue fused: wgmma on sm_90 (schedules/qdense_wgmma.py), else mma.sync
+    (schedules/qdense.py); the input zero point is folded into the bias."""
     width = _qdense_width(ctx, n)
     if width is None:
         return None
@@ -533,13 +556,21 @@ def qdense_kernel(ctx: _Ctx, n, args):
         tag += f"_resq_i{rq[0]}_z{rq[1]}".replace("-", "m")
     exact = ctx.exact_fp
 
-    def make():
-        q = _int_schedules().qdense
-        return (q.qdense_func(m, width, k, epi, zp, act, bits, "float32", exact, rq),
-                q.qdense(m, width, k, epi, zp, act, ctx.arch, out_bits=bits, out_dtype="float32", exact=exact,
-                         residual_quant=rq))
+    wgmma = _qdense_wgmma_ok(ctx, m, width, k)
+    as_f16 = wgmma and width == nn and _feeds_qattention_f16(ctx, n)
+    if as_f16:
+        odt, tag = "float16", tag + "_f16"
 
-    gv = _kernel(ctx, f"qdense_{m}x{width}x{k}_{tag}_{act}", make)
+    def make():
+        s = _int_schedules()
+        definition = s.qdense.qdense_func(m, width, k, epi, zp, act, bits, "float32", exact, rq, as_f16)
+        if wgmma:  # int8 wgmma (sm_90a); its float epilogues are always the IEEE-rounded (exact) ones
+            return definition, s.qdense_wgmma.qdense_wgmma(m, width, k, epi, zp, act, bits, "float32", rq,
+                                                           requant_as_f16=as_f16)
+        return definition, s.qdense.qdense(m, width, k, epi, zp, act, ctx.arch, out_bits=bits, out_dtype="float32",
+                                           exact=exact, residual_quant=rq)
+
+    gv = _kernel(ctx, f"qdense_{'wgmma_' if wgmma else ''}{m}x{width}x{k}_{tag}_{act}", make)
     if gv is None:
         return None
     if n.inputs[1] in ctx.transposed:
@@ -563,14 +594,11 @@ def qdense_kernel(ctx: _Ctx, n, args):
     return _reshape(ctx, y, list(xs[:-1]) + [nn])
 
 
-def qattention_kernels(ctx: _Ctx, n, args):
-    """``qattention`` (integer softmax) as int8-mma scores, integer softmax and exact fp16-mma PV with the
-    requantization fused (schedules/qattention.py)."""
-    if ctx.target != "cuda" or n.attr("softmax", "int") != "int":
-        return None
-    from tvm import relax
-    R = relax.op
+def _qattention_shape(ctx: _Ctx, n) -> tuple[int, int, int, int, int] | None:
+    """(B, Sq, Sk, H, D) of a ``qattention`` hwcomp's integer attention kernels cover, else None."""
     g = ctx.g
+    if ctx.target != "cuda" or n.op != "qattention" or n.attr("softmax", "int") != "int":
+        return None
     if any(g.types[i].dtype.value != "int8" for i in n.inputs[:3]):
         return None
     h = int(n.attrs["num_heads"])
@@ -579,6 +607,35 @@ def qattention_kernels(ctx: _Ctx, n, args):
     d = hd // h
     if int(g.types[n.inputs[2]].shape[-1]) != hd or d % 16 or s_q % 16 or s_k % 16:
         return None
+    if n.input(3) and _mask_shape(ctx, n.inputs[3], b, s_q, s_k) is None:
+        return None
+    if s_k * ((1 << int(n.attr("prob_bits", 8))) - 1) * 128 >= 1 << 24 or int(n.attrs["exp_ln2"]) >= 0:
+        return None  # PV not exact in fp32 (schedules/qattention.py check_exact), or constants it refuses
+    return b, s_q, s_k, h, d
+
+
+def _qflash_ok(ctx: _Ctx, n) -> bool:
+    """Whether ``qattention`` node ``n`` runs as the one-kernel integer attention (schedules/qflash_attention.py):
+    sm_80+ and a shape it covers (whole score rows on chip)."""
+    shape = _qattention_shape(ctx, n)
+    if shape is None or not ctx.use_schedules or _arch_number(ctx) < 80:
+        return False
+    b, s_q, s_k, h, d = shape
+    qf = _int_schedules().qflash_attention
+    return qf.applicable(s_q, s_k, d, qf.pick_config(b, h, s_q))
+
+
+def qattention_kernels(ctx: _Ctx, n, args):
+    """``qattention`` (integer softmax): one kernel holding whole score rows on chip where it covers the shape
+    (schedules/qflash_attention.py), else int8-mma scores, integer softmax and exact fp16-mma PV with the
+    requantization fused (schedules/qattention.py)."""
+    shape = _qattention_shape(ctx, n)
+    if shape is None:
+        return None
+    from tvm import relax
+    R = relax.op
+    b, s_q, s_k, h, d = shape
+    hd = h * d
     pb = int(n.attr("prob_bits", 8))
     ss = float(n.attrs["score_scale"])
     qa = _int_schedules().qattention
@@ -607,22 +664,58 @@ def qattention_kernels(ctx: _Ctx, n, args):
                                    has_mask=mask is not None, mask_batch=mb, mask_rows=mq, **sm)
 
     ctag = "_".join(str(v) for v in sm.values()).replace("-", "m")
+
+    def as_dtype(x, dtype):  # int8 values travel as fp16 into fp16 tensor-core operands (exact both ways)
+        return x if x.ty.dtype == dtype else ctx.emit(R.astype(x, dtype))
+
+    mconst = [mask] if mask is not None else []
+    cconst = [relax.const(c, str(c.dtype)) for c in consts]
+    if _qflash_ok(ctx, n):
+        def make_flash():
+            qf = _int_schedules().qflash_attention
+            kw = dict(prob_bits=pb, epilogue=epi, causal=causal, has_mask=mask is not None, mask_batch=mb,
+                      mask_rows=mq, **sm)
+            return qf.qattention_func(b, s_q, s_k, h, d, **kw), qf.qattention_flash(b, s_q, s_k, h, d, **kw)
+
+        gv = _kernel(ctx, f"qattn_flash_{tag}{'_causal' if causal else ''}{mtag}_p{pb}_{ctag}_{etag}", make_flash)
+        if gv is not None:
+            qkv = [as_dtype(a, "float16") for a in args[:3]]
+            return _call(ctx, gv, qkv + mconst + cconst, [b, s_q, hd], epi.dtype)
     gvs = _kernel_set(ctx, {"scores": f"qattn_scores_{tag}{'_causal' if causal else ''}{mtag}",
                             "softmax": f"qattn_softmax_{b * h * s_q}x{s_k}_p{pb}_{ctag}",
                             "pv": f"qattn_pv_{tag}_{etag}"}, kernels)
     if gvs is None:
+        if any(a.ty.dtype == "float16" for a in args[:3]):
+            raise BackendError(f"qattention {n.name}: its inputs were written as fp16 for hwcomp's integer attention "
+                               "kernels, which then failed to schedule; compile with --no-schedules")
         return None
     gv_s, gv_p, gv_v = gvs["scores"], gvs["softmax"], gvs["pv"]
-    scores = _call(ctx, gv_s, [args[0], args[1]] + ([mask] if mask is not None else []), [b, h, s_q, s_k], "int32")
+    scores = _call(ctx, gv_s, [as_dtype(args[0], "int8"), as_dtype(args[1], "int8")] + mconst, [b, h, s_q, s_k], "int32")
     probs = _call(ctx, gv_p, [_reshape(ctx, scores, [b * h * s_q, s_k])], [b * h * s_q, s_k])
-    v16 = ctx.emit(R.astype(args[2], "float16"))
-    return _call(ctx, gv_v, [_reshape(ctx, probs, [b, h, s_q, s_k]), v16] + [relax.const(c, str(c.dtype)) for c in consts],
+    return _call(ctx, gv_v, [_reshape(ctx, probs, [b, h, s_q, s_k]), as_dtype(args[2], "float16")] + cconst,
                  [b, s_q, hd], epi.dtype)
 
 
+def _fused_quantize(ctx: _Ctx, y: str, c: int):
+    """The signed 8/16-bit ``quantize`` (scale a scalar or per channel) that reads float32 value ``y``, if any:
+    a layer norm's output feeding the next int8 GEMM (post-LN transformers quantize every LN output)."""
+    g = ctx.g
+    for q in ctx.consumers(y):
+        if q.op != "quantize" or not q.attr("signed", 1) or int(q.attr("bits", 8)) not in (8, 16):
+            continue
+        if g.types[q.outputs[0]].dtype.value != f"int{int(q.attr('bits', 8))}" or np.size(q.attrs["scale"]) not in (1, c):
+            continue
+        if np.ndim(q.attrs["scale"]) > 1 or np.ndim(q.attr("zero_point", 0)) > 0:
+            continue
+        return q
+    return None
+
+
 def int_layer_norm_kernel(ctx: _Ctx, n, args):
-    """``int_layer_norm`` over the last axis as one row-per-block kernel: integer statistics, isqrt, normalize
-    and the requantization (or exact float32 dequant) epilogue (schedules/layer_norm.py)."""
+    """``int_layer_norm`` over the last axis: integer statistics, isqrt, normalize and the requantization (or exact
+    float32 dequant) epilogue in one kernel: a warp per row where schedules/layer_norm.py's generated kernel
+    covers the shape (its float32 output then also quantized for the next int8 GEMM when a ``quantize`` reads it:
+    a second output, the quantize node fused away), else a thread block per row."""
     g = ctx.g
     xt = g.types[n.inputs[0]]
     if ctx.target != "cuda" or xt.dtype.value not in ("int8", "int16", "int32"):
@@ -635,17 +728,32 @@ def int_layer_norm_kernel(ctx: _Ctx, n, args):
     consts = [_per_channel(n.attrs["gamma_int"], c, c, "int32", 0),
               _per_channel(n.attrs["beta_int"], c, c, "int32", 0)] + epi_consts
     exact, threads = ctx.exact_fp, _norm_threads(c)
+    ln_mod = _schedules().layer_norm
+    warp = ln_mod.int_warp_vec(m, c, xt.dtype.value) is not None
+    q = _fused_quantize(ctx, n.outputs[0], c) if warp and dequant else None
+    qo = (int(q.attr("bits", 8)), int(q.attr("zero_point", 0))) if q is not None else None
 
     def make():
         ln = _schedules().layer_norm
-        args_ = (m, c, xt.dtype.value, eps, fb, dequant, zp, bits, exact)
-        return ln.int_layer_norm_func(*args_), ln.int_layer_norm(*args_, threads=threads)
+        args_ = (m, c, xt.dtype.value, eps, fb, dequant, zp, bits)
+        definition = ln.int_layer_norm_func(*args_, exact, quant_out=qo)
+        if warp:
+            return definition, ln.int_layer_norm_warp(*args_, quant_out=qo)
+        return definition, ln.int_layer_norm(*args_, exact, threads=threads)
 
-    gv = _kernel(ctx, f"int_layer_norm_{m}x{c}_{xt.dtype.value}_e{eps}_f{fb}_{tag}", make)
+    qtag = f"_q{qo[0]}_z{qo[1]}".replace("-", "m") if qo else ""
+    gv = _kernel(ctx, f"int_layer_norm_{'warp_' if warp else ''}{m}x{c}_{xt.dtype.value}_e{eps}_f{fb}_{tag}{qtag}", make)
     if gv is None:
         return None
-    y = _call(ctx, gv, [_reshape(ctx, args[0], [m, c])] + [relax.const(a, str(a.dtype)) for a in consts], [m, c], odt)
-    return _reshape(ctx, y, list(xt.shape))
+    ins = [_reshape(ctx, args[0], [m, c])] + [relax.const(a, str(a.dtype)) for a in consts]
+    if q is None:
+        y = _call(ctx, gv, ins, [m, c], odt)
+        return _reshape(ctx, y, list(xt.shape))
+    ins.append(relax.const(_per_channel(q.attrs["scale"], c, c, "float32", 1.0)))
+    t = ctx.emit(relax.call_tir(gv, ins, [relax.TensorType([m, c], "float32"), relax.TensorType([m, c], f"int{qo[0]}")]))
+    ctx.env[q.outputs[0]] = _reshape(ctx, ctx.emit(relax.TupleGetItem(t, 1)), list(xt.shape))
+    ctx.fused_away.add(q.name)
+    return _reshape(ctx, ctx.emit(relax.TupleGetItem(t, 0)), list(xt.shape))
 
 
 FUSED_KERNELS.update({"int_layer_norm": int_layer_norm_kernel})

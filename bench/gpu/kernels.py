@@ -52,6 +52,17 @@ def cases() -> list[dict]:
     for k, n, act in ((HID, 3 * HID, "none"), (HID, FFN, "gelu"), (HID, HID, "none"), (FFN, HID, "none")):
         for cfg in WGMMA_B1_SWEEP:
             out.append(dict(kind="dense_wgmma", m=SEQ, n=n, k=k, act=act, cfg=cfg))
+    # int8 wgmma (sm_90a) with each epilogue at BERT-base shapes, batch 32 and 1, against the mma.sync qdense
+    for m in (32 * SEQ, SEQ):
+        for k, n, epi in ((HID, HID, "rq8"), (HID, 3 * HID, "rq8"), (HID, FFN, "rq8"), (FFN, HID, "dqrq16"),
+                          (HID, HID, "dqrq16"), (HID, FFN, "dq32")):
+            for cfg in ("auto",) + (QWGMMA_SWEEP if m > SEQ else ()):
+                out.append(dict(kind="qdense_wgmma", m=m, n=n, k=k, epi=epi, cfg=cfg))
+    # warp-per-row integer layer norm (int16 in): float32 out + fused int8 quantize, float32 only, requant int8;
+    # MiniLM's width too; against the block-per-row schedule
+    for m, cc, variant in ((32 * SEQ, HID, "dq_q8"), (32 * SEQ, HID, "dq"), (32 * SEQ, HID, "rq8"),
+                           (32 * SEQ, 384, "dq_q8"), (32 * SEQ, HID, "block_dq"), (SEQ, HID, "dq_q8")):
+        out.append(dict(kind="int_layer_norm", m=m, c=cc, variant=variant))
     # GPT-2 small decode (QKV, FFN up, FFN down, the 50257-word LM head padded to 50304) and 7B-class shapes
     for k, n in ((HID, 3 * HID), (HID, FFN), (FFN, HID), (HID, 50304), (4096, 4096), (4096, 11008)):
         for sched in ("hwcomp", "dlight"):
@@ -68,6 +79,7 @@ SWEEP_B1 = ("1x1x1x2x2", "1x1x1x2x4s3p", "2x2x2x2x4s3p", "1x2x2x2x4s3p", "2x2x1x
 
 
 WGMMA_SWEEP = ("n64s4", "n128s3", "n128s3w0", "n128s4", "n256s3", "n256s4")
+QWGMMA_SWEEP = ("n128s3w0", "n128s4", "n256s3", "n256s4", "n64s4")
 WGMMA_B1_SWEEP = ("m64n64s4", "m64n64s4w0", "m64n64s6", "m64n64s3w0", "m64n128s4", "m64n128s3w0")
 
 
@@ -118,6 +130,23 @@ def build_funcs(c: dict) -> dict:
         cfg = None if c["cfg"] == "auto" else dense_wgmma.WgmmaConfig.parse(c["cfg"])
         return {"main": dense_wgmma.dense_f16_wgmma(c["m"], c["n"], c["k"], c["act"], "n_out" not in c, config=cfg,
                                                     n_out=c.get("n_out"))}
+    if k == "qdense_wgmma":
+        from schedules import dense_wgmma, qdense_wgmma
+        cfg = None if c["cfg"] == "auto" else dense_wgmma.WgmmaConfig.parse(c["cfg"])
+        epi = c["epi"]
+        if epi.startswith("rq"):
+            f = qdense_wgmma.qdense_wgmma(c["m"], c["n"], c["k"], "requant", 3, out_bits=int(epi[2:]), config=cfg)
+        elif epi.startswith("dqrq"):
+            f = qdense_wgmma.qdense_wgmma(c["m"], c["n"], c["k"], "dequant", residual_quant=(int(epi[4:]), 0), config=cfg)
+        else:
+            f = qdense_wgmma.qdense_wgmma(c["m"], c["n"], c["k"], "dequant", out_dtype="float32", config=cfg)
+        return {"main": f}
+    if k == "int_layer_norm":
+        v = c["variant"]
+        if v == "block_dq":
+            return {"main": layer_norm.int_layer_norm(c["m"], c["c"], "int16", 5, 14, True, exact=True)}
+        return {"main": layer_norm.int_layer_norm_warp(c["m"], c["c"], "int16", 5, 14, v.startswith("dq"), -3,
+                                                       quant_out=(8, 2) if v.endswith("_q8") else None)}
     if k == "dense_f16":
         return {"main": dense.dense_f16(c["m"], c["n"], c["k"], c["act"], config=_config(c))}
     if k.startswith("qdense"):
@@ -307,6 +336,81 @@ def run_case(c: dict, lib_path: str) -> dict:
         r["torch_us"] = time_torch(tf)
         r["torch_matmul_only_us"] = time_torch(lambda: xt @ wt)
         r["roofline"] = roofline.dense_cost(m, n, kk).as_dict(r["tvm_us"])
+    elif k == "qdense_wgmma":  # bit-exact against numpy's int64 / IEEE float32 epilogue
+        m, n, kk, epi = c["m"], c["n"], c["k"], c["epi"]
+        x = rng.integers(-128, 128, (m, kk), dtype=np.int8)
+        w_nk = rng.integers(-127, 128, (n, kk), dtype=np.int8)
+        bias = rng.integers(-5000, 5000, n).astype(np.int32)
+        xt, wt = G(x), G(w_nk)
+        acc = (torch._int_mm(xt, wt.t().contiguous()).cpu().numpy().astype(np.int64) + bias).astype(np.int32)
+        if epi.startswith("rq"):
+            from hwcomp.ops.intmath import quantize_multiplier, requantize
+            bits = int(epi[2:])
+            mult, shift = quantize_multiplier(rng.uniform(1e-4, 4e-3, n))
+            y = T(np.full((m, n), 77, f"int{bits}"))
+            args = [T(x), T(w_nk), T(bias), T(mult.astype(np.int32)), T(shift.astype(np.int32)), y]
+            lim = (1 << (bits - 1))
+            ref = requantize(acc, mult, shift, 3, -lim, lim - 1).astype(f"int{bits}")
+        elif epi.startswith("dqrq"):
+            bits = int(epi[4:])
+            scale = rng.uniform(1e-5, 1e-4, n).astype(np.float32)
+            res = rng.standard_normal((m, n)).astype(np.float32)
+            qscale = rng.uniform(1e-2, 5e-2, n).astype(np.float32)
+            y = T(np.full((m, n), 77, f"int{bits}"))
+            args = [T(x), T(w_nk), T(bias), T(scale), T(res), T(qscale), y]
+            lim = (1 << (bits - 1))
+            v = (acc.astype(np.float32) * scale + res) / qscale
+            ref = np.clip(np.rint(v), -lim, lim - 1).astype(f"int{bits}")
+        else:
+            scale = rng.uniform(1e-5, 1e-4, n).astype(np.float32)
+            y = T(np.full((m, n), np.nan, np.float32))
+            args = [T(x), T(w_nk), T(bias), T(scale), y]
+            ref = acc.astype(np.float32) * scale
+        mod["main"](*args)
+        got = y.numpy()
+        r["exact"] = bool(np.array_equal(got, ref))
+        r["mismatches"] = int((got != ref).sum())
+        wkn = wt.t().contiguous()
+        r["torch_int_mm_only_us"] = time_torch(lambda: torch._int_mm(xt, wkn))
+        xh, wh = xt.half(), wkn.half()
+        r["torch_f16_mm_us"] = time_torch(lambda: xh @ wh)
+        r["tvm_us"] = time_tvm(mod, "main", args)
+        r["roofline"] = roofline.qdense_cost(m, n, kk, "dequant" if epi.startswith("dq") else "requant").as_dict(r["tvm_us"])
+    elif k == "int_layer_norm":  # bit-exact against hwcomp/ops/intmath.py and numpy float32
+        from hwcomp.ops.intmath import int_layer_norm, quantize_multiplier, requantize
+        m, cc, v = c["m"], c["c"], c["variant"]
+        x = rng.integers(-20000, 20000, (m, cc)).astype(np.int16)
+        x[::7] //= 50  # rows of small variance too
+        gamma = rng.integers(-3000, 3000, cc).astype(np.int32)
+        beta = rng.integers(-10**6, 10**6, cc).astype(np.int32)
+        acc = int_layer_norm(x, gamma, beta, 5, 14)
+        if "dq" in v:
+            scale = rng.uniform(1e-7, 1e-6, cc).astype(np.float32)
+            ref = acc.astype(np.float32) * scale
+            y = T(np.full((m, cc), np.nan, np.float32))
+            args = [T(x), T(gamma), T(beta), T(scale)]
+            if v.endswith("_q8"):
+                qscale = rng.uniform(0.01, 0.05, cc).astype(np.float32)
+                refq = np.clip(np.rint(ref / qscale) + np.float32(2), -128, 127).astype(np.int8)
+                yq = T(np.full((m, cc), 77, np.int8))
+                args += [T(qscale), y, yq]
+            else:
+                args += [y]
+        else:
+            mult, shift = quantize_multiplier(rng.uniform(1e-6, 1e-5, cc))
+            ref = requantize(acc, mult, shift, -3)
+            y = T(np.full((m, cc), 77, np.int8))
+            args = [T(x), T(gamma), T(beta), T(mult.astype(np.int32)), T(shift.astype(np.int32)), y]
+        mod["main"](*args)
+        r["exact"] = bool(np.array_equal(y.numpy(), ref))
+        r["mismatches"] = int((y.numpy() != ref).sum())
+        if v.endswith("_q8"):
+            r["exact_q"] = bool(np.array_equal(yq.numpy(), refq))
+            r["mismatches_q"] = int((yq.numpy() != refq).sum())
+            r["q_saturated_frac"] = float(np.mean(np.abs(refq.astype(int)) >= 127))
+        r["tvm_us"] = time_tvm(mod, "main", args)
+        nbytes = x.nbytes + sum(a.numpy().nbytes for a in args[-2:] if a is not None)
+        r["gbps"] = nbytes / r["tvm_us"] / 1e3
     elif k.startswith("qdense"):
         m, n, kk = c["m"], c["n"], c["k"]
         x = rng.integers(-128, 128, (m, kk), dtype=np.int8)

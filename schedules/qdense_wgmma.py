@@ -1,0 +1,189 @@
+"""int8 ``qdense`` on Hopper's warpgroup tensor cores (``wgmma m64nNk32.s32.s8.s8``, sm_90a).
+
+The same kernel as schedules/dense_wgmma.py's fp16 GEMM -- its :func:`~.dense_wgmma.mainloop` with int8
+operands: a stage row is still 128 bytes of K (128 int8 elements, the same 128-byte swizzle and descriptors),
+and each of a K-step's four wgmma instructions takes 32 of them (k32) instead of 16. ``mma.sync m16n8k32``
+(schedules/qdense.py) cannot feed the sm_90 tensor cores at int8 rate; this kernel reaches the same time per
+K-step as the fp16 wgmma GEMM, i.e. twice its multiply-accumulates.
+
+Operands and semantics are schedules/qdense.py's (:func:`~.qdense.qdense_func` is the definition): x ``[M, K]``
+int8, w ``[N, K]`` int8, ``bias`` ``[N]`` int32 with the input zero point folded in, accumulation in int32 with
+wrap-around. The epilogue, per output element ``a = acc + bias[n]`` (int32, wrapping):
+
+* ``rq``: ``clamp(((a * m[n] + 2^(s[n]-1)) >> s[n]) + zp, lo, hi)`` in int64 -> int8 / int16, or the int8
+  values as float16 (``_f16``: an attention's V, which its PV multiplies on fp16 tensor cores);
+* ``dq``: ``__fmul_rn(float(a), scale[n])`` [relu] -> float32 / float16;
+* ``dqrq``: ``dq``, then ``+ residual[m, n]`` (float32) and hwcomp's ``quantize`` by ``qscale[n]``
+  (``clamp(rint(v / qscale) + zp)``, the division IEEE-rounded) -> int8 / int16: the post-LN residual add and
+  the quantize before the integer layer norm, in the GEMM.
+
+Float steps use CUDA's IEEE-rounded intrinsics (``__fmul_rn``, ``__fadd_rn``, ``__fdiv_rn``), which neither
+``--use_fast_math`` nor FMA contraction changes, so results equal the interpreter's numpy bit for bit.
+
+The accumulators (plus bias) are staged through the idle ring as a ``bm x bn`` int32 tile; each thread then
+finishes four consecutive columns of a row (its per-column constants loaded once) and stores them as one
+vector, so global reads of the residual and all writes are row-contiguous. ``hwcomp_requant`` and
+``hwcomp_quantize`` are schedules/cuda_device_functions.py's helpers.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tvm import tirx
+
+from .cuda_device_functions import extern_launch
+from .dense_wgmma import _PAD, ARCHS, S8, WgmmaConfig, _fills, _STAGE_PROLOGUE, mainloop
+from .dense_wgmma import pick_config as _pick_f16
+from .errors import ScheduleError
+
+BK = S8.bk  # 128 int8 of K per stage
+PREFIX = "hwcomp_wgmma_qdense_"
+_NAME = re.compile(PREFIX + r"((?:m64)?n\d+s\d+(?:w0)?)_(rq|dq|dqrq)_(i8|i16|f32|f16)_z(m?\d+)_(none|relu)(?=\()")
+SMALL_M = WgmmaConfig(64, 6, bm=64)
+
+__all__ = ["ARCHS", "applicable", "pick_config", "qdense_wgmma", "function_name", "sources_for"]
+
+
+def pick_config(m: int, n: int, k: int, num_sms: int = 132) -> WgmmaConfig:
+    """A K-step of int8 takes as long as one of fp16 (same bytes, four instructions), so the fp16 GEMM's
+    choice for the same number of K-steps (``k / 2`` fp16 elements)."""
+    return _pick_f16(m, n, k // 2, num_sms)
+
+
+def applicable(m: int, n: int, k: int, num_sms: int = 132) -> bool:
+    """Tiles divide the shape (N by 64, K by 128) and either 128-row tiles occupy the GPU or the rows are a
+    multiple of the 64-row tile."""
+    if n % 64 or k % BK:
+        return False
+    return _fills(m, n, num_sms) or m % SMALL_M.bm == 0
+
+
+def _tag(epilogue: str, out_dtype: str, zero_point: int, act: str) -> str:
+    return f"{epilogue}_{out_dtype.replace('int', 'i').replace('float', 'f')}_z{zero_point}".replace("-", "m") + f"_{act}"
+
+
+def function_name(cfg: WgmmaConfig, epilogue: str, out_dtype: str, zero_point: int, act: str) -> str:
+    return f"{PREFIX}{cfg}_{_tag(epilogue, out_dtype, zero_point, act)}"
+
+
+_CTYPE = {"i8": ("signed char", "char4", "-128", "127"), "i16": ("short", "short4", "-32768", "32767"),
+          "f32": ("float", "float4", None, None), "f16": ("half", None, None, None)}
+
+
+def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, act: str) -> str:
+    """CUDA source of ``function_name(cfg, epilogue, out, zero_point, act)`` (``out`` as in the name: i8, i16,
+    f32, f16; see the module docstring for the epilogues)."""
+    if epilogue == "rq" and out not in ("i8", "i16", "f16") or epilogue == "dq" and out not in ("f32", "f16") \
+            or epilogue == "dqrq" and out not in ("i8", "i16"):
+        raise ScheduleError(f"qdense wgmma: no {epilogue!r} epilogue with {out} output")
+    bn, bm, threads = cfg.bn, cfg.bm, cfg.threads
+    name = f"{PREFIX}{cfg}_{epilogue}_{out}_z{zero_point}".replace("-", "m") + f"_{act}"
+    out_t, vec_t, lo, hi = _CTYPE[out]
+    relu = act == "relu"
+    if relu and epilogue == "rq":  # requant's relu: the lower bound becomes the zero point
+        lo = str(max(zero_point, int(lo)))
+    params = {"rq": "const int* __restrict__ mult, const int* __restrict__ shift, ",
+              "dq": "const float* __restrict__ scale, ",
+              "dqrq": "const float* __restrict__ scale, const float* __restrict__ res, const float* __restrict__ qscale, "}
+    consts = {"rq": ["mult", "shift"], "dq": ["scale"], "dqrq": ["scale", "qscale"]}[epilogue]
+    load = "".join(f"  const {'int' if c in ('mult', 'shift') else 'float'}4 {c}4 = "
+                   f"*reinterpret_cast<const {'int' if c in ('mult', 'shift') else 'float'}4*>({c} + col);\n"
+                   for c in consts)
+    if epilogue == "rq" and out == "f16":  # int8 values as fp16 (exact)
+        one = f"(float)hwcomp_requant((long long)av[e], (&mult4.x)[e], (&shift4.x)[e], {zero_point}, -128, 127)"
+    elif epilogue == "rq":
+        one = (f"hwcomp_requant((long long)av[e], (&mult4.x)[e], (&shift4.x)[e], {zero_point}, {lo}, {hi})")
+    elif epilogue == "dq":
+        one = "__fmul_rn((float)av[e], (&scale4.x)[e])"
+        if relu:
+            one = f"fmaxf({one}, 0.0f)"
+    else:
+        f = "__fmul_rn((float)av[e], (&scale4.x)[e])"
+        if relu:
+            f = f"fmaxf({f}, 0.0f)"
+        one = (f"hwcomp_quantize(__fadd_rn({f}, (&rv.x)[e]), (&qscale4.x)[e], {zero_point}, {lo}.0f, {hi}.0f)")
+    res_load = ("    const float4 rv = *reinterpret_cast<const float4*>(res + (size_t)(m0 + r) * N + col);\n"
+                if epilogue == "dqrq" else "")
+    if out == "f16":
+        store = ("    __half2* yp = reinterpret_cast<__half2*>(y + (size_t)(m0 + r) * N + col);\n"
+                 "    yp[0] = __floats2half2_rn(o[0], o[1]);\n    yp[1] = __floats2half2_rn(o[2], o[3]);\n")
+        o_t = "float"
+    else:
+        store = f"    *reinterpret_cast<{vec_t}*>(y + (size_t)(m0 + r) * N + col) = make_{vec_t}(o[0], o[1], o[2], o[3]);\n"
+        o_t = out_t
+    return f"""
+__device__ __forceinline__ void {name}(const signed char* __restrict__ x, const signed char* __restrict__ w,
+    const int* __restrict__ bias, {params[epilogue]}{out_t}* __restrict__ y, unsigned char* smem_raw, int tile,
+    int M, int N, int K) {{
+{mainloop(cfg, S8)}
+  // epilogue: acc + bias (int32, wrapping) staged through the idle ring as a {bm} x {bn} int32 tile; fragment:
+  // warp w of a warpgroup holds rows 16w + lane/4 (+8), columns 8j + 2*(lane%4) (+1)
+{_STAGE_PROLOGUE.format(t="int", v="tile_i")}#pragma unroll
+  for (int j = 0; j < {bn // 8}; ++j) {{
+    const int c = j * 8 + (lane & 3) * 2;
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      *reinterpret_cast<int2*>(tile_i + (tr + 8 * h) * {bn + _PAD} + c) = make_int2(
+          (int)((unsigned)acc[4 * j + 2 * h] + (unsigned)bias[n0 + c]),
+          (int)((unsigned)acc[4 * j + 2 * h + 1] + (unsigned)bias[n0 + c + 1]));
+  }}
+  __syncthreads();
+  // four consecutive columns a thread, the same four for every row it finishes
+  const int c4 = (tid % {bn // 4}) * 4, col = n0 + c4;
+{load}  for (int r = tid / {bn // 4}; r < {bm}; r += {4 * threads // bn}) {{
+    const int4 a = *reinterpret_cast<const int4*>(tile_i + r * {bn + _PAD} + c4);
+    const int av[4] = {{a.x, a.y, a.z, a.w}};
+{res_load}    {o_t} o[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[e] = {one};
+{store}  }}
+}}
+"""
+
+
+def sources_for(code: str) -> str:
+    """The definitions of every int8 wgmma function ``code`` calls (for the CUDA postproc hook), or ''."""
+    names = sorted(set(_NAME.findall(code)))
+    if not names:
+        return ""
+    return "".join(device_function(WgmmaConfig.parse(cfg), epi, out, int(zp.replace("m", "-")), act)
+                            for cfg, epi, out, zp, act in names)
+
+
+def qdense_wgmma(m: int, n: int, k: int, epilogue: str = "requant", out_zero_point: int = 0,
+                 activation: str = "none", out_bits: int = 8, out_dtype: str = "float16",
+                 residual_quant: tuple[int, int] | None = None, config: WgmmaConfig | None = None,
+                 requant_as_f16: bool = False) -> tirx.PrimFunc:
+    """The launch PrimFunc of the int8 wgmma kernel, with :func:`~.qdense.qdense_func`'s parameters and
+    parameter order (requant: ``x, w, bias, multiplier, shift, out``; dequant: ``x, w, bias, scale, out``;
+    dequant with ``residual_quant=(bits, zero_point)``: ``x, w, bias, scale, residual, qscale, out``)."""
+    if activation not in ("none", "relu"):
+        raise ScheduleError(f"qdense activation {activation!r} is not 'none' or 'relu'")
+    cfg = config or pick_config(m, n, k)
+    cfg.check(m, n, k, BK)
+    params = [("x", (m, k), "int8"), ("w", (n, k), "int8"), ("bias", (n,), "int32")]
+    if epilogue == "requant":
+        if out_bits not in (8, 16):
+            raise ScheduleError(f"qdense out_bits {out_bits} is not 8 or 16")
+        if requant_as_f16 and out_bits != 8:
+            raise ScheduleError("qdense: only int8 requantized values are written as float16")
+        epi, odt, zp = "rq", "float16" if requant_as_f16 else f"int{out_bits}", out_zero_point
+        params += [("multiplier", (n,), "int32"), ("shift", (n,), "int32")]
+    elif epilogue == "dequant" and residual_quant is None:
+        if out_dtype not in ("float16", "float32"):
+            raise ScheduleError(f"qdense out_dtype {out_dtype!r} is not float16 or float32")
+        epi, odt, zp = "dq", out_dtype, 0
+        params += [("scale", (n,), "float32")]
+    elif epilogue == "dequant":
+        bits, zp = residual_quant
+        if bits not in (8, 16):
+            raise ScheduleError(f"qdense residual quantize to {bits} bits is not 8 or 16")
+        epi, odt = "dqrq", f"int{bits}"
+        params += [("scale", (n,), "float32"), ("residual", (m, n), "float32"), ("qscale", (n,), "float32")]
+    else:
+        raise ScheduleError(f"qdense epilogue {epilogue!r} is not 'requant' or 'dequant'")
+    params.append(("out", (m, n), odt))
+    fname = function_name(cfg, epi, odt, zp, activation)
+    kernel = extern_launch(params, fname, [m, n, k], (m // cfg.bm) * (n // cfg.bn), cfg.threads, cfg.smem_bytes)
+    return kernel.with_attr("global_symbol", f"qdense_wgmma_{cfg}").with_attr("tirx.is_scheduled", True)
