@@ -377,3 +377,255 @@ def test_flash_attention_covers_partial_tiles_with_its_tail_variant():
         fa.attention_flash(1, 128, 128, 12, 48, 0.125)
     with pytest.raises(ScheduleError, match="Sq = Sk"):
         fa.attention_flash(1, 64, 128, 12, 64, 0.125, fused=True)
+
+
+# ---- int8 on sm_90: wgmma GEMM, warp-per-row integer layer norm, one-kernel integer attention ----------------
+
+_QWGMMA_VARIANTS = {  # (m, n, k, keyword arguments of qdense_wgmma)
+    "rq8": (128, 256, 256, {}),
+    "rq8_relu_zp": (128, 256, 256, {"out_zero_point": -5, "activation": "relu"}),
+    "rq16": (128, 128, 384, {"out_bits": 16}),
+    "rq8_as_f16": (128, 256, 256, {"requant_as_f16": True}),
+    "dq_f32": (64, 128, 256, {"epilogue": "dequant", "out_dtype": "float32"}),
+    "dq_f16_relu": (128, 256, 128, {"epilogue": "dequant", "out_dtype": "float16", "activation": "relu"}),
+    "dqrq16": (128, 256, 256, {"epilogue": "dequant", "residual_quant": (16, 0)}),
+}
+
+
+@needs_nvcc
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", sorted(_QWGMMA_VARIANTS))
+def test_qdense_wgmma_builds_s8_machine_code(variant):
+    """Every epilogue of the int8 wgmma GEMM compiles to sm_90a machine code issuing s8 x s8 -> s32 warpgroup
+    MMAs (no mma.sync), the generated function's name says what it computes, and the source is deterministic."""
+    from backends.tvm_cuda.verify import cuda_source
+    from schedules import qdense_wgmma
+
+    m, n, k, kw = _QWGMMA_VARIANTS[variant]
+    f = qdense_wgmma.qdense_wgmma(m, n, k, **kw)
+    ex = build_kernel(f, "qwg_" + variant, "sm_90")
+    report = verify_executable(ex, "sm_90")
+    assert any(e.kind == "elf" and e.arch == 90 for e in report.entries)
+    assert report.wgmma_instructions > 0 and report.mma_instructions == 0
+    src = cuda_source(ex)
+    assert "wgmma.mma_async.sync.aligned.m64n" in src and ".s32.s8.s8" in src and ".f16.f16" not in src
+    epi = {"rq8_as_f16": "_rq_f16_", "dq_f32": "_dq_f32_", "dq_f16_relu": "_dq_f16_", "dqrq16": "_dqrq_i16_",
+           "rq16": "_rq_i16_", "rq8_relu_zp": "_rq_i8_zm5_relu"}.get(variant, "_rq_i8_z0_none")
+    assert epi in src.split('extern "C" __global__')[-1]
+    assert cuda_source(build_kernel(qdense_wgmma.qdense_wgmma(m, n, k, **kw), "qwg_" + variant, "sm_90")) == src
+
+
+def test_qdense_wgmma_refuses_bad_tiles_and_epilogues():
+    from schedules import qdense_wgmma
+    from schedules.errors import ScheduleError
+
+    assert qdense_wgmma.applicable(4096, 768, 768) and qdense_wgmma.applicable(128, 768, 3072)
+    assert not qdense_wgmma.applicable(128, 768, 200) and not qdense_wgmma.applicable(128, 100, 256)
+    # an int8 K-step holds 128 elements: the fp16 GEMM's tile choice for half as many K elements
+    from schedules import dense_wgmma
+    assert qdense_wgmma.pick_config(4096, 768, 768) == dense_wgmma.pick_config(4096, 768, 384)
+    with pytest.raises(ScheduleError, match="multiple of the wgmma tile"):
+        qdense_wgmma.qdense_wgmma(128, 256, 200)
+    with pytest.raises(ScheduleError, match="epilogue 'gelu'"):
+        qdense_wgmma.qdense_wgmma(128, 256, 256, epilogue="gelu")
+    with pytest.raises(ScheduleError, match="out_bits 4"):
+        qdense_wgmma.qdense_wgmma(128, 256, 256, out_bits=4)
+    with pytest.raises(ScheduleError, match="only int8"):
+        qdense_wgmma.qdense_wgmma(128, 256, 256, out_bits=16, requant_as_f16=True)
+    with pytest.raises(ScheduleError, match="activation"):
+        qdense_wgmma.qdense_wgmma(128, 256, 256, activation="gelu")
+    with pytest.raises(ScheduleError, match="no 'dq' epilogue with i8"):
+        qdense_wgmma.device_function(qdense_wgmma.SMALL_M, "dq", "i8", 0, "none")
+
+
+def test_qdense_requant_as_f16_definition_gives_the_int8_values():
+    """An attention operand written by the int8 GEMM as float16: the same requantized integers, exactly."""
+    from hwcomp.ops.intmath import int_matmul, quantize_multiplier, requantize
+
+    rng = np.random.default_rng(4)
+    m, n, k = 16, 32, 64
+    x, w = rng.integers(-128, 128, (m, k)).astype(np.int8), rng.integers(-128, 128, (n, k)).astype(np.int8)
+    bias = rng.integers(-4000, 4000, n).astype(np.int32)
+    mult, shift = quantize_multiplier(rng.uniform(2e-4, 1e-3, n))
+    y = _t(np.zeros((m, n), np.float16))
+    build_cpu_reference(qdense.qdense_func(m, n, k, "requant", 3, requant_as_f16=True))["main"](
+        _t(x), _t(w), _t(bias), _t(mult.astype(np.int32)), _t(shift.astype(np.int32)), y)
+    ref = requantize(int_matmul(x, w.T) + bias, mult, shift, 3)
+    assert ref.min() < -20 and ref.max() > 20  # not all clamped
+    np.testing.assert_array_equal(y.numpy(), ref.astype(np.float16))
+
+
+def test_int8_generated_functions_are_injected_once_with_their_helpers():
+    """int8 wgmma GEMMs, warp integer layer norms and integer flash attention named in a kernel are generated
+    once each, with the shared helpers (descriptor, requantize, quantize, mma) once; the module then needs sm_90a."""
+    from schedules import cuda_device_functions as dev
+
+    body = ("hwcomp_wgmma_qdense_n128s4_rq_i8_z0_none(x, w, b, m, s, y, r, 0, 128, 256, 256); "
+            "hwcomp_wgmma_qdense_m64n64s6_dqrq_i16_z0_none(x, w, b, s, r, q, y, r, 0, 64, 256, 256); "
+            "hwcomp_wgmma_qdense_n128s4_rq_i8_z0_none(x, w, b, m, s, y, r, 1, 128, 256, 256); "
+            "hwcomp_int_layer_norm_i16_c768_f14_dq_q8(x, g, b, s, q, y, yq, 5ll, 0, 0); "
+            "hwcomp_qflash_attn_d64k128w4_em1_b2_c3_p8_m_rq8(q, k, v, m, mu, s, o, r, 0, 2, 12, 128, 0, 128, 0);")
+    src = '#include <cuda_fp16.h>\nextern "C" __global__ void k() { ' + body + " }\n"
+    out = dev.inject(src)
+    assert dev.needs_sm90a(out) and dev.inject(src) == out and dev.inject(out) == out
+    for name in ("hwcomp_wgmma_qdense_n128s4_rq_i8_z0_none(", "hwcomp_wgmma_qdense_m64n64s6_dqrq_i16_z0_none(",
+                 "hwcomp_int_layer_norm_i16_c768_f14_dq_q8(", "hwcomp_qflash_attn_d64k128w4_em1_b2_c3_p8_m_rq8("):
+        assert out.count("void " + name) == 1, name
+    for helper in ("hwcomp_gmma_desc(unsigned", "hwcomp_requant(long long", "hwcomp_quantize(float",
+                   "hwcomp_mma16816(float*"):
+        assert out.count(helper) == 1, helper
+    assert out.count("#define HWCOMP_QFA_SW_D64(") == 1
+    assert ".s32.s8.s8" in out and "m64n128k32" in out and "m64n64k32" in out
+
+
+def test_fast_quantize_decides_like_the_ieee_division():
+    """hwcomp_quantize's fast path (v * rcp(scale), the division only near a rounding boundary) emulated in
+    float32 numpy: rint of it equals rint(v / scale) everywhere, on random values, on exact .5 ties of the true
+    quotient and their float neighbours, and for awkward scales."""
+    rng = np.random.default_rng(7)
+    f32 = np.float32
+    scales = np.concatenate([rng.uniform(1e-4, 1.0, 40), [1.0, 0.1, 1 / 3, 2.0 ** -20, 3e-38, 7e29, 1e-31]]).astype(f32)
+    checked = 0
+    for s in scales:
+        k = rng.integers(-40000, 40000, 3000).astype(f32)
+        ties = ((k + f32(0.5)) * s).astype(f32)  # values whose exact quotient sits at (or next to) k + 0.5
+        v = np.concatenate([ties, np.nextafter(ties, f32(np.inf)), np.nextafter(ties, f32(-np.inf)),
+                            (rng.standard_normal(3000) * 200 * s).astype(f32), (rng.standard_normal(100) * 1e7).astype(f32)])
+        with np.errstate(all="ignore"):
+            q0 = v * (f32(1) / s)  # __frcp_rn(scale): the IEEE-rounded reciprocal; one rounded multiply
+            r = np.rint(q0)
+            a = np.abs(q0)
+            slow = ~((abs(s) > f32(1e-30)) & (abs(s) < f32(1e30))) | ~(a < f32(4194304.0)) | \
+                (np.abs(np.abs(q0 - r) - f32(0.5)) <= a * f32(1e-6))
+            fast = np.where(slow, np.rint(v / s), r)
+            ref = np.rint(v / s)
+        np.testing.assert_array_equal(fast, ref, err_msg=f"scale {s!r}")
+        checked += int((~slow).sum())
+    assert checked > 100000  # the fast path really decides most values
+
+
+def test_int_layer_norm_fused_quantize_definition_is_bit_exact():
+    """The integer layer norm's float32 output and, fused, hwcomp's quantize of it (the next GEMM's input)."""
+    from hwcomp.ir.graph import Node
+    from hwcomp.ops import intmath
+    from hwcomp.ops.quantized import quantize
+
+    rng = np.random.default_rng(5)
+    m, c = 8, 256
+    x = rng.integers(-30000, 30000, (m, c)).astype(np.int16)
+    gamma = rng.integers(-32767, 32767, c).astype(np.int32)
+    beta = rng.integers(-1 << 20, 1 << 20, c).astype(np.int32)
+    scale = rng.uniform(1e-6, 1e-5, c).astype(np.float32)
+    qscale = rng.uniform(0.02, 0.05, c).astype(np.float32)
+    y, yq = _t(np.zeros((m, c), np.float32)), _t(np.zeros((m, c), np.int8))
+    build_cpu_reference(layer_norm.int_layer_norm_func(m, c, "int16", 3, 14, dequant=True, quant_out=(8, -2)))["main"](
+        _t(x), _t(gamma), _t(beta), _t(scale), _t(qscale), y, yq)
+    ref = intmath.int_layer_norm(x, gamma, beta, 3, 14).astype(np.float32) * scale
+    np.testing.assert_array_equal(y.numpy(), ref)
+    node = Node("quantize", ["v"], ["q"], {"scale": qscale, "zero_point": -2, "bits": 8}, "q")
+    refq = quantize(node, ref)
+    assert len(np.unique(refq)) > 50
+    np.testing.assert_array_equal(yq.numpy(), refq)
+
+
+@needs_nvcc
+@pytest.mark.slow
+@pytest.mark.parametrize("in_dtype,c,kw", [("int16", 768, {"dequant": True, "quant_out": (8, 0)}),
+                                           ("int16", 768, {"dequant": True}),
+                                           ("int8", 384, {"out_bits": 8, "out_zero_point": -3}),
+                                           ("int16", 1152, {"out_bits": 16})])
+def test_int_layer_norm_warp_builds_machine_code(in_dtype, c, kw):
+    """The warp-per-row integer layer norm (8 or 4 elements a lane) compiles for sm_90 and sm_80 (no tensor
+    cores); its generated function carries the fused quantize only when asked for."""
+    from backends.tvm_cuda.verify import cuda_source
+    from schedules.errors import ScheduleError
+
+    f = layer_norm.int_layer_norm_warp(64, c, in_dtype, 5, **kw)
+    for arch in ("sm_90", "sm_80"):
+        ex = build_kernel(f, "iln", arch)
+        report = verify_executable(ex, arch)
+        assert any(e.kind == "elf" and e.arch == int(arch[3:]) for e in report.entries)
+        assert report.mma_instructions == 0
+    src = cuda_source(ex)
+    assert (src.count("hwcomp_quantize(") > 0) == ("quant_out" in kw)
+    assert layer_norm.int_warp_vec(64, c, in_dtype) == (8 if c % 256 == 0 else 4)
+    with pytest.raises(ScheduleError, match="C % 128"):
+        layer_norm.int_layer_norm_warp(64, 200, in_dtype, 5)
+    with pytest.raises(ScheduleError, match="float32 \\(dequant\\) output"):
+        layer_norm.int_layer_norm_warp(64, c, in_dtype, 5, quant_out=(8, 0))
+
+
+def _qattention_node(h, ss, causal, pb, epi_attrs):
+    from hwcomp.ir.graph import Node
+    from hwcomp.ops.quantized import exp_constants
+
+    ln2, eb, ec = exp_constants(ss)
+    attrs = {"num_heads": h, "score_scale": ss, "exp_ln2": ln2, "exp_b": eb, "exp_c": ec, "prob_bits": pb,
+             "causal": int(causal), "softmax": "int", **epi_attrs}
+    return Node("qattention", ["q", "k", "v", "mask"], ["y"], attrs, "attn"), (ln2, eb, ec)
+
+
+@pytest.mark.parametrize("d,causal,dequant", [(32, False, False), (64, True, False), (32, False, True)])
+def test_qflash_attention_definition_is_bit_exact_with_the_interpreter(d, causal, dequant):
+    """The one-kernel integer attention's definition (fp16-carried int8 q/k/v, int32 mask, causal fill, I-BERT
+    softmax, requantized or dequantized PV) against hwcomp's interpreter op."""
+    from hwcomp.ops.quantized import qattention as interp_qattention
+    from schedules import qflash_attention as qf
+
+    b, s, h, ss = 2, 32, 2, 6e-4
+    rng = np.random.default_rng(d + causal)
+    q, k, v = (rng.integers(-128, 128, (b, s, h * d)).astype(np.int8) for _ in range(3))
+    mask = np.zeros((b, 1, s), np.float32)
+    mask[1, 0, s // 2:] = -1e4  # padded keys: the interpreter converts to score units, as the lowering does
+    mask_int = np.clip(np.rint(mask.astype(np.float64) / ss), -(1 << 30), 1 << 30).astype(np.int32)
+    if dequant:
+        scale = rng.uniform(1e-4, 1e-3, h * d).astype(np.float32)
+        epi, consts, attrs = qattention.Epilogue(dequant=True, exact=False), [scale], {"out_dtype": "float32",
+                                                                                       "out_scale": scale}
+    else:
+        mult = rng.integers(1 << 30, 1 << 31, h * d).astype(np.int32)
+        shift = rng.integers(36, 40, h * d).astype(np.int32)
+        epi, consts = qattention.Epilogue(out_zero_point=2), [mult, shift]
+        attrs = {"multiplier": mult, "shift": shift, "out_zero_point": 2}
+    node, (ln2, eb, ec) = _qattention_node(h, ss, causal, 8, attrs)
+    f = qf.qattention_func(b, s, s, h, d, exp_ln2=ln2, exp_b=eb, exp_c=ec, epilogue=epi, causal=causal,
+                           has_mask=True, mask_batch=b, mask_rows=1)
+    out = _t(np.zeros((b, s, h * d), np.float32 if dequant else np.int8))
+    build_cpu_reference(f)["main"](*[_t(a.astype(np.float16)) for a in (q, k, v)], _t(mask_int),
+                                   *[_t(c) for c in consts], out)
+    ref = interp_qattention(node, q, k, v, mask[:, :, None, :])
+    if not dequant:
+        assert len(np.unique(ref)) > 20
+    np.testing.assert_array_equal(out.numpy(), ref)
+
+
+@needs_nvcc
+@pytest.mark.slow
+@pytest.mark.parametrize("d,s,causal,mask,epi", [(64, 128, False, True, "rq8"), (32, 128, True, False, "rq16"),
+                                                 (128, 256, False, True, "dq")])
+def test_qflash_attention_builds_mma_machine_code_and_refuses_what_it_cannot_hold(d, s, causal, mask, epi):
+    from backends.tvm_cuda.verify import cuda_source
+    from hwcomp.ops.quantized import exp_constants
+    from schedules import qflash_attention as qf
+    from schedules.errors import ScheduleError
+
+    ln2, eb, ec = exp_constants(8e-4)
+    e = qattention.Epilogue(dequant=True, exact=True) if epi == "dq" else qattention.Epilogue(out_bits=int(epi[2:]))
+    kw = dict(exp_ln2=ln2, exp_b=eb, exp_c=ec, epilogue=e, causal=causal, has_mask=mask, mask_batch=2)
+
+    def build(arch="sm_90"):
+        return build_kernel(qf.qattention_flash(2, s, s, 4, d, **kw), "qfa", arch)
+
+    ex = build()
+    report = verify_executable(ex, "sm_90")
+    assert any(el.kind == "elf" and el.arch == 90 for el in report.entries)
+    assert report.mma_instructions > 0 and report.wgmma_instructions == 0
+    src = cuda_source(ex)
+    assert f"_{epi}(" in src and ("_c_" in src) == causal and cuda_source(build()) == src
+    assert verify_executable(build("sm_80"), "sm_80").mma_instructions > 0
+    cfg = qf.pick_config(2, 4, s)
+    assert not qf.applicable(s, 512, d, cfg) and not qf.applicable(s, s, 48, cfg) and not qf.applicable(s, 100, d, cfg)
+    with pytest.raises(ScheduleError, match="three-kernel"):
+        qf.qattention_flash(2, 512, 512, 4, d, **kw)
+    with pytest.raises(ScheduleError, match="exp_ln2"):
+        qf.qattention_flash(2, s, s, 4, d, **{**kw, "exp_ln2": 3})

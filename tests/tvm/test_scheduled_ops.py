@@ -110,41 +110,56 @@ def _int8(name: str, batch: int, seq: int, **kw):
     return g, feeds
 
 
+@pytest.mark.parametrize("arch", ["sm_90", "sm_75"])
 @pytest.mark.parametrize("name,kw", [("bert-tiny", {}), ("gpt2-tiny", {"lm_head": True})])
-def test_int8_cuda_kernel_definitions_are_bit_exact_with_interpreter(name, kw):
-    """The integer-only int8 graph as the CUDA lowering emits it (qdense on int8 mma with the residual add and
-    quantize fused into its epilogue, integer attention, integer layer norm, fp32 glue), compiled for the CPU
-    as plain definitions (float glue without the CUDA-only IEEE intrinsics), gives the interpreter's bits."""
+def test_int8_cuda_kernel_definitions_are_bit_exact_with_interpreter(name, kw, arch):
+    """The integer-only int8 graph as the CUDA lowering emits it (qdense on int8 tensor cores with the residual
+    add and quantize fused into its epilogue, integer attention, integer layer norm, fp32 glue), compiled for the
+    CPU as plain definitions (float glue without the CUDA-only IEEE intrinsics), gives the interpreter's bits.
+    sm_80+: one-kernel integer attention fed fp16-carried int8 q/k/v by the GEMMs producing them, the warp
+    sm_75: the three-kernel attention. The warp layer norm with the next GEMM's quantize fused: any arch."""
     from hwcomp.backends.tvm_cuda.relax_lowering import lower_to_relax
 
     g, feeds = _int8(name, 2, 32, **kw)
-    lm = lower_to_relax(g, "fp32", target="cuda", exact_fp=False)
-    kinds = {k.split("_")[0] + ("_" + k.split("_")[1] if k.startswith(("qattn", "int")) else "")
-             for k in lm.kernel_schedules}
-    assert {"qdense", "qattn_scores", "qattn_softmax", "qattn_pv"} <= kinds, sorted(lm.kernel_schedules)
+    lm = lower_to_relax(g, "fp32", target="cuda", arch=arch, exact_fp=False)
+    ks = sorted(lm.kernel_schedules)
+    flash = arch != "sm_75"
+    assert any(k.startswith("qdense_") for k in ks), ks
+    assert any(k.startswith("qattn_flash_") for k in ks) == flash, ks
+    assert any(k.startswith("qattn_softmax_") for k in ks) != flash, ks
+    assert any(k.startswith("qdense_wgmma_") for k in ks) == (arch == "sm_90"), ks
     if name == "bert-tiny":  # post-LN: every output projection ends in residual add -> quantize(16) -> int LN
-        assert "int_layer" in kinds and any("_resq_i16" in k for k in lm.kernel_schedules)
+        assert any(k.startswith("int_layer_norm") for k in ks) and any("_resq_i16" in k for k in ks)
+        assert any(k.startswith("int_layer_norm_warp_") and "_q8_z" in k for k in ks), ks  # any arch
+        if arch == "sm_90":  # Q, K and V written as fp16 by their GEMMs: no cast kernels before the attention
+            assert any(k.endswith("_f16_none") and k.startswith("qdense_wgmma_") for k in ks), ks
+            casts = [ln for ln in lm.mod["main"].script().splitlines() if "R.astype(" in ln]
+            assert casts and not any('dtype="float16")' in ln for ln in casts), casts
     # i-GELU and its per-channel requantization: one hwcomp kernel in int32 with a widening multiply
     assert any(n.op == "int_gelu" for n in g.nodes)
-    assert any(k.startswith("int_gelu") for k in lm.kernel_schedules), "i-GELU took the int64 path"
+    assert any(k.startswith("int_gelu") for k in ks), "i-GELU took the int64 path"
     got = _run_on_cpu(lm, feeds)
     np.testing.assert_array_equal(got, interpret(g, feeds)[g.outputs[0]])
 
 
-def test_int8_cuda_build_has_machine_code_and_exact_float_glue(tmp_path):
-    """`hwcomp compile --quant int8 --target cuda` path: integer kernels on int8 tensor cores (IMMA) in sm_90
-    machine code, float glue through __fdiv_rn/__fmul_rn, glue computed in fp32 (report precision)."""
+@pytest.mark.parametrize("arch", ["sm_90", "sm_80"])
+def test_int8_cuda_build_has_machine_code_and_exact_float_glue(tmp_path, arch):
+    """`hwcomp compile --quant int8 --target cuda` path: integer GEMMs on int8 tensor cores -- s8 wgmma on sm_90,
+    IMMA mma.sync on sm_80 -- in machine code for the arch, float glue through __fdiv_rn/__fmul_rn, glue
+    computed in fp32 (report precision)."""
     from hwcomp.backends.tvm_cuda.compile import build
     from hwcomp.backends.tvm_cuda.verify import cuda_source, verify_executable
 
     g, _ = _int8("bert-tiny", 1, 128)
-    ex, lm = build(g, "cuda", "sm_90", "fp16")
+    ex, lm = build(g, "cuda", arch, "fp16")
     covered = [n.name for n in g.nodes if n.op in ("qdense", "qattention", "int_layer_norm")]
     assert set(covered) <= set(lm.kernel_sources)
     src = cuda_source(ex)
     assert "__fdiv_rn" in src and "__fmul_rn" in src
-    report = verify_executable(ex, "sm_90")
-    assert report.mma_instructions > 0
+    report = verify_executable(ex, arch)
+    assert report.mma_instructions > 0  # attention's fp16 mma (and, sm_80, the GEMMs' IMMA)
+    assert (report.wgmma_instructions > 0) == (arch == "sm_90")
+    assert ".s32.s8.s8" in src and ("wgmma.mma_async" in src) == (arch == "sm_90")
 
 
 def test_int4_wdense_decode_runs_as_gemv_kernel():
