@@ -50,6 +50,15 @@ __device__ __forceinline__ int hwcomp_requant(long long a, int m, int s, int zp,
   return (int)(y < lo ? (long long)lo : (y > hi ? (long long)hi : y));
 }
 """,
+    # hwcomp/ops/intmath.py's int_gelu (I-BERT i-GELU) of one integer x at zero point 0, in int32 (callers check
+    # |x| (2 one + b^2) < 2^31): x * (sign(x) * (one - (min(|x|, b) - b)^2) + one)
+    "hwcomp_igelu": r"""
+__device__ __forceinline__ int hwcomp_igelu(int x, int b, int one) {
+  const int ax = x < 0 ? -x : x;
+  const int t = (ax < b ? ax : b) - b;
+  return x * (((x > 0) - (x < 0)) * (one - t * t) + one);
+}
+""",
     # hwcomp's quantize of one float32 (ONNX QuantizeLinear): clip(rint(v / scale) + zp) with the quotient
     # IEEE-rounded (numpy's). The IEEE division is a long instruction sequence, so the quotient is first taken as
     # v * rcp(scale), within 2^-22 (relative) of the rounded one: rint of the two can differ only when they

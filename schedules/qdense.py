@@ -62,12 +62,15 @@ def quantize_expr(v: tirx.PrimExpr, scale: tirx.PrimExpr, zero_point: int, bits:
 def qdense_func(m: int, n: int, k: int, epilogue: str = "requant", out_zero_point: int = 0,
                 activation: str = "none", out_bits: int = 8, out_dtype: str = "float16",
                 exact: bool = False, residual_quant: tuple[int, int] | None = None,
-                requant_as_f16: bool = False) -> tirx.PrimFunc:
+                requant_as_f16: bool = False, gelu: tuple[int, int] | None = None) -> tirx.PrimFunc:
     """Unscheduled PrimFunc. requant: ``(x, w_nk, bias, multiplier, shift, out)`` (``requant_as_f16``: the
     requantized integers written as float16, which holds them exactly: an attention's V for its fp16 PV);
     dequant: ``(x, w_nk, bias, scale, out)``; dequant with ``residual_quant=(bits, zero_point)``: the float32
     result plus ``residual`` ``[M, N]`` float32, quantized by ``qscale[n]`` -> ``int<bits>``:
-    ``(x, w_nk, bias, scale, residual, qscale, out)`` (hwcomp's qdense -> Add -> quantize chain, one kernel)."""
+    ``(x, w_nk, bias, scale, residual, qscale, out)`` (hwcomp's qdense -> Add -> quantize chain, one kernel);
+    requant with ``gelu=(b_int, one_int)``: the GEMM requantized to int8 at zero point 0, then hwcomp's
+    ``int_gelu`` (``intmath.int_gelu``) requantized by ``gelu_multiplier``/``gelu_shift`` to ``int<out_bits>``
+    at ``out_zero_point``: ``(x, w_nk, bias, multiplier, shift, gelu_multiplier, gelu_shift, out)``."""
     if out_bits not in (8, 16):
         raise ScheduleError(f"qdense out_bits {out_bits} is not 8 or 16")
     if out_dtype not in ("float16", "float32"):
@@ -80,7 +83,25 @@ def qdense_func(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poin
     r = te.reduce_axis((0, k), name="k")
     acc = te.compute((m, n), lambda i, j: te.sum(x[i, r].astype("int32") * w[j, r].astype("int32"), axis=r),
                      name="matmul")
-    if epilogue == "requant":
+    if gelu is not None:
+        mult = te.placeholder((n,), "int32", name="multiplier")
+        shift = te.placeholder((n,), "int32", name="shift")
+        gmult = te.placeholder((n,), "int32", name="gelu_multiplier")
+        gshift = te.placeholder((n,), "int32", name="gelu_shift")
+        b_int, one_int = (int(v) for v in gelu)
+        lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
+        i64 = "int64"
+
+        def requant_gelu(i, j):
+            q = requantize_expr((acc[i, j] + b[j]).astype(i64), mult[j], shift[j], 0, -128, 127, i64)
+            t = tirx.min(tirx.abs(q), tirx.const(b_int, i64)) - b_int
+            sign = tirx.Select(q > 0, tirx.const(1, i64), tirx.Select(q < 0, tirx.const(-1, i64), tirx.const(0, i64)))
+            g = q * (sign * (one_int - t * t) + one_int)
+            return requantize_expr(g, gmult[j], gshift[j], out_zero_point, lo, hi, f"int{out_bits}")
+
+        out = te.compute((m, n), requant_gelu, name="epilogue")
+        args = [x, w, b, mult, shift, gmult, gshift, out]
+    elif epilogue == "requant":
         mult = te.placeholder((n,), "int32", name="multiplier")
         shift = te.placeholder((n,), "int32", name="shift")
         lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1

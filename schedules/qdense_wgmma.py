@@ -13,6 +13,9 @@ wrap-around. The epilogue, per output element ``a = acc + bias[n]`` (int32, wrap
 * ``rq``: ``clamp(((a * m[n] + 2^(s[n]-1)) >> s[n]) + zp, lo, hi)`` in int64 -> int8 / int16, or the int8
   values as float16 (``_f16``: an attention's V, which its PV multiplies on fp16 tensor cores);
 * ``dq``: ``__fmul_rn(float(a), scale[n])`` [relu] -> float32 / float16;
+* ``rqgelu``: ``rq`` to int8 at zero point 0, then hwcomp's i-GELU (``intmath.int_gelu`` with runtime ``b``,
+  ``one``) and its per-channel requantization by ``gmult[n]``/``gshift[n]`` -> int8 / int16: a BERT FFN's
+  up-projection and the ``int_gelu`` after it, in the GEMM;
 * ``dqrq``: ``dq``, then ``+ residual[m, n]`` (float32) and hwcomp's ``quantize`` by ``qscale[n]``
   (``clamp(rint(v / qscale) + zp)``, the division IEEE-rounded) -> int8 / int16: the post-LN residual add and
   the quantize before the integer layer norm, in the GEMM.
@@ -39,7 +42,7 @@ from .errors import ScheduleError
 
 BK = S8.bk  # 128 int8 of K per stage
 PREFIX = "hwcomp_wgmma_qdense_"
-_NAME = re.compile(PREFIX + r"((?:m64)?n\d+s\d+(?:w0)?)_(rq|dq|dqrq)_(i8|i16|f32|f16)_z(m?\d+)_(none|relu)(?=\()")
+_NAME = re.compile(PREFIX + r"((?:m64)?n\d+s\d+(?:w0)?)_(rqgelu|rq|dq|dqrq)_(i8|i16|f32|f16)_z(m?\d+)_(none|relu)(?=\()")
 SMALL_M = WgmmaConfig(64, 6, bm=64)
 
 __all__ = ["ARCHS", "applicable", "pick_config", "qdense_wgmma", "function_name", "sources_for"]
@@ -75,23 +78,33 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
     """CUDA source of ``function_name(cfg, epilogue, out, zero_point, act)`` (``out`` as in the name: i8, i16,
     f32, f16; see the module docstring for the epilogues)."""
     if epilogue == "rq" and out not in ("i8", "i16", "f16") or epilogue == "dq" and out not in ("f32", "f16") \
-            or epilogue == "dqrq" and out not in ("i8", "i16"):
+            or epilogue in ("dqrq", "rqgelu") and out not in ("i8", "i16"):
         raise ScheduleError(f"qdense wgmma: no {epilogue!r} epilogue with {out} output")
     bn, bm, threads = cfg.bn, cfg.bm, cfg.threads
     name = f"{PREFIX}{cfg}_{epilogue}_{out}_z{zero_point}".replace("-", "m") + f"_{act}"
     out_t, vec_t, lo, hi = _CTYPE[out]
     relu = act == "relu"
+    if epilogue not in ("rq", "dq", "dqrq", "rqgelu") or relu and epilogue == "rqgelu":
+        raise ScheduleError(f"qdense wgmma: no {epilogue!r} epilogue with activation {act}")
     if relu and epilogue == "rq":  # requant's relu: the lower bound becomes the zero point
         lo = str(max(zero_point, int(lo)))
     params = {"rq": "const int* __restrict__ mult, const int* __restrict__ shift, ",
+              "rqgelu": "const int* __restrict__ mult, const int* __restrict__ shift, const int* __restrict__ gmult, "
+                        "const int* __restrict__ gshift, ",
               "dq": "const float* __restrict__ scale, ",
               "dqrq": "const float* __restrict__ scale, const float* __restrict__ res, const float* __restrict__ qscale, "}
-    consts = {"rq": ["mult", "shift"], "dq": ["scale"], "dqrq": ["scale", "qscale"]}[epilogue]
-    load = "".join(f"  const {'int' if c in ('mult', 'shift') else 'float'}4 {c}4 = "
-                   f"*reinterpret_cast<const {'int' if c in ('mult', 'shift') else 'float'}4*>({c} + col);\n"
+    consts = {"rq": ["mult", "shift"], "dq": ["scale"], "dqrq": ["scale", "qscale"],
+              "rqgelu": ["mult", "shift", "gmult", "gshift"]}[epilogue]
+    ints = ("mult", "shift", "gmult", "gshift")
+    load = "".join(f"  const {'int' if c in ints else 'float'}4 {c}4 = "
+                   f"*reinterpret_cast<const {'int' if c in ints else 'float'}4*>({c} + col);\n"
                    for c in consts)
     if epilogue == "rq" and out == "f16":  # int8 values as fp16 (exact)
         one = f"(float)hwcomp_requant((long long)av[e], (&mult4.x)[e], (&shift4.x)[e], {zero_point}, -128, 127)"
+    elif epilogue == "rqgelu":  # the GEMM's int8 (zero point 0), i-GELU in int32, its requantization
+        one = ("hwcomp_requant((long long)hwcomp_igelu(hwcomp_requant((long long)av[e], (&mult4.x)[e], "
+               f"(&shift4.x)[e], 0, -128, 127), gelu_b, gelu_one), (&gmult4.x)[e], (&gshift4.x)[e], {zero_point}, "
+               f"{lo}, {hi})")
     elif epilogue == "rq":
         one = (f"hwcomp_requant((long long)av[e], (&mult4.x)[e], (&shift4.x)[e], {zero_point}, {lo}, {hi})")
     elif epilogue == "dq":
@@ -115,7 +128,7 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
     return f"""
 __device__ __forceinline__ void {name}(const signed char* __restrict__ x, const signed char* __restrict__ w,
     const int* __restrict__ bias, {params[epilogue]}{out_t}* __restrict__ y, unsigned char* smem_raw, int tile,
-    int M, int N, int K) {{
+    int M, int N, int K{", int gelu_b, int gelu_one" if epilogue == "rqgelu" else ""}) {{
 {mainloop(cfg, S8)}
   // epilogue: acc + bias (int32, wrapping) staged through the idle ring as a {bm} x {bn} int32 tile; fragment:
   // warp w of a warpgroup holds rows 16w + lane/4 (+8), columns 8j + 2*(lane%4) (+1)
@@ -151,19 +164,40 @@ def sources_for(code: str) -> str:
                             for cfg, epi, out, zp, act in names)
 
 
+def check_gelu(gelu: tuple[int, int], epilogue: str, activation: str, out_bits: int, requant_as_f16: bool) -> None:
+    """The fused i-GELU's preconditions: a requantizing GEMM, no other activation, 8/16-bit output, and
+    constants that keep i-GELU of any int8 in int32 (``128 * (2 one + b^2) < 2^31``)."""
+    b, one = (int(v) for v in gelu)
+    if epilogue != "requant" or activation != "none" or requant_as_f16:
+        raise ScheduleError("qdense: i-GELU is fused only after the int8 requantization, with no other activation")
+    if out_bits not in (8, 16):
+        raise ScheduleError(f"qdense i-GELU out_bits {out_bits} is not 8 or 16")
+    if b < 0 or one < 0 or 128 * (2 * one + b * b) >= 1 << 31:
+        raise ScheduleError(f"qdense i-GELU constants b={b}, one={one} overflow int32 for int8 input "
+                            "(the separate int_gelu kernel computes them in int64)")
+
+
 def qdense_wgmma(m: int, n: int, k: int, epilogue: str = "requant", out_zero_point: int = 0,
                  activation: str = "none", out_bits: int = 8, out_dtype: str = "float16",
                  residual_quant: tuple[int, int] | None = None, config: WgmmaConfig | None = None,
-                 requant_as_f16: bool = False) -> tirx.PrimFunc:
+                 requant_as_f16: bool = False, gelu: tuple[int, int] | None = None) -> tirx.PrimFunc:
     """The launch PrimFunc of the int8 wgmma kernel, with :func:`~.qdense.qdense_func`'s parameters and
     parameter order (requant: ``x, w, bias, multiplier, shift, out``; dequant: ``x, w, bias, scale, out``;
-    dequant with ``residual_quant=(bits, zero_point)``: ``x, w, bias, scale, residual, qscale, out``)."""
+    dequant with ``residual_quant=(bits, zero_point)``: ``x, w, bias, scale, residual, qscale, out``; requant
+    with ``gelu=(b_int, one_int)``: ``x, w, bias, multiplier, shift, gelu_multiplier, gelu_shift, out``)."""
     if activation not in ("none", "relu"):
         raise ScheduleError(f"qdense activation {activation!r} is not 'none' or 'relu'")
     cfg = config or pick_config(m, n, k)
     cfg.check(m, n, k, BK)
     params = [("x", (m, k), "int8"), ("w", (n, k), "int8"), ("bias", (n,), "int32")]
-    if epilogue == "requant":
+    extra = [m, n, k]
+    if gelu is not None:
+        check_gelu(gelu, epilogue, activation, out_bits, requant_as_f16)
+        epi, odt, zp = "rqgelu", f"int{out_bits}", out_zero_point
+        params += [("multiplier", (n,), "int32"), ("shift", (n,), "int32"), ("gelu_multiplier", (n,), "int32"),
+                   ("gelu_shift", (n,), "int32")]
+        extra += [int(gelu[0]), int(gelu[1])]
+    elif epilogue == "requant":
         if out_bits not in (8, 16):
             raise ScheduleError(f"qdense out_bits {out_bits} is not 8 or 16")
         if requant_as_f16 and out_bits != 8:
@@ -185,5 +219,5 @@ def qdense_wgmma(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poi
         raise ScheduleError(f"qdense epilogue {epilogue!r} is not 'requant' or 'dequant'")
     params.append(("out", (m, n), odt))
     fname = function_name(cfg, epi, odt, zp, activation)
-    kernel = extern_launch(params, fname, [m, n, k], (m // cfg.bm) * (n // cfg.bn), cfg.threads, cfg.smem_bytes)
+    kernel = extern_launch(params, fname, extra, (m // cfg.bm) * (n // cfg.bn), cfg.threads, cfg.smem_bytes)
     return kernel.with_attr("global_symbol", f"qdense_wgmma_{cfg}").with_attr("tirx.is_scheduled", True)

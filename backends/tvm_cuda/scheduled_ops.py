@@ -515,6 +515,22 @@ def _qdense_wgmma_ok(ctx: _Ctx, m: int, n: int, k: int) -> bool:
     return ctx.arch in _int_schedules().qdense_wgmma.ARCHS and _int_schedules().qdense_wgmma.applicable(m, n, k)
 
 
+def _gelu_chain(ctx: _Ctx, n, dequant: bool, zero_point: int, bits: int, act: str):
+    """The ``int_gelu`` that alone reads int8 ``qdense`` ``n`` (requantized at zero point 0, no activation), with
+    a requantizing epilogue whose arithmetic fits int32 (relax_lowering.int_gelu_plan): a BERT FFN's up-projection
+    and its GELU, which the int8 wgmma GEMM computes in one epilogue (schedules/qdense_wgmma.py ``rqgelu``), saving
+    the int8 round trip through memory and a kernel. None otherwise."""
+    y = n.outputs[0]
+    if dequant or zero_point != 0 or bits != 8 or act != "none" or y in ctx.g.outputs:
+        return None
+    cons = ctx.consumers(y)
+    if len(cons) != 1 or cons[0].op != "int_gelu" or list(cons[0].inputs[:1]) != [y]:
+        return None
+    if relax_lowering.int_gelu_plan(ctx, cons[0]) is None:
+        return None
+    return cons[0]
+
+
 def _feeds_qattention_f16(ctx: _Ctx, n) -> bool:
     """Whether int8 ``qdense`` ``n`` is read only by one ``qattention`` that lowers to hwcomp's kernels and takes
     that operand on fp16 tensor cores: V always (PV is fp16 mma), Q and K when the one-kernel attention runs.
@@ -560,13 +576,22 @@ def qdense_kernel(ctx: _Ctx, n, args):
     as_f16 = wgmma and width == nn and _feeds_qattention_f16(ctx, n)
     if as_f16:
         odt, tag = "float16", tag + "_f16"
+    gelu_node = _gelu_chain(ctx, n, dequant, zp, bits, act) if wgmma else None
+    gelu = None
+    if gelu_node is not None:  # the GEMM writes int_gelu's output: its constants, bits and zero point
+        gelu = (int(gelu_node.attrs["b_int"]), int(gelu_node.attrs["one_int"]))
+        gconsts = [_per_channel(gelu_node.attrs["multiplier"], nn, width, "int32", 0),
+                   _per_channel(gelu_node.attrs["shift"], nn, width, "int32", 1)]
+        zp, bits = int(gelu_node.attr("out_zero_point", 0)), int(gelu_node.attr("out_bits", 8))
+        odt = g.types[gelu_node.outputs[0]].dtype.value
+        tag += f"_igelu_b{gelu[0]}_o{gelu[1]}_i{bits}_z{zp}".replace("-", "m")
 
     def make():
         s = _int_schedules()
-        definition = s.qdense.qdense_func(m, width, k, epi, zp, act, bits, "float32", exact, rq, as_f16)
+        definition = s.qdense.qdense_func(m, width, k, epi, zp, act, bits, "float32", exact, rq, as_f16, gelu)
         if wgmma:  # int8 wgmma (sm_90a); its float epilogues are always the IEEE-rounded (exact) ones
             return definition, s.qdense_wgmma.qdense_wgmma(m, width, k, epi, zp, act, bits, "float32", rq,
-                                                           requant_as_f16=as_f16)
+                                                           requant_as_f16=as_f16, gelu=gelu)
         return definition, s.qdense.qdense(m, width, k, epi, zp, act, ctx.arch, out_bits=bits, out_dtype="float32",
                                            exact=exact, residual_quant=rq)
 
@@ -581,6 +606,14 @@ def qdense_kernel(ctx: _Ctx, n, args):
         w = relax.const(w_nk, "int8")
     ins = [_reshape(ctx, args[0], [m, k]), w, relax.const(folded, "int32")] + [relax.const(c, str(c.dtype))
                                                                                   for c in consts]
+    if gelu is not None:
+        ins += [relax.const(c, "int32") for c in gconsts]
+        ctx.fused_away.add(gelu_node.name)
+        y = _call(ctx, gv, ins, [m, width], odt)
+        if width != nn:
+            y = ctx.emit(relax.op.strided_slice(y, [1], [0], [nn]))
+        ctx.env[gelu_node.outputs[0]] = _reshape(ctx, y, list(xs[:-1]) + [nn])
+        return ctx.env[gelu_node.outputs[0]]  # (n's own int8 output has no other consumer)
     if chain is not None:
         add, q, other = chain
         ins += [_reshape(ctx, ctx.env[other], [m, nn]), relax.const(_per_channel(q.attrs["scale"], nn, nn, "float32", 1.0))]

@@ -389,6 +389,7 @@ _QWGMMA_VARIANTS = {  # (m, n, k, keyword arguments of qdense_wgmma)
     "dq_f32": (64, 128, 256, {"epilogue": "dequant", "out_dtype": "float32"}),
     "dq_f16_relu": (128, 256, 128, {"epilogue": "dequant", "out_dtype": "float16", "activation": "relu"}),
     "dqrq16": (128, 256, 256, {"epilogue": "dequant", "residual_quant": (16, 0)}),
+    "rq8_igelu": (128, 256, 256, {"gelu": (320, 113781), "out_zero_point": -60}),
 }
 
 
@@ -410,7 +411,8 @@ def test_qdense_wgmma_builds_s8_machine_code(variant):
     src = cuda_source(ex)
     assert "wgmma.mma_async.sync.aligned.m64n" in src and ".s32.s8.s8" in src and ".f16.f16" not in src
     epi = {"rq8_as_f16": "_rq_f16_", "dq_f32": "_dq_f32_", "dq_f16_relu": "_dq_f16_", "dqrq16": "_dqrq_i16_",
-           "rq16": "_rq_i16_", "rq8_relu_zp": "_rq_i8_zm5_relu"}.get(variant, "_rq_i8_z0_none")
+           "rq16": "_rq_i16_", "rq8_relu_zp": "_rq_i8_zm5_relu", "rq8_igelu": "_rqgelu_i8_zm60_none"
+           }.get(variant, "_rq_i8_z0_none")
     assert epi in src.split('extern "C" __global__')[-1]
     assert cuda_source(build_kernel(qdense_wgmma.qdense_wgmma(m, n, k, **kw), "qwg_" + variant, "sm_90")) == src
 
@@ -434,6 +436,10 @@ def test_qdense_wgmma_refuses_bad_tiles_and_epilogues():
         qdense_wgmma.qdense_wgmma(128, 256, 256, out_bits=16, requant_as_f16=True)
     with pytest.raises(ScheduleError, match="activation"):
         qdense_wgmma.qdense_wgmma(128, 256, 256, activation="gelu")
+    with pytest.raises(ScheduleError, match="overflow int32"):
+        qdense_wgmma.qdense_wgmma(128, 256, 256, gelu=(4000, 1 << 20))
+    with pytest.raises(ScheduleError, match="only after the int8 requantization"):
+        qdense_wgmma.qdense_wgmma(128, 256, 256, epilogue="dequant", gelu=(320, 113781))
     with pytest.raises(ScheduleError, match="no 'dq' epilogue with i8"):
         qdense_wgmma.device_function(qdense_wgmma.SMALL_M, "dq", "i8", 0, "none")
 
@@ -455,6 +461,29 @@ def test_qdense_requant_as_f16_definition_gives_the_int8_values():
     np.testing.assert_array_equal(y.numpy(), ref.astype(np.float16))
 
 
+def test_qdense_igelu_definition_is_bit_exact_with_the_interpreter_ops():
+    """The FFN up-projection with i-GELU fused: GEMM requantized to int8, ``intmath.int_gelu``, requantized again
+    -- the interpreter's qdense then int_gelu, exactly, with constants from ``gelu_constants``."""
+    from hwcomp.ops.intmath import int_gelu, int_matmul, quantize_multiplier, requantize
+    from hwcomp.ops.quantized import gelu_constants
+
+    rng = np.random.default_rng(9)
+    m, n, k = 32, 64, 128
+    x, w = rng.integers(-128, 128, (m, k)).astype(np.int8), rng.integers(-128, 128, (n, k)).astype(np.int8)
+    bias = rng.integers(-4000, 4000, n).astype(np.int32)
+    mult, shift = (a.astype(np.int32) for a in quantize_multiplier(rng.uniform(1e-4, 4e-4, n)))
+    s_in = 0.03
+    b_int, one_int, acc_scale = gelu_constants(s_in)
+    gm, gs = (a.astype(np.int32) for a in quantize_multiplier(np.full(n, acc_scale / 0.01)))
+    y = _t(np.zeros((m, n), np.int8))
+    build_cpu_reference(qdense.qdense_func(m, n, k, "requant", -40, gelu=(b_int, one_int)))["main"](
+        _t(x), _t(w), _t(bias), _t(mult), _t(shift), _t(gm), _t(gs), y)
+    h = requantize(int_matmul(x, w.T) + bias, mult, shift, 0)
+    ref = requantize(int_gelu(h, b_int, one_int), gm, gs, -40)
+    assert (h < 0).mean() > 0.2 and len(np.unique(ref)) > 30
+    np.testing.assert_array_equal(y.numpy(), ref)
+
+
 def test_int8_generated_functions_are_injected_once_with_their_helpers():
     """int8 wgmma GEMMs, warp integer layer norms and integer flash attention named in a kernel are generated
     once each, with the shared helpers (descriptor, requantize, quantize, mma) once; the module then needs sm_90a."""
@@ -464,14 +493,16 @@ def test_int8_generated_functions_are_injected_once_with_their_helpers():
             "hwcomp_wgmma_qdense_m64n64s6_dqrq_i16_z0_none(x, w, b, s, r, q, y, r, 0, 64, 256, 256); "
             "hwcomp_wgmma_qdense_n128s4_rq_i8_z0_none(x, w, b, m, s, y, r, 1, 128, 256, 256); "
             "hwcomp_int_layer_norm_i16_c768_f14_dq_q8(x, g, b, s, q, y, yq, 5ll, 0, 0); "
+            "hwcomp_wgmma_qdense_n128s4_rqgelu_i8_zm60_none(x, w, b, m, s, gm, gs, y, r, 0, 128, 256, 256, 320, 9); "
             "hwcomp_qflash_attn_d64k128w4_em1_b2_c3_p8_m_rq8(q, k, v, m, mu, s, o, r, 0, 2, 12, 128, 0, 128, 0);")
     src = '#include <cuda_fp16.h>\nextern "C" __global__ void k() { ' + body + " }\n"
     out = dev.inject(src)
     assert dev.needs_sm90a(out) and dev.inject(src) == out and dev.inject(out) == out
     for name in ("hwcomp_wgmma_qdense_n128s4_rq_i8_z0_none(", "hwcomp_wgmma_qdense_m64n64s6_dqrq_i16_z0_none(",
+                 "hwcomp_wgmma_qdense_n128s4_rqgelu_i8_zm60_none(",
                  "hwcomp_int_layer_norm_i16_c768_f14_dq_q8(", "hwcomp_qflash_attn_d64k128w4_em1_b2_c3_p8_m_rq8("):
         assert out.count("void " + name) == 1, name
-    for helper in ("hwcomp_gmma_desc(unsigned", "hwcomp_requant(long long", "hwcomp_quantize(float",
+    for helper in ("hwcomp_gmma_desc(unsigned", "hwcomp_requant(long long", "hwcomp_quantize(float", "hwcomp_igelu(int",
                    "hwcomp_mma16816(float*"):
         assert out.count(helper) == 1, helper
     assert out.count("#define HWCOMP_QFA_SW_D64(") == 1

@@ -135,9 +135,11 @@ def test_int8_cuda_kernel_definitions_are_bit_exact_with_interpreter(name, kw, a
             assert any(k.endswith("_f16_none") and k.startswith("qdense_wgmma_") for k in ks), ks
             casts = [ln for ln in lm.mod["main"].script().splitlines() if "R.astype(" in ln]
             assert casts and not any('dtype="float16")' in ln for ln in casts), casts
-    # i-GELU and its per-channel requantization: one hwcomp kernel in int32 with a widening multiply
+    # i-GELU and its per-channel requantization: in the FFN up-projection's epilogue on sm_90 (int32 in the
+    # wgmma kernel), else one hwcomp kernel in int32 with a widening multiply -- never the int64 path
     assert any(n.op == "int_gelu" for n in g.nodes)
-    assert any(k.startswith("int_gelu") for k in ks), "i-GELU took the int64 path"
+    fused_gelu = any(k.startswith("qdense_wgmma_") and "_igelu_" in k for k in ks)
+    assert fused_gelu == (arch == "sm_90") and any(k.startswith("int_gelu") for k in ks) != fused_gelu, ks
     got = _run_on_cpu(lm, feeds)
     np.testing.assert_array_equal(got, interpret(g, feeds)[g.outputs[0]])
 
