@@ -62,7 +62,8 @@ def quantize_expr(v: tirx.PrimExpr, scale: tirx.PrimExpr, zero_point: int, bits:
 def qdense_func(m: int, n: int, k: int, epilogue: str = "requant", out_zero_point: int = 0,
                 activation: str = "none", out_bits: int = 8, out_dtype: str = "float16",
                 exact: bool = False, residual_quant: tuple[int, int] | None = None,
-                requant_as_f16: bool = False, gelu: tuple[int, int] | None = None) -> tirx.PrimFunc:
+                requant_as_f16: bool = False, gelu: tuple[int, int] | None = None, n_out: int | None = None,
+                lead: tuple[int, ...] | None = None) -> tirx.PrimFunc:
     """Unscheduled PrimFunc. requant: ``(x, w_nk, bias, multiplier, shift, out)`` (``requant_as_f16``: the
     requantized integers written as float16, which holds them exactly: an attention's V for its fp16 PV);
     dequant: ``(x, w_nk, bias, scale, out)``; dequant with ``residual_quant=(bits, zero_point)``: the float32
@@ -70,7 +71,9 @@ def qdense_func(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poin
     ``(x, w_nk, bias, scale, residual, qscale, out)`` (hwcomp's qdense -> Add -> quantize chain, one kernel);
     requant with ``gelu=(b_int, one_int)``: the GEMM requantized to int8 at zero point 0, then hwcomp's
     ``int_gelu`` (``intmath.int_gelu``) requantized by ``gelu_multiplier``/``gelu_shift`` to ``int<out_bits>``
-    at ``out_zero_point``: ``(x, w_nk, bias, multiplier, shift, gelu_multiplier, gelu_shift, out)``."""
+    at ``out_zero_point``: ``(x, w_nk, bias, multiplier, shift, gelu_multiplier, gelu_shift, out)``. float32
+    dequant with ``n_out``: ``out`` holds the first ``n_out`` of the ``n`` columns, shaped ``[*lead, n_out]``
+    (``lead``: row-major leading dims whose product is ``m``): an LM head's logits as the graph output."""
     if out_bits not in (8, 16):
         raise ScheduleError(f"qdense out_bits {out_bits} is not 8 or 16")
     if out_dtype not in ("float16", "float32"):
@@ -128,7 +131,20 @@ def qdense_func(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poin
                 return quantize_expr(y + res[i, j], qscale[j], residual_quant[1], residual_quant[0], exact)
             return y.astype(out_dtype) if out_dtype != "float32" else y
 
-        out = te.compute((m, n), dequant, name="epilogue")
+        if n_out is not None:
+            lead = tuple(lead or (m,))
+            if residual_quant is not None or out_dtype != "float32" or int(np.prod(lead)) != m or not 0 < n_out <= n:
+                raise ScheduleError(f"qdense: unpadded float32 output of {n_out} of {n} columns in rows {lead}")
+
+            def unpadded(*idx):
+                i = idx[0]
+                for d, v in zip(lead[1:], idx[1:-1]):
+                    i = i * d + v
+                return dequant(i, idx[-1])
+
+            out = te.compute((*lead, n_out), unpadded, name="epilogue")
+        else:
+            out = te.compute((m, n), dequant, name="epilogue")
         args = [x, w, b, scale] + ([res, qscale] if residual_quant is not None else []) + [out]
     else:
         raise ScheduleError(f"qdense epilogue {epilogue!r} is not 'requant' or 'dequant'")

@@ -12,7 +12,8 @@ wrap-around. The epilogue, per output element ``a = acc + bias[n]`` (int32, wrap
 
 * ``rq``: ``clamp(((a * m[n] + 2^(s[n]-1)) >> s[n]) + zp, lo, hi)`` in int64 -> int8 / int16, or the int8
   values as float16 (``_f16``: an attention's V, which its PV multiplies on fp16 tensor cores);
-* ``dq``: ``__fmul_rn(float(a), scale[n])`` [relu] -> float32 / float16;
+* ``dq``: ``__fmul_rn(float(a), scale[n])`` [relu] -> float32 / float16, or (``f32u``) float32 of the first
+  ``n_out`` columns only, in rows of ``n_out`` (an LM head's logits as the graph output, without the padding);
 * ``rqgelu``: ``rq`` to int8 at zero point 0, then hwcomp's i-GELU (``intmath.int_gelu`` with runtime ``b``,
   ``one``) and its per-channel requantization by ``gmult[n]``/``gshift[n]`` -> int8 / int16: a BERT FFN's
   up-projection and the ``int_gelu`` after it, in the GEMM;
@@ -42,7 +43,7 @@ from .errors import ScheduleError
 
 BK = S8.bk  # 128 int8 of K per stage
 PREFIX = "hwcomp_wgmma_qdense_"
-_NAME = re.compile(PREFIX + r"((?:m64)?n\d+s\d+(?:w0)?)_(rqgelu|rq|dq|dqrq)_(i8|i16|f32|f16)_z(m?\d+)_(none|relu)(?=\()")
+_NAME = re.compile(PREFIX + r"((?:m64)?n\d+s\d+(?:w0)?)_(rqgelu|rq|dq|dqrq)_(i8|i16|f32u|f32|f16)_z(m?\d+)_(none|relu)(?=\()")
 SMALL_M = WgmmaConfig(64, 6, bm=64)
 
 __all__ = ["ARCHS", "applicable", "pick_config", "qdense_wgmma", "function_name", "sources_for"]
@@ -71,13 +72,13 @@ def function_name(cfg: WgmmaConfig, epilogue: str, out_dtype: str, zero_point: i
 
 
 _CTYPE = {"i8": ("signed char", "char4", "-128", "127"), "i16": ("short", "short4", "-32768", "32767"),
-          "f32": ("float", "float4", None, None), "f16": ("half", None, None, None)}
+          "f32": ("float", "float4", None, None), "f32u": ("float", None, None, None), "f16": ("half", None, None, None)}
 
 
 def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, act: str) -> str:
     """CUDA source of ``function_name(cfg, epilogue, out, zero_point, act)`` (``out`` as in the name: i8, i16,
     f32, f16; see the module docstring for the epilogues)."""
-    if epilogue == "rq" and out not in ("i8", "i16", "f16") or epilogue == "dq" and out not in ("f32", "f16") \
+    if epilogue == "rq" and out not in ("i8", "i16", "f16") or epilogue == "dq" and out not in ("f32", "f32u", "f16") \
             or epilogue in ("dqrq", "rqgelu") and out not in ("i8", "i16"):
         raise ScheduleError(f"qdense wgmma: no {epilogue!r} epilogue with {out} output")
     bn, bm, threads = cfg.bn, cfg.bm, cfg.threads
@@ -118,7 +119,11 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
         one = (f"hwcomp_quantize(__fadd_rn({f}, (&rv.x)[e]), (&qscale4.x)[e], {zero_point}, {lo}.0f, {hi}.0f)")
     res_load = ("    const float4 rv = *reinterpret_cast<const float4*>(res + (size_t)(m0 + r) * N + col);\n"
                 if epilogue == "dqrq" else "")
-    if out == "f16":
+    if out == "f32u":  # n_out may be odd: rows unaligned, no vectors
+        store = ("#pragma unroll\n    for (int e = 0; e < 4; ++e)\n"
+                 "      if (col + e < n_out) y[(size_t)(m0 + r) * n_out + col + e] = o[e];\n")
+        o_t = "float"
+    elif out == "f16":
         store = ("    __half2* yp = reinterpret_cast<__half2*>(y + (size_t)(m0 + r) * N + col);\n"
                  "    yp[0] = __floats2half2_rn(o[0], o[1]);\n    yp[1] = __floats2half2_rn(o[2], o[3]);\n")
         o_t = "float"
@@ -128,7 +133,7 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
     return f"""
 __device__ __forceinline__ void {name}(const signed char* __restrict__ x, const signed char* __restrict__ w,
     const int* __restrict__ bias, {params[epilogue]}{out_t}* __restrict__ y, unsigned char* smem_raw, int tile,
-    int M, int N, int K{", int gelu_b, int gelu_one" if epilogue == "rqgelu" else ""}) {{
+    int M, int N, int K{", int gelu_b, int gelu_one" if epilogue == "rqgelu" else ", int n_out" if out == "f32u" else ""}) {{
 {mainloop(cfg, S8)}
   // epilogue: acc + bias (int32, wrapping) staged through the idle ring as a {bm} x {bn} int32 tile; fragment:
   // warp w of a warpgroup holds rows 16w + lane/4 (+8), columns 8j + 2*(lane%4) (+1)
@@ -180,11 +185,13 @@ def check_gelu(gelu: tuple[int, int], epilogue: str, activation: str, out_bits: 
 def qdense_wgmma(m: int, n: int, k: int, epilogue: str = "requant", out_zero_point: int = 0,
                  activation: str = "none", out_bits: int = 8, out_dtype: str = "float16",
                  residual_quant: tuple[int, int] | None = None, config: WgmmaConfig | None = None,
-                 requant_as_f16: bool = False, gelu: tuple[int, int] | None = None) -> tirx.PrimFunc:
+                 requant_as_f16: bool = False, gelu: tuple[int, int] | None = None, n_out: int | None = None,
+                 lead: tuple[int, ...] | None = None) -> tirx.PrimFunc:
     """The launch PrimFunc of the int8 wgmma kernel, with :func:`~.qdense.qdense_func`'s parameters and
     parameter order (requant: ``x, w, bias, multiplier, shift, out``; dequant: ``x, w, bias, scale, out``;
     dequant with ``residual_quant=(bits, zero_point)``: ``x, w, bias, scale, residual, qscale, out``; requant
-    with ``gelu=(b_int, one_int)``: ``x, w, bias, multiplier, shift, gelu_multiplier, gelu_shift, out``)."""
+    with ``gelu=(b_int, one_int)``: ``x, w, bias, multiplier, shift, gelu_multiplier, gelu_shift, out``; float32
+    dequant with ``n_out``: ``out`` holds the first ``n_out`` columns, shaped ``[*lead, n_out]``)."""
     if activation not in ("none", "relu"):
         raise ScheduleError(f"qdense activation {activation!r} is not 'none' or 'relu'")
     cfg = config or pick_config(m, n, k)
@@ -209,6 +216,10 @@ def qdense_wgmma(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poi
             raise ScheduleError(f"qdense out_dtype {out_dtype!r} is not float16 or float32")
         epi, odt, zp = "dq", out_dtype, 0
         params += [("scale", (n,), "float32")]
+        if n_out is not None:
+            if out_dtype != "float32" or not 0 < n_out <= n:
+                raise ScheduleError(f"qdense: unpadded output needs float32 and 0 < n_out <= {n}, got {n_out}")
+            extra.append(n_out)
     elif epilogue == "dequant":
         bits, zp = residual_quant
         if bits not in (8, 16):
@@ -217,7 +228,9 @@ def qdense_wgmma(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poi
         params += [("scale", (n,), "float32"), ("residual", (m, n), "float32"), ("qscale", (n,), "float32")]
     else:
         raise ScheduleError(f"qdense epilogue {epilogue!r} is not 'requant' or 'dequant'")
-    params.append(("out", (m, n), odt))
-    fname = function_name(cfg, epi, odt, zp, activation)
+    if n_out is not None and epi != "dq":
+        raise ScheduleError("qdense: only the plain dequant epilogue writes an unpadded output")
+    params.append(("out", (*(lead or (m,)), n_out) if n_out is not None else (m, n), odt))
+    fname = function_name(cfg, epi, "f32u" if n_out is not None else odt, zp, activation)
     kernel = extern_launch(params, fname, extra, (m // cfg.bm) * (n // cfg.bn), cfg.threads, cfg.smem_bytes)
     return kernel.with_attr("global_symbol", f"qdense_wgmma_{cfg}").with_attr("tirx.is_scheduled", True)

@@ -585,13 +585,21 @@ def qdense_kernel(ctx: _Ctx, n, args):
         zp, bits = int(gelu_node.attr("out_zero_point", 0)), int(gelu_node.attr("out_bits", 8))
         odt = g.types[gelu_node.outputs[0]].dtype.value
         tag += f"_igelu_b{gelu[0]}_o{gelu[1]}_i{bits}_z{zp}".replace("-", "m")
+    # a graph output read by nothing else (an LM head's logits): written unpadded, in the output's own shape
+    y_name = n.outputs[0]
+    n_out = nn if wgmma and dequant and chain is None and not as_f16 and odt == "float32" and width != nn \
+        and y_name in g.outputs and not ctx.uses(y_name) else None
+    lead = tuple(int(d) for d in xs[:-1]) if n_out else None
+    if n_out:
+        tag += f"_out{n_out}"
 
     def make():
         s = _int_schedules()
-        definition = s.qdense.qdense_func(m, width, k, epi, zp, act, bits, "float32", exact, rq, as_f16, gelu)
+        definition = s.qdense.qdense_func(m, width, k, epi, zp, act, bits, "float32", exact, rq, as_f16, gelu,
+                                          n_out, lead)
         if wgmma:  # int8 wgmma (sm_90a); its float epilogues are always the IEEE-rounded (exact) ones
             return definition, s.qdense_wgmma.qdense_wgmma(m, width, k, epi, zp, act, bits, "float32", rq,
-                                                           requant_as_f16=as_f16, gelu=gelu)
+                                                           requant_as_f16=as_f16, gelu=gelu, n_out=n_out, lead=lead)
         return definition, s.qdense.qdense(m, width, k, epi, zp, act, ctx.arch, out_bits=bits, out_dtype="float32",
                                            exact=exact, residual_quant=rq)
 
@@ -606,6 +614,8 @@ def qdense_kernel(ctx: _Ctx, n, args):
         w = relax.const(w_nk, "int8")
     ins = [_reshape(ctx, args[0], [m, k]), w, relax.const(folded, "int32")] + [relax.const(c, str(c.dtype))
                                                                                   for c in consts]
+    if n_out:  # in the graph output's shape: a slice or reshape of the function's result is a copy kernel
+        return _call(ctx, gv, ins, list(xs[:-1]) + [nn], "float32")
     if gelu is not None:
         ins += [relax.const(c, "int32") for c in gconsts]
         ctx.fused_away.add(gelu_node.name)

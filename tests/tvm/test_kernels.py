@@ -390,6 +390,7 @@ _QWGMMA_VARIANTS = {  # (m, n, k, keyword arguments of qdense_wgmma)
     "dq_f16_relu": (128, 256, 128, {"epilogue": "dequant", "out_dtype": "float16", "activation": "relu"}),
     "dqrq16": (128, 256, 256, {"epilogue": "dequant", "residual_quant": (16, 0)}),
     "rq8_igelu": (128, 256, 256, {"gelu": (320, 113781), "out_zero_point": -60}),
+    "dq_f32_unpadded": (128, 256, 256, {"epilogue": "dequant", "out_dtype": "float32", "n_out": 251, "lead": (2, 64)}),
 }
 
 
@@ -411,7 +412,8 @@ def test_qdense_wgmma_builds_s8_machine_code(variant):
     src = cuda_source(ex)
     assert "wgmma.mma_async.sync.aligned.m64n" in src and ".s32.s8.s8" in src and ".f16.f16" not in src
     epi = {"rq8_as_f16": "_rq_f16_", "dq_f32": "_dq_f32_", "dq_f16_relu": "_dq_f16_", "dqrq16": "_dqrq_i16_",
-           "rq16": "_rq_i16_", "rq8_relu_zp": "_rq_i8_zm5_relu", "rq8_igelu": "_rqgelu_i8_zm60_none"
+           "rq16": "_rq_i16_", "rq8_relu_zp": "_rq_i8_zm5_relu", "rq8_igelu": "_rqgelu_i8_zm60_none",
+           "dq_f32_unpadded": "_dq_f32u_z0_none"
            }.get(variant, "_rq_i8_z0_none")
     assert epi in src.split('extern "C" __global__')[-1]
     assert cuda_source(build_kernel(qdense_wgmma.qdense_wgmma(m, n, k, **kw), "qwg_" + variant, "sm_90")) == src
@@ -459,6 +461,28 @@ def test_qdense_requant_as_f16_definition_gives_the_int8_values():
     ref = requantize(int_matmul(x, w.T) + bias, mult, shift, 3)
     assert ref.min() < -20 and ref.max() > 20  # not all clamped
     np.testing.assert_array_equal(y.numpy(), ref.astype(np.float16))
+
+
+def test_qdense_unpadded_output_definition_takes_the_first_columns_in_the_output_shape():
+    """An int8 LM head's logits: the dequantized GEMM's first ``n_out`` columns, written as the graph output
+    ``[B, S, n_out]`` -- the padded GEMM's result without a copy."""
+    from schedules import qdense_wgmma
+    from schedules.errors import ScheduleError
+
+    rng = np.random.default_rng(2)
+    m, n, k, n_out = 32, 64, 64, 61
+    x, w = rng.integers(-128, 128, (m, k)).astype(np.int8), rng.integers(-128, 128, (n, k)).astype(np.int8)
+    bias = rng.integers(-4000, 4000, n).astype(np.int32)
+    scale = rng.uniform(1e-4, 1e-3, n).astype(np.float32)
+    y = _t(np.zeros((2, 16, n_out), np.float32))
+    build_cpu_reference(qdense.qdense_func(m, n, k, "dequant", out_dtype="float32", n_out=n_out, lead=(2, 16)))["main"](
+        _t(x), _t(w), _t(bias), _t(scale), y)
+    full = (x.astype(np.int64) @ w.T.astype(np.int64) + bias).astype(np.float32) * scale
+    np.testing.assert_array_equal(y.numpy(), full[:, :n_out].reshape(2, 16, n_out))
+    with pytest.raises(ScheduleError, match="unpadded"):
+        qdense_wgmma.qdense_wgmma(128, 256, 256, epilogue="dequant", out_dtype="float16", n_out=200)
+    with pytest.raises(ScheduleError, match="unpadded"):
+        qdense_wgmma.qdense_wgmma(128, 256, 256, n_out=200)
 
 
 def test_qdense_igelu_definition_is_bit_exact_with_the_interpreter_ops():

@@ -135,6 +135,8 @@ def test_int8_cuda_kernel_definitions_are_bit_exact_with_interpreter(name, kw, a
             assert any(k.endswith("_f16_none") and k.startswith("qdense_wgmma_") for k in ks), ks
             casts = [ln for ln in lm.mod["main"].script().splitlines() if "R.astype(" in ln]
             assert casts and not any('dtype="float16")' in ln for ln in casts), casts
+    if kw.get("lm_head"):  # the logits: written unpadded as the graph output on sm_90 (no slice copy)
+        assert any(k.startswith("qdense_wgmma_") and "_out" in k for k in ks) == (arch == "sm_90"), ks
     # i-GELU and its per-channel requantization: in the FFN up-projection's epilogue on sm_90 (int32 in the
     # wgmma kernel), else one hwcomp kernel in int32 with a widening multiply -- never the int64 path
     assert any(n.op == "int_gelu" for n in g.nodes)
