@@ -17,6 +17,8 @@ wrap-around. The epilogue, per output element ``a = acc + bias[n]`` (int32, wrap
 * ``rqgelu``: ``rq`` to int8 at zero point 0, then hwcomp's i-GELU (``intmath.int_gelu`` with runtime ``b``,
   ``one``) and its per-channel requantization by ``gmult[n]``/``gshift[n]`` -> int8 / int16: a BERT FFN's
   up-projection and the ``int_gelu`` after it, in the GEMM;
+* ``dqq``: ``dq``, then hwcomp's ``quantize`` by ``qscale[n]`` -> int8, or its values as float16 (``_f16``): a
+  fused QKV projection quantized per slice for the one-kernel integer attention (GPT-2's c_attn);
 * ``dqrq``: ``dq``, then ``+ residual[m, n]`` (float32) and hwcomp's ``quantize`` by ``qscale[n]``
   (``clamp(rint(v / qscale) + zp)``, the division IEEE-rounded) -> int8 / int16: the post-LN residual add and
   the quantize before the integer layer norm, in the GEMM.
@@ -43,7 +45,7 @@ from .errors import ScheduleError
 
 BK = S8.bk  # 128 int8 of K per stage
 PREFIX = "hwcomp_wgmma_qdense_"
-_NAME = re.compile(PREFIX + r"((?:m64)?n\d+s\d+(?:w0)?)_(rqgelu|rq|dq|dqrq)_(i8|i16|f32u|f32|f16)_z(m?\d+)_(none|relu)(?=\()")
+_NAME = re.compile(PREFIX + r"((?:m64)?n\d+s\d+(?:w0)?)_(rqgelu|rq|dqq|dqrq|dq)_(i8|i16|f32u|f32|f16)_z(m?\d+)_(none|relu)(?=\()")
 SMALL_M = WgmmaConfig(64, 6, bm=64)
 
 __all__ = ["ARCHS", "applicable", "pick_config", "qdense_wgmma", "function_name", "sources_for"]
@@ -79,13 +81,13 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
     """CUDA source of ``function_name(cfg, epilogue, out, zero_point, act)`` (``out`` as in the name: i8, i16,
     f32, f16; see the module docstring for the epilogues)."""
     if epilogue == "rq" and out not in ("i8", "i16", "f16") or epilogue == "dq" and out not in ("f32", "f32u", "f16") \
-            or epilogue in ("dqrq", "rqgelu") and out not in ("i8", "i16"):
+            or epilogue in ("dqrq", "rqgelu") and out not in ("i8", "i16") or epilogue == "dqq" and out not in ("i8", "f16"):
         raise ScheduleError(f"qdense wgmma: no {epilogue!r} epilogue with {out} output")
     bn, bm, threads = cfg.bn, cfg.bm, cfg.threads
     name = f"{PREFIX}{cfg}_{epilogue}_{out}_z{zero_point}".replace("-", "m") + f"_{act}"
     out_t, vec_t, lo, hi = _CTYPE[out]
     relu = act == "relu"
-    if epilogue not in ("rq", "dq", "dqrq", "rqgelu") or relu and epilogue == "rqgelu":
+    if epilogue not in ("rq", "dq", "dqq", "dqrq", "rqgelu") or relu and epilogue == "rqgelu":
         raise ScheduleError(f"qdense wgmma: no {epilogue!r} epilogue with activation {act}")
     if relu and epilogue == "rq":  # requant's relu: the lower bound becomes the zero point
         lo = str(max(zero_point, int(lo)))
@@ -93,8 +95,9 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
               "rqgelu": "const int* __restrict__ mult, const int* __restrict__ shift, const int* __restrict__ gmult, "
                         "const int* __restrict__ gshift, ",
               "dq": "const float* __restrict__ scale, ",
-              "dqrq": "const float* __restrict__ scale, const float* __restrict__ res, const float* __restrict__ qscale, "}
-    consts = {"rq": ["mult", "shift"], "dq": ["scale"], "dqrq": ["scale", "qscale"],
+              "dqrq": "const float* __restrict__ scale, const float* __restrict__ res, const float* __restrict__ qscale, ",
+              "dqq": "const float* __restrict__ scale, const float* __restrict__ qscale, "}
+    consts = {"rq": ["mult", "shift"], "dq": ["scale"], "dqrq": ["scale", "qscale"], "dqq": ["scale", "qscale"],
               "rqgelu": ["mult", "shift", "gmult", "gshift"]}[epilogue]
     ints = ("mult", "shift", "gmult", "gshift")
     load = "".join(f"  const {'int' if c in ints else 'float'}4 {c}4 = "
@@ -108,6 +111,13 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
                f"{lo}, {hi})")
     elif epilogue == "rq":
         one = (f"hwcomp_requant((long long)av[e], (&mult4.x)[e], (&shift4.x)[e], {zero_point}, {lo}, {hi})")
+    elif epilogue == "dqq":
+        f = "__fmul_rn((float)av[e], (&scale4.x)[e])"
+        if relu:
+            f = f"fmaxf({f}, 0.0f)"
+        one = f"hwcomp_quantize({f}, (&qscale4.x)[e], {zero_point}, -128.0f, 127.0f)"
+        if out == "i8":
+            one = f"(signed char)(int){one}"
     elif epilogue == "dq":
         one = "__fmul_rn((float)av[e], (&scale4.x)[e])"
         if relu:
@@ -186,12 +196,13 @@ def qdense_wgmma(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poi
                  activation: str = "none", out_bits: int = 8, out_dtype: str = "float16",
                  residual_quant: tuple[int, int] | None = None, config: WgmmaConfig | None = None,
                  requant_as_f16: bool = False, gelu: tuple[int, int] | None = None, n_out: int | None = None,
-                 lead: tuple[int, ...] | None = None) -> tirx.PrimFunc:
+                 lead: tuple[int, ...] | None = None, quantize: int | None = None) -> tirx.PrimFunc:
     """The launch PrimFunc of the int8 wgmma kernel, with :func:`~.qdense.qdense_func`'s parameters and
     parameter order (requant: ``x, w, bias, multiplier, shift, out``; dequant: ``x, w, bias, scale, out``;
     dequant with ``residual_quant=(bits, zero_point)``: ``x, w, bias, scale, residual, qscale, out``; requant
     with ``gelu=(b_int, one_int)``: ``x, w, bias, multiplier, shift, gelu_multiplier, gelu_shift, out``; float32
-    dequant with ``n_out``: ``out`` holds the first ``n_out`` columns, shaped ``[*lead, n_out]``)."""
+    dequant with ``n_out``: ``out`` holds the first ``n_out`` columns, shaped ``[*lead, n_out]``; dequant with
+    ``quantize=zero_point``: ``x, w, bias, scale, qscale, out`` (int8, or float16 with ``requant_as_f16``))."""
     if activation not in ("none", "relu"):
         raise ScheduleError(f"qdense activation {activation!r} is not 'none' or 'relu'")
     cfg = config or pick_config(m, n, k)
@@ -211,6 +222,11 @@ def qdense_wgmma(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poi
             raise ScheduleError("qdense: only int8 requantized values are written as float16")
         epi, odt, zp = "rq", "float16" if requant_as_f16 else f"int{out_bits}", out_zero_point
         params += [("multiplier", (n,), "int32"), ("shift", (n,), "int32")]
+    elif epilogue == "dequant" and quantize is not None:
+        if residual_quant is not None or n_out is not None:
+            raise ScheduleError("qdense: the per-column quantize epilogue has no residual and writes every column")
+        epi, odt, zp = "dqq", "float16" if requant_as_f16 else "int8", int(quantize)
+        params += [("scale", (n,), "float32"), ("qscale", (n,), "float32")]
     elif epilogue == "dequant" and residual_quant is None:
         if out_dtype not in ("float16", "float32"):
             raise ScheduleError(f"qdense out_dtype {out_dtype!r} is not float16 or float32")

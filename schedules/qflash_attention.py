@@ -42,7 +42,7 @@ MAX_KEYS = 256  # a thread's share of a score row: Sk / 8 n-tiles x 4 int32 regi
 MAX_SHIFT = 30
 
 PREFIX = "hwcomp_qflash_attn_"
-_NAME = re.compile(PREFIX + r"d(\d+)k(\d+)w(\d)_e(m?\d+)_b(m?\d+)_c(\d+)_p(\d+)(_c)?(_m)?_(rq8|rq16|dq)(?=\()")
+_NAME = re.compile(PREFIX + r"d(\d+)k(\d+)w(\d)_e(m?\d+)_b(m?\d+)_c(\d+)_p(\d+)(_c)?(_m)?(_f)?_(rq8|rq16|dq)(?=\()")
 
 
 def applicable(s_q: int, s_k: int, d: int, cfg: FlashConfig) -> bool:
@@ -59,9 +59,9 @@ def _c(v: int) -> str:
 
 
 def function_name(d: int, s_k: int, cfg: FlashConfig, exp_ln2: int, exp_b: int, exp_c: int, prob_bits: int,
-                  causal: bool, has_mask: bool, epi: str) -> str:
+                  causal: bool, has_mask: bool, epi: str, fused: bool = False) -> str:
     return (f"{PREFIX}d{d}k{s_k}w{cfg.warps}_e{_c(exp_ln2)}_b{_c(exp_b)}_c{exp_c}_p{prob_bits}"
-            f"{'_c' if causal else ''}{'_m' if has_mask else ''}_{epi}")
+            f"{'_c' if causal else ''}{'_m' if has_mask else ''}{'_f' if fused else ''}_{epi}")
 
 
 def _epi_tag(epilogue: Epilogue) -> str:
@@ -69,10 +69,15 @@ def _epi_tag(epilogue: Epilogue) -> str:
 
 
 def device_function(d: int, s_k: int, cfg: FlashConfig, exp_ln2: int, exp_b: int, exp_c: int, prob_bits: int,
-                    causal: bool, has_mask: bool, epi: str) -> str:
+                    causal: bool, has_mask: bool, epi: str, fused: bool = False) -> str:
     """CUDA source of :func:`function_name` (module docstring). Runtime parameters: ``block``, ``B, H, Sq``,
     with a mask its batch and row strides, and the requantization's output zero point."""
-    name = function_name(d, s_k, cfg, exp_ln2, exp_b, exp_c, prob_bits, causal, has_mask, epi)
+    name = function_name(d, s_k, cfg, exp_ln2, exp_b, exp_c, prob_bits, causal, has_mask, epi, fused)
+    # fused: q, k, v are the three thirds of one [B, S, 3*H*D] projection (a fused QKV GEMM's output), read in place
+    qkv_params = ("const half* __restrict__ qkv, " if fused else
+                  "const half* __restrict__ q, const half* __restrict__ k,\n    const half* __restrict__ v, ")
+    qkv_split = (f"  const half* q = qkv;\n  const half* k = qkv + H * {d};\n  const half* v = qkv + 2 * H * {d};\n"
+                 if fused else "")
     rows, warps = cfg.rows, cfg.warps
     ch, ks, nt, dt = d // 8, d // 16, s_k // 8, d // 8
     q_bytes, kv_bytes = rows * d * 2, s_k * d * 2
@@ -114,14 +119,13 @@ __device__ __forceinline__ long long {name}_exp(long long xm) {{  // intmath.i_e
   const long long poly = r * (r + {exp_b}ll) + {exp_c}ll;
   return (poly > 0 ? poly : 0ll) >> z;
 }}
-__device__ __forceinline__ void {name}(const half* __restrict__ q, const half* __restrict__ k,
-    const half* __restrict__ v, {mask_param}{epi_params}{out_t}* __restrict__ out, unsigned char* smem_raw,
+__device__ __forceinline__ void {name}({qkv_params}{mask_param}{epi_params}{out_t}* __restrict__ out, unsigned char* smem_raw,
     int block, int B, int H, int Sq, int out_zp{mask_strides}) {{
   const int FILL = {CAUSAL_FILL};
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int q_tiles = Sq / {rows};
   const int qt = block % q_tiles, h = (block / q_tiles) % H, b = block / (q_tiles * H);
-  const int q0 = qt * {rows}, ld = H * {d};
+{qkv_split}  const int q0 = qt * {rows}, ld = {3 if fused else 1} * H * {d};
   const unsigned sq = (unsigned)__cvta_generic_to_shared(smem_raw);
   const unsigned sk = sq + {q_bytes}u, sv = sk + {kv_bytes}u;
   const half* qg = q + ((size_t)b * Sq + q0) * ld + h * {d};
@@ -234,22 +238,33 @@ def sources_for(code: str) -> str:
         return ""
     dims = sorted({int(c[0]) for c in called})
     out = [f"#define HWCOMP_QFA_SW_D{d}(r, c) {_swizzle_c(d)}\n" for d in dims if d in HEAD_DIMS]
-    for d, kk, w, e, bb, cc, p, causal, mask, epi in called:
+    for d, kk, w, e, bb, cc, p, causal, mask, fused, epi in called:
         out.append(device_function(int(d), int(kk), FlashConfig(int(w)), int(e.replace("m", "-")),
-                                   int(bb.replace("m", "-")), int(cc), int(p), bool(causal), bool(mask), epi))
+                                   int(bb.replace("m", "-")), int(cc), int(p), bool(causal), bool(mask), epi,
+                                   bool(fused)))
     return "".join(out)
 
 
 def qattention_func(b: int, s_q: int, s_k: int, h: int, d: int, *, exp_ln2: int, exp_b: int, exp_c: int,
                     prob_bits: int = 8, epilogue: Epilogue = Epilogue(), causal: bool = False, has_mask: bool = True,
-                    mask_batch: int | None = None, mask_rows: int = 1) -> tirx.PrimFunc:
+                    mask_batch: int | None = None, mask_rows: int = 1, fused: bool = False) -> tirx.PrimFunc:
     """Unscheduled definition: schedules/qattention.py's scores, integer softmax and PV composed, with q, k, v
     as fp16 holding int8 values. ``(q, k, v, [mask,] multiplier, shift, out)`` or, dequant,
-    ``(q, k, v, [mask,] scale, out)``."""
+    ``(q, k, v, [mask,] scale, out)``; ``fused`` (Sq = Sk): one ``qkv [B, S, 3*H*D]`` in place of q, k, v."""
     hd = h * d
-    q = te.placeholder((b, s_q, hd), "float16", name="q")
-    k = te.placeholder((b, s_k, hd), "float16", name="k")
-    v = te.placeholder((b, s_k, hd), "float16", name="v")
+    if fused:
+        if s_q != s_k:
+            raise ScheduleError(f"fused-QKV integer attention needs Sq = Sk, got {s_q}, {s_k}")
+        qkv = te.placeholder((b, s_q, 3 * hd), "float16", name="qkv")
+
+        def part(t: int, name: str) -> te.Tensor:
+            return te.compute((b, s_q, hd), lambda i, j, c: qkv[i, j, t * hd + c], name=name)
+
+        q, k, v = part(0, "q"), part(1, "k"), part(2, "v")
+    else:
+        q = te.placeholder((b, s_q, hd), "float16", name="q")
+        k = te.placeholder((b, s_k, hd), "float16", name="k")
+        v = te.placeholder((b, s_k, hd), "float16", name="v")
     mb = mask_batch_of(b, s_q, s_k, mask_batch, mask_rows) if has_mask else b
     mask = te.placeholder((mb, mask_rows, s_k), "int32", name="mask")
     sc = scores_compute(q, k, mask, h, d, "int32", None, CAUSAL_FILL, causal, has_mask, names=("scores_acc", "scores"))
@@ -261,15 +276,17 @@ def qattention_func(b: int, s_q: int, s_k: int, h: int, d: int, *, exp_ln2: int,
         extra = [te.placeholder((hd,), "int32", name="multiplier"), te.placeholder((hd,), "int32", name="shift")]
         out = pv_compute(p, v, h, d, lambda acc, c: epilogue.requant(acc, extra[0][c], extra[1][c]),
                          names=("pv_acc", "pv", "merge_heads"))
-    args = [q, k, v] + ([mask] if has_mask else []) + extra + [out]
+    args = ([qkv] if fused else [q, k, v]) + ([mask] if has_mask else []) + extra + [out]
     return te.create_prim_func(args).with_attr("global_symbol", "qattention")
 
 
 def qattention_flash(b: int, s_q: int, s_k: int, h: int, d: int, *, exp_ln2: int, exp_b: int, exp_c: int,
                      prob_bits: int = 8, epilogue: Epilogue = Epilogue(), causal: bool = False,
                      has_mask: bool = True, mask_batch: int | None = None, mask_rows: int = 1,
-                     config: FlashConfig | None = None) -> tirx.PrimFunc:
+                     config: FlashConfig | None = None, fused: bool = False) -> tirx.PrimFunc:
     """The launch PrimFunc, with :func:`qattention_func`'s parameters."""
+    if fused and s_q != s_k:
+        raise ScheduleError(f"fused-QKV integer attention needs Sq = Sk, got {s_q}, {s_k}")
     cfg = config or pick_config(b, h, s_q)
     if not applicable(s_q, s_k, d, cfg):
         raise ScheduleError(f"integer flash attention covers head dims {HEAD_DIMS}, Sk % 16 == 0 up to {MAX_KEYS} "
@@ -282,7 +299,8 @@ def qattention_flash(b: int, s_q: int, s_k: int, h: int, d: int, *, exp_ln2: int
         raise ScheduleError(f"qattention out_bits {epilogue.out_bits} is not 8 or 16")
     mb = mask_batch_of(b, s_q, s_k, mask_batch, mask_rows) if has_mask else b
     hd = h * d
-    params = [("q", (b, s_q, hd), "float16"), ("k", (b, s_k, hd), "float16"), ("v", (b, s_k, hd), "float16")]
+    params = [("qkv", (b, s_q, 3 * hd), "float16")] if fused else \
+        [("q", (b, s_q, hd), "float16"), ("k", (b, s_k, hd), "float16"), ("v", (b, s_k, hd), "float16")]
     if has_mask:
         params.append(("mask", (mb, mask_rows, s_k), "int32"))
     if epilogue.dequant:
@@ -293,6 +311,6 @@ def qattention_flash(b: int, s_q: int, s_k: int, h: int, d: int, *, exp_ln2: int
     extra = [b, h, s_q, 0 if epilogue.dequant else epilogue.out_zero_point]
     if has_mask:
         extra += [mask_rows * s_k if mb > 1 else 0, s_k if mask_rows > 1 else 0]
-    fname = function_name(d, s_k, cfg, exp_ln2, exp_b, exp_c, prob_bits, causal, has_mask, _epi_tag(epilogue))
+    fname = function_name(d, s_k, cfg, exp_ln2, exp_b, exp_c, prob_bits, causal, has_mask, _epi_tag(epilogue), fused)
     kernel = extern_launch(params, fname, extra, b * h * (s_q // cfg.rows), 32 * cfg.warps, smem_bytes(s_k, d, cfg))
     return kernel.with_attr("global_symbol", f"qattention_flash_d{d}w{cfg.warps}").with_attr("tirx.is_scheduled", True)

@@ -531,6 +531,43 @@ def _gelu_chain(ctx: _Ctx, n, dequant: bool, zero_point: int, bits: int, act: st
     return cons[0]
 
 
+def _qkv_quant_chain(ctx: _Ctx, n, dequant: bool, act: str, width: int, nn: int):
+    """``(split, quantizes, attention)`` when float32 ``qdense`` ``n`` is a fused QKV projection whose ``Split``
+    (three equal parts of the last axis) feeds, part by part, a signed 8-bit ``quantize`` (scalar scale) read only
+    as q, k, v of one ``qattention`` that runs as the one-kernel integer attention (GPT-2's c_attn). The GEMM then
+    quantizes each column by its part's scale in its epilogue and writes the int8 values as fp16, which the
+    attention reads in place: no float32 [B, S, 3*H*D] round trip, split or per-part quantize kernels."""
+    g = ctx.g
+    y = n.outputs[0]
+    if not dequant or act != "none" or width != nn or y in g.outputs:
+        return None
+    cons = ctx.consumers(y)
+    if len(cons) != 1 or cons[0].op != "Split" or len(cons[0].outputs) != 3:
+        return None
+    sp = cons[0]
+    shape = g.types[y].shape
+    if sp.attr("axis", 0) % len(shape) != len(shape) - 1 or any(g.types[o].shape[-1] * 3 != nn for o in sp.outputs):
+        return None
+    qs, attn = [], None
+    for i, o in enumerate(sp.outputs):
+        qc = ctx.consumers(o)
+        if len(qc) != 1 or qc[0].op != "quantize" or o in g.outputs or np.size(qc[0].attrs["scale"]) != 1:
+            return None
+        q = qc[0]
+        if not q.attr("signed", 1) or int(q.attr("bits", 8)) != 8 or g.types[q.outputs[0]].dtype.value != "int8":
+            return None
+        uses = ctx.uses(q.outputs[0])
+        if len(uses) != 1 or uses[0][0].op != "qattention" or uses[0][1] != i or q.outputs[0] in g.outputs:
+            return None
+        if attn is not None and uses[0][0] is not attn:
+            return None
+        attn = uses[0][0]
+        qs.append(q)
+    if len({int(q.attr("zero_point", 0)) for q in qs}) != 1 or not _qflash_ok(ctx, attn):
+        return None
+    return sp, qs, attn
+
+
 def _feeds_qattention_f16(ctx: _Ctx, n) -> bool:
     """Whether int8 ``qdense`` ``n`` is read only by one ``qattention`` that lowers to hwcomp's kernels and takes
     that operand on fp16 tensor cores: V always (PV is fp16 mma), Q and K when the one-kernel attention runs.
@@ -585,6 +622,14 @@ def qdense_kernel(ctx: _Ctx, n, args):
         zp, bits = int(gelu_node.attr("out_zero_point", 0)), int(gelu_node.attr("out_bits", 8))
         odt = g.types[gelu_node.outputs[0]].dtype.value
         tag += f"_igelu_b{gelu[0]}_o{gelu[1]}_i{bits}_z{zp}".replace("-", "m")
+    qkv = _qkv_quant_chain(ctx, n, dequant, act, width, nn) if wgmma and chain is None else None
+    qkv_zp = None
+    if qkv is not None:  # quantized per column by its part's scale, the int8 values as fp16
+        qkv_zp = int(qkv[1][0].attr("zero_point", 0))
+        as_f16, odt = True, "float16"
+        qscale = np.repeat(np.asarray([float(np.asarray(q.attrs["scale"]).reshape(())) for q in qkv[1]], np.float32),
+                           nn // 3)
+        tag += f"_qkv_q8_z{qkv_zp}".replace("-", "m")
     # a graph output read by nothing else (an LM head's logits): written unpadded, in the output's own shape
     y_name = n.outputs[0]
     n_out = nn if wgmma and dequant and chain is None and not as_f16 and odt == "float32" and width != nn \
@@ -596,10 +641,11 @@ def qdense_kernel(ctx: _Ctx, n, args):
     def make():
         s = _int_schedules()
         definition = s.qdense.qdense_func(m, width, k, epi, zp, act, bits, "float32", exact, rq, as_f16, gelu,
-                                          n_out, lead)
+                                          n_out, lead, qkv_zp)
         if wgmma:  # int8 wgmma (sm_90a); its float epilogues are always the IEEE-rounded (exact) ones
             return definition, s.qdense_wgmma.qdense_wgmma(m, width, k, epi, zp, act, bits, "float32", rq,
-                                                           requant_as_f16=as_f16, gelu=gelu, n_out=n_out, lead=lead)
+                                                           requant_as_f16=as_f16, gelu=gelu, n_out=n_out, lead=lead,
+                                                           quantize=qkv_zp)
         return definition, s.qdense.qdense(m, width, k, epi, zp, act, ctx.arch, out_bits=bits, out_dtype="float32",
                                            exact=exact, residual_quant=rq)
 
@@ -616,6 +662,16 @@ def qdense_kernel(ctx: _Ctx, n, args):
                                                                                   for c in consts]
     if n_out:  # in the graph output's shape: a slice or reshape of the function's result is a copy kernel
         return _call(ctx, gv, ins, list(xs[:-1]) + [nn], "float32")
+    if qkv is not None:
+        sp, qs, attn = qkv
+        ins.append(relax.const(qscale, "float32"))
+        y = _reshape(ctx, _call(ctx, gv, ins, [m, nn], "float16"), list(xs[:-1]) + [nn])
+        ctx.memo[("qkv_f16", attn.name)] = y  # read in place by the attention
+        third = nn // 3
+        for i, q in enumerate(qs):  # (what a fallback attention would read; unused bindings are dropped)
+            ctx.env[q.outputs[0]] = ctx.emit(relax.op.strided_slice(y, [len(xs) - 1], [i * third], [(i + 1) * third]))
+        ctx.fused_away |= {sp.name} | {q.name for q in qs}
+        return y  # (n's own float32 output has no other reader)
     if gelu is not None:
         ins += [relax.const(c, "int32") for c in gconsts]
         ctx.fused_away.add(gelu_node.name)
@@ -717,12 +773,14 @@ def qattention_kernels(ctx: _Ctx, n, args):
         def make_flash():
             qf = _int_schedules().qflash_attention
             kw = dict(prob_bits=pb, epilogue=epi, causal=causal, has_mask=mask is not None, mask_batch=mb,
-                      mask_rows=mq, **sm)
+                      mask_rows=mq, fused=fused_qkv is not None, **sm)
             return qf.qattention_func(b, s_q, s_k, h, d, **kw), qf.qattention_flash(b, s_q, s_k, h, d, **kw)
 
-        gv = _kernel(ctx, f"qattn_flash_{tag}{'_causal' if causal else ''}{mtag}_p{pb}_{ctag}_{etag}", make_flash)
+        fused_qkv = ctx.memo.get(("qkv_f16", n.name))  # a fused QKV projection written for it (_qkv_quant_chain)
+        ftag = "_qkv" if fused_qkv is not None else ""
+        gv = _kernel(ctx, f"qattn_flash_{tag}{'_causal' if causal else ''}{mtag}_p{pb}_{ctag}_{etag}{ftag}", make_flash)
         if gv is not None:
-            qkv = [as_dtype(a, "float16") for a in args[:3]]
+            qkv = [fused_qkv] if fused_qkv is not None else [as_dtype(a, "float16") for a in args[:3]]
             return _call(ctx, gv, qkv + mconst + cconst, [b, s_q, hd], epi.dtype)
     gvs = _kernel_set(ctx, {"scores": f"qattn_scores_{tag}{'_causal' if causal else ''}{mtag}",
                             "softmax": f"qattn_softmax_{b * h * s_q}x{s_k}_p{pb}_{ctag}",

@@ -391,6 +391,7 @@ _QWGMMA_VARIANTS = {  # (m, n, k, keyword arguments of qdense_wgmma)
     "dqrq16": (128, 256, 256, {"epilogue": "dequant", "residual_quant": (16, 0)}),
     "rq8_igelu": (128, 256, 256, {"gelu": (320, 113781), "out_zero_point": -60}),
     "dq_f32_unpadded": (128, 256, 256, {"epilogue": "dequant", "out_dtype": "float32", "n_out": 251, "lead": (2, 64)}),
+    "dqq_f16": (128, 384, 256, {"epilogue": "dequant", "quantize": 0, "requant_as_f16": True}),
 }
 
 
@@ -413,7 +414,7 @@ def test_qdense_wgmma_builds_s8_machine_code(variant):
     assert "wgmma.mma_async.sync.aligned.m64n" in src and ".s32.s8.s8" in src and ".f16.f16" not in src
     epi = {"rq8_as_f16": "_rq_f16_", "dq_f32": "_dq_f32_", "dq_f16_relu": "_dq_f16_", "dqrq16": "_dqrq_i16_",
            "rq16": "_rq_i16_", "rq8_relu_zp": "_rq_i8_zm5_relu", "rq8_igelu": "_rqgelu_i8_zm60_none",
-           "dq_f32_unpadded": "_dq_f32u_z0_none"
+           "dq_f32_unpadded": "_dq_f32u_z0_none", "dqq_f16": "_dqq_f16_z0_none"
            }.get(variant, "_rq_i8_z0_none")
     assert epi in src.split('extern "C" __global__')[-1]
     assert cuda_source(build_kernel(qdense_wgmma.qdense_wgmma(m, n, k, **kw), "qwg_" + variant, "sm_90")) == src
@@ -485,6 +486,28 @@ def test_qdense_unpadded_output_definition_takes_the_first_columns_in_the_output
         qdense_wgmma.qdense_wgmma(128, 256, 256, n_out=200)
 
 
+def test_qdense_per_column_quantize_definition_matches_dequant_then_quantize():
+    """A fused QKV projection's epilogue: dequantized, then hwcomp's quantize by each column's part scale, the
+    int8 values written as fp16 -- the interpreter's qdense, Split and per-part quantize, exactly."""
+    from hwcomp.ir.graph import Node
+    from hwcomp.ops.quantized import quantize
+
+    rng = np.random.default_rng(11)
+    m, n, k = 32, 96, 64
+    x, w = rng.integers(-128, 128, (m, k)).astype(np.int8), rng.integers(-128, 128, (n, k)).astype(np.int8)
+    bias = rng.integers(-4000, 4000, n).astype(np.int32)
+    scale = rng.uniform(1e-4, 1e-3, n).astype(np.float32)
+    parts = np.array([0.02, 0.03, 0.05], np.float32)
+    y = _t(np.zeros((m, n), np.float16))
+    build_cpu_reference(qdense.qdense_func(m, n, k, "dequant", requant_as_f16=True, quantize=0))["main"](
+        _t(x), _t(w), _t(bias), _t(scale), _t(np.repeat(parts, n // 3)), y)
+    f = (x.astype(np.int64) @ w.T.astype(np.int64) + bias).astype(np.float32) * scale
+    ref = np.concatenate([quantize(Node("quantize", ["v"], ["q"], {"scale": float(sc), "bits": 8}, "q"), part)
+                          for sc, part in zip(parts, np.split(f, 3, axis=-1))], -1)
+    assert len(np.unique(ref)) > 50
+    np.testing.assert_array_equal(y.numpy(), ref.astype(np.float16))
+
+
 def test_qdense_igelu_definition_is_bit_exact_with_the_interpreter_ops():
     """The FFN up-projection with i-GELU fused: GEMM requantized to int8, ``intmath.int_gelu``, requantized again
     -- the interpreter's qdense then int_gelu, exactly, with constants from ``gelu_constants``."""
@@ -518,13 +541,15 @@ def test_int8_generated_functions_are_injected_once_with_their_helpers():
             "hwcomp_wgmma_qdense_n128s4_rq_i8_z0_none(x, w, b, m, s, y, r, 1, 128, 256, 256); "
             "hwcomp_int_layer_norm_i16_c768_f14_dq_q8(x, g, b, s, q, y, yq, 5ll, 0, 0); "
             "hwcomp_wgmma_qdense_n128s4_rqgelu_i8_zm60_none(x, w, b, m, s, gm, gs, y, r, 0, 128, 256, 256, 320, 9); "
-            "hwcomp_qflash_attn_d64k128w4_em1_b2_c3_p8_m_rq8(q, k, v, m, mu, s, o, r, 0, 2, 12, 128, 0, 128, 0);")
+            "hwcomp_qflash_attn_d64k128w4_em1_b2_c3_p8_m_rq8(q, k, v, m, mu, s, o, r, 0, 2, 12, 128, 0, 128, 0); "
+            "hwcomp_qflash_attn_d64k128w4_em1_b2_c3_p8_c_m_f_rq8(qkv, m, mu, s, o, r, 0, 2, 12, 128, 0, 128, 0);")
     src = '#include <cuda_fp16.h>\nextern "C" __global__ void k() { ' + body + " }\n"
     out = dev.inject(src)
     assert dev.needs_sm90a(out) and dev.inject(src) == out and dev.inject(out) == out
     for name in ("hwcomp_wgmma_qdense_n128s4_rq_i8_z0_none(", "hwcomp_wgmma_qdense_m64n64s6_dqrq_i16_z0_none(",
                  "hwcomp_wgmma_qdense_n128s4_rqgelu_i8_zm60_none(",
-                 "hwcomp_int_layer_norm_i16_c768_f14_dq_q8(", "hwcomp_qflash_attn_d64k128w4_em1_b2_c3_p8_m_rq8("):
+                 "hwcomp_int_layer_norm_i16_c768_f14_dq_q8(", "hwcomp_qflash_attn_d64k128w4_em1_b2_c3_p8_m_rq8(",
+                 "hwcomp_qflash_attn_d64k128w4_em1_b2_c3_p8_c_m_f_rq8("):
         assert out.count("void " + name) == 1, name
     for helper in ("hwcomp_gmma_desc(unsigned", "hwcomp_requant(long long", "hwcomp_quantize(float", "hwcomp_igelu(int",
                    "hwcomp_mma16816(float*"):
@@ -620,10 +645,12 @@ def _qattention_node(h, ss, causal, pb, epi_attrs):
     return Node("qattention", ["q", "k", "v", "mask"], ["y"], attrs, "attn"), (ln2, eb, ec)
 
 
-@pytest.mark.parametrize("d,causal,dequant", [(32, False, False), (64, True, False), (32, False, True)])
-def test_qflash_attention_definition_is_bit_exact_with_the_interpreter(d, causal, dequant):
-    """The one-kernel integer attention's definition (fp16-carried int8 q/k/v, int32 mask, causal fill, I-BERT
-    softmax, requantized or dequantized PV) against hwcomp's interpreter op."""
+@pytest.mark.parametrize("d,causal,dequant,fused", [(32, False, False, False), (64, True, False, True),
+                                                    (32, False, True, False)])
+def test_qflash_attention_definition_is_bit_exact_with_the_interpreter(d, causal, dequant, fused):
+    """The one-kernel integer attention's definition (fp16-carried int8 q/k/v, or their fused [B, S, 3*H*D]
+    projection, int32 mask, causal fill, I-BERT softmax, requantized or dequantized PV) against hwcomp's
+    interpreter op."""
     from hwcomp.ops.quantized import qattention as interp_qattention
     from schedules import qflash_attention as qf
 
@@ -644,9 +671,10 @@ def test_qflash_attention_definition_is_bit_exact_with_the_interpreter(d, causal
         attrs = {"multiplier": mult, "shift": shift, "out_zero_point": 2}
     node, (ln2, eb, ec) = _qattention_node(h, ss, causal, 8, attrs)
     f = qf.qattention_func(b, s, s, h, d, exp_ln2=ln2, exp_b=eb, exp_c=ec, epilogue=epi, causal=causal,
-                           has_mask=True, mask_batch=b, mask_rows=1)
+                           has_mask=True, mask_batch=b, mask_rows=1, fused=fused)
     out = _t(np.zeros((b, s, h * d), np.float32 if dequant else np.int8))
-    build_cpu_reference(f)["main"](*[_t(a.astype(np.float16)) for a in (q, k, v)], _t(mask_int),
+    qkv = [np.concatenate([q, k, v], -1)] if fused else [q, k, v]
+    build_cpu_reference(f)["main"](*[_t(a.astype(np.float16)) for a in qkv], _t(mask_int),
                                    *[_t(c) for c in consts], out)
     ref = interp_qattention(node, q, k, v, mask[:, :, None, :])
     if not dequant:
@@ -656,9 +684,11 @@ def test_qflash_attention_definition_is_bit_exact_with_the_interpreter(d, causal
 
 @needs_nvcc
 @pytest.mark.slow
-@pytest.mark.parametrize("d,s,causal,mask,epi", [(64, 128, False, True, "rq8"), (32, 128, True, False, "rq16"),
-                                                 (128, 256, False, True, "dq")])
-def test_qflash_attention_builds_mma_machine_code_and_refuses_what_it_cannot_hold(d, s, causal, mask, epi):
+@pytest.mark.parametrize("d,s,causal,mask,epi,fused", [(64, 128, False, True, "rq8", False),
+                                                       (32, 128, True, False, "rq16", False),
+                                                       (128, 256, False, True, "dq", False),
+                                                       (64, 128, True, True, "rq8", True)])
+def test_qflash_attention_builds_mma_machine_code_and_refuses_what_it_cannot_hold(d, s, causal, mask, epi, fused):
     from backends.tvm_cuda.verify import cuda_source
     from hwcomp.ops.quantized import exp_constants
     from schedules import qflash_attention as qf
@@ -666,7 +696,7 @@ def test_qflash_attention_builds_mma_machine_code_and_refuses_what_it_cannot_hol
 
     ln2, eb, ec = exp_constants(8e-4)
     e = qattention.Epilogue(dequant=True, exact=True) if epi == "dq" else qattention.Epilogue(out_bits=int(epi[2:]))
-    kw = dict(exp_ln2=ln2, exp_b=eb, exp_c=ec, epilogue=e, causal=causal, has_mask=mask, mask_batch=2)
+    kw = dict(exp_ln2=ln2, exp_b=eb, exp_c=ec, epilogue=e, causal=causal, has_mask=mask, mask_batch=2, fused=fused)
 
     def build(arch="sm_90"):
         return build_kernel(qf.qattention_flash(2, s, s, 4, d, **kw), "qfa", arch)
@@ -677,10 +707,13 @@ def test_qflash_attention_builds_mma_machine_code_and_refuses_what_it_cannot_hol
     assert report.mma_instructions > 0 and report.wgmma_instructions == 0
     src = cuda_source(ex)
     assert f"_{epi}(" in src and ("_c_" in src) == causal and cuda_source(build()) == src
+    assert ("_f_" + epi + "(" in src) == fused and ("ld = 3 * H" in src) == fused
     assert verify_executable(build("sm_80"), "sm_80").mma_instructions > 0
     cfg = qf.pick_config(2, 4, s)
     assert not qf.applicable(s, 512, d, cfg) and not qf.applicable(s, s, 48, cfg) and not qf.applicable(s, 100, d, cfg)
     with pytest.raises(ScheduleError, match="three-kernel"):
         qf.qattention_flash(2, 512, 512, 4, d, **kw)
+    with pytest.raises(ScheduleError, match="Sq = Sk"):
+        qf.qattention_flash(2, 64, 128, 4, d, **{**kw, "fused": True})
     with pytest.raises(ScheduleError, match="exp_ln2"):
         qf.qattention_flash(2, s, s, 4, d, **{**kw, "exp_ln2": 3})

@@ -137,6 +137,9 @@ def test_int8_cuda_kernel_definitions_are_bit_exact_with_interpreter(name, kw, a
             assert casts and not any('dtype="float16")' in ln for ln in casts), casts
     if kw.get("lm_head"):  # the logits: written unpadded as the graph output on sm_90 (no slice copy)
         assert any(k.startswith("qdense_wgmma_") and "_out" in k for k in ks) == (arch == "sm_90"), ks
+    if name == "gpt2-tiny":  # c_attn quantized per slice in its epilogue, read in place by the attention
+        assert any(k.startswith("qdense_wgmma_") and "_qkv_q8" in k for k in ks) == (arch == "sm_90"), ks
+        assert any(k.startswith("qattn_flash_") and k.endswith("_qkv") for k in ks) == (arch == "sm_90"), ks
     # i-GELU and its per-channel requantization: in the FFN up-projection's epilogue on sm_90 (int32 in the
     # wgmma kernel), else one hwcomp kernel in int32 with a widening multiply -- never the int64 path
     assert any(n.op == "int_gelu" for n in g.nodes)
