@@ -63,7 +63,8 @@ def qdense_func(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poin
                 activation: str = "none", out_bits: int = 8, out_dtype: str = "float16",
                 exact: bool = False, residual_quant: tuple[int, int] | None = None,
                 requant_as_f16: bool = False, gelu: tuple[int, int] | None = None, n_out: int | None = None,
-                lead: tuple[int, ...] | None = None, quantize: int | None = None) -> tirx.PrimFunc:
+                lead: tuple[int, ...] | None = None, quantize: int | None = None,
+                residual_sum: bool = False) -> tirx.PrimFunc:
     """Unscheduled PrimFunc. requant: ``(x, w_nk, bias, multiplier, shift, out)`` (``requant_as_f16``: the
     requantized integers written as float16, which holds them exactly: an attention's V for its fp16 PV);
     dequant: ``(x, w_nk, bias, scale, out)``; dequant with ``residual_quant=(bits, zero_point)``: the float32
@@ -75,7 +76,9 @@ def qdense_func(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poin
     dequant with ``n_out``: ``out`` holds the first ``n_out`` of the ``n`` columns, shaped ``[*lead, n_out]``
     (``lead``: row-major leading dims whose product is ``m``): an LM head's logits as the graph output. dequant
     with ``quantize=zero_point``: the float32 result quantized by ``qscale[n]`` to int8 (float16 values with
-    ``requant_as_f16``): ``(x, w_nk, bias, scale, qscale, out)``."""
+    ``requant_as_f16``): ``(x, w_nk, bias, scale, qscale, out)``. ``residual_quant`` with ``residual_sum``:
+    the float32 sum is an output too, ``(x, w_nk, bias, scale, residual, qscale, out, sum)`` (pre-LN models, whose
+    residual stream reads it again)."""
     if out_bits not in (8, 16):
         raise ScheduleError(f"qdense out_bits {out_bits} is not 8 or 16")
     if out_dtype not in ("float16", "float32"):
@@ -129,6 +132,8 @@ def qdense_func(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poin
             y = exact_mul((acc[i, j] + b[j]).astype("float32"), scale[j], exact)
             if activation == "relu":
                 y = tirx.max(y, tirx.const(0.0, "float32"))
+            if residual_quant is not None and residual_sum:
+                return y + res[i, j]
             if residual_quant is not None:
                 return quantize_expr(y + res[i, j], qscale[j], residual_quant[1], residual_quant[0], exact)
             if quantize is not None:
@@ -152,6 +157,13 @@ def qdense_func(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poin
             out = te.compute((m, n), dequant, name="epilogue")
         args = [x, w, b, scale] + ([res, qscale] if residual_quant is not None else
                                    [qscale] if quantize is not None else []) + [out]
+        if residual_sum:
+            if residual_quant is None or n_out is not None:
+                raise ScheduleError("qdense: the float32 residual sum is an output of the residual-quantize epilogue")
+            total = out
+            out = te.compute((m, n), lambda i, j: quantize_expr(total[i, j], qscale[j], residual_quant[1],
+                                                                residual_quant[0], exact), name="quantize")
+            args = args[:-1] + [out, total]
     else:
         raise ScheduleError(f"qdense epilogue {epilogue!r} is not 'requant' or 'dequant'")
     return te.create_prim_func(args).with_attr("global_symbol", f"qdense_{epilogue}")

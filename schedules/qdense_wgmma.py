@@ -21,7 +21,8 @@ wrap-around. The epilogue, per output element ``a = acc + bias[n]`` (int32, wrap
   fused QKV projection quantized per slice for the one-kernel integer attention (GPT-2's c_attn);
 * ``dqrq``: ``dq``, then ``+ residual[m, n]`` (float32) and hwcomp's ``quantize`` by ``qscale[n]``
   (``clamp(rint(v / qscale) + zp)``, the division IEEE-rounded) -> int8 / int16: the post-LN residual add and
-  the quantize before the integer layer norm, in the GEMM.
+  the quantize before the integer layer norm, in the GEMM; ``dqrqs`` also writes the float32 sum (``ysum``):
+  pre-LN models (GPT-2), whose residual stream reads the sum again;
 
 Float steps use CUDA's IEEE-rounded intrinsics (``__fmul_rn``, ``__fadd_rn``, ``__fdiv_rn``), which neither
 ``--use_fast_math`` nor FMA contraction changes, so results equal the interpreter's numpy bit for bit.
@@ -45,7 +46,7 @@ from .errors import ScheduleError
 
 BK = S8.bk  # 128 int8 of K per stage
 PREFIX = "hwcomp_wgmma_qdense_"
-_NAME = re.compile(PREFIX + r"((?:m64)?n\d+s\d+(?:w0)?)_(rqgelu|rq|dqq|dqrq|dq)_(i8|i16|f32u|f32|f16)_z(m?\d+)_(none|relu)(?=\()")
+_NAME = re.compile(PREFIX + r"((?:m64)?n\d+s\d+(?:w0)?)_(rqgelu|rq|dqq|dqrqs|dqrq|dq)_(i8|i16|f32u|f32|f16)_z(m?\d+)_(none|relu)(?=\()")
 SMALL_M = WgmmaConfig(64, 6, bm=64)
 
 __all__ = ["ARCHS", "applicable", "pick_config", "qdense_wgmma", "function_name", "sources_for"]
@@ -81,14 +82,15 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
     """CUDA source of ``function_name(cfg, epilogue, out, zero_point, act)`` (``out`` as in the name: i8, i16,
     f32, f16; see the module docstring for the epilogues)."""
     if epilogue == "rq" and out not in ("i8", "i16", "f16") or epilogue == "dq" and out not in ("f32", "f32u", "f16") \
-            or epilogue in ("dqrq", "rqgelu") and out not in ("i8", "i16") or epilogue == "dqq" and out not in ("i8", "f16"):
+            or epilogue in ("dqrq", "dqrqs", "rqgelu") and out not in ("i8", "i16") or epilogue == "dqq" and out not in ("i8", "f16"):
         raise ScheduleError(f"qdense wgmma: no {epilogue!r} epilogue with {out} output")
     bn, bm, threads = cfg.bn, cfg.bm, cfg.threads
     name = f"{PREFIX}{cfg}_{epilogue}_{out}_z{zero_point}".replace("-", "m") + f"_{act}"
     out_t, vec_t, lo, hi = _CTYPE[out]
     relu = act == "relu"
-    if epilogue not in ("rq", "dq", "dqq", "dqrq", "rqgelu") or relu and epilogue == "rqgelu":
+    if epilogue not in ("rq", "dq", "dqq", "dqrq", "dqrqs", "rqgelu") or relu and epilogue == "rqgelu":
         raise ScheduleError(f"qdense wgmma: no {epilogue!r} epilogue with activation {act}")
+    sum_pre = ""
     if relu and epilogue == "rq":  # requant's relu: the lower bound becomes the zero point
         lo = str(max(zero_point, int(lo)))
     params = {"rq": "const int* __restrict__ mult, const int* __restrict__ shift, ",
@@ -96,8 +98,10 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
                         "const int* __restrict__ gshift, ",
               "dq": "const float* __restrict__ scale, ",
               "dqrq": "const float* __restrict__ scale, const float* __restrict__ res, const float* __restrict__ qscale, ",
-              "dqq": "const float* __restrict__ scale, const float* __restrict__ qscale, "}
+              "dqq": "const float* __restrict__ scale, const float* __restrict__ qscale, ",
+              "dqrqs": "const float* __restrict__ scale, const float* __restrict__ res, const float* __restrict__ qscale, "}
     consts = {"rq": ["mult", "shift"], "dq": ["scale"], "dqrq": ["scale", "qscale"], "dqq": ["scale", "qscale"],
+              "dqrqs": ["scale", "qscale"],
               "rqgelu": ["mult", "shift", "gmult", "gshift"]}[epilogue]
     ints = ("mult", "shift", "gmult", "gshift")
     load = "".join(f"  const {'int' if c in ints else 'float'}4 {c}4 = "
@@ -126,9 +130,14 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
         f = "__fmul_rn((float)av[e], (&scale4.x)[e])"
         if relu:
             f = f"fmaxf({f}, 0.0f)"
-        one = (f"hwcomp_quantize(__fadd_rn({f}, (&rv.x)[e]), (&qscale4.x)[e], {zero_point}, {lo}.0f, {hi}.0f)")
+        sum_ = f"__fadd_rn({f}, (&rv.x)[e])"
+        if epilogue == "dqrqs":  # the sum once, stored, then quantized
+            sum_pre = (f"    float4 sv;\n#pragma unroll\n    for (int e = 0; e < 4; ++e) (&sv.x)[e] = {sum_};\n"
+                       "    *reinterpret_cast<float4*>(ysum + (size_t)(m0 + r) * N + col) = sv;\n")
+            sum_ = "(&sv.x)[e]"
+        one = (f"hwcomp_quantize({sum_}, (&qscale4.x)[e], {zero_point}, {lo}.0f, {hi}.0f)")
     res_load = ("    const float4 rv = *reinterpret_cast<const float4*>(res + (size_t)(m0 + r) * N + col);\n"
-                if epilogue == "dqrq" else "")
+                if epilogue in ("dqrq", "dqrqs") else "") + sum_pre
     if out == "f32u":  # n_out may be odd: rows unaligned, no vectors
         store = ("#pragma unroll\n    for (int e = 0; e < 4; ++e)\n"
                  "      if (col + e < n_out) y[(size_t)(m0 + r) * n_out + col + e] = o[e];\n")
@@ -142,7 +151,7 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
         o_t = out_t
     return f"""
 __device__ __forceinline__ void {name}(const signed char* __restrict__ x, const signed char* __restrict__ w,
-    const int* __restrict__ bias, {params[epilogue]}{out_t}* __restrict__ y, unsigned char* smem_raw, int tile,
+    const int* __restrict__ bias, {params[epilogue]}{out_t}* __restrict__ y, {"float* __restrict__ ysum, " if epilogue == "dqrqs" else ""}unsigned char* smem_raw, int tile,
     int M, int N, int K{", int gelu_b, int gelu_one" if epilogue == "rqgelu" else ", int n_out" if out == "f32u" else ""}) {{
 {mainloop(cfg, S8)}
   // epilogue: acc + bias (int32, wrapping) staged through the idle ring as a {bm} x {bn} int32 tile; fragment:
@@ -196,13 +205,15 @@ def qdense_wgmma(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poi
                  activation: str = "none", out_bits: int = 8, out_dtype: str = "float16",
                  residual_quant: tuple[int, int] | None = None, config: WgmmaConfig | None = None,
                  requant_as_f16: bool = False, gelu: tuple[int, int] | None = None, n_out: int | None = None,
-                 lead: tuple[int, ...] | None = None, quantize: int | None = None) -> tirx.PrimFunc:
+                 lead: tuple[int, ...] | None = None, quantize: int | None = None,
+                 residual_sum: bool = False) -> tirx.PrimFunc:
     """The launch PrimFunc of the int8 wgmma kernel, with :func:`~.qdense.qdense_func`'s parameters and
     parameter order (requant: ``x, w, bias, multiplier, shift, out``; dequant: ``x, w, bias, scale, out``;
     dequant with ``residual_quant=(bits, zero_point)``: ``x, w, bias, scale, residual, qscale, out``; requant
     with ``gelu=(b_int, one_int)``: ``x, w, bias, multiplier, shift, gelu_multiplier, gelu_shift, out``; float32
     dequant with ``n_out``: ``out`` holds the first ``n_out`` columns, shaped ``[*lead, n_out]``; dequant with
-    ``quantize=zero_point``: ``x, w, bias, scale, qscale, out`` (int8, or float16 with ``requant_as_f16``))."""
+    ``quantize=zero_point``: ``x, w, bias, scale, qscale, out`` (int8, or float16 with ``requant_as_f16``);
+    ``residual_quant`` with ``residual_sum``: ``..., out, sum`` -- the float32 residual sum as well)."""
     if activation not in ("none", "relu"):
         raise ScheduleError(f"qdense activation {activation!r} is not 'none' or 'relu'")
     cfg = config or pick_config(m, n, k)
@@ -240,13 +251,17 @@ def qdense_wgmma(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poi
         bits, zp = residual_quant
         if bits not in (8, 16):
             raise ScheduleError(f"qdense residual quantize to {bits} bits is not 8 or 16")
-        epi, odt = "dqrq", f"int{bits}"
+        epi, odt = "dqrqs" if residual_sum else "dqrq", f"int{bits}"
         params += [("scale", (n,), "float32"), ("residual", (m, n), "float32"), ("qscale", (n,), "float32")]
     else:
         raise ScheduleError(f"qdense epilogue {epilogue!r} is not 'requant' or 'dequant'")
     if n_out is not None and epi != "dq":
         raise ScheduleError("qdense: only the plain dequant epilogue writes an unpadded output")
     params.append(("out", (*(lead or (m,)), n_out) if n_out is not None else (m, n), odt))
+    if residual_sum:
+        if epi != "dqrqs":
+            raise ScheduleError("qdense: the float32 residual sum is an output of the residual-quantize epilogue only")
+        params.append(("sum", (m, n), "float32"))
     fname = function_name(cfg, epi, "f32u" if n_out is not None else odt, zp, activation)
     kernel = extern_launch(params, fname, extra, (m // cfg.bm) * (n // cfg.bn), cfg.threads, cfg.smem_bytes)
     return kernel.with_attr("global_symbol", f"qdense_wgmma_{cfg}").with_attr("tirx.is_scheduled", True)

@@ -486,10 +486,11 @@ def _epilogue_operands(ctx: _Ctx, n, channels: int, width: int):
              _per_channel(n.attrs["shift"], channels, width, "int32", 1)], f"requant_i{bits}_z{zp}".replace("-", "m"))
 
 
-def _residual_quant_chain(ctx: _Ctx, n, width: int):
-    """(Add node, quantize node, residual value) when ``n`` (float32 out) feeds only ``Add(n, r)`` whose sum feeds
-    only a signed 8/16-bit ``quantize``: the chain post-LN transformers run after every output projection
-    (residual add, then quantize for the integer layer norm). None otherwise."""
+def _residual_quant_chain(ctx: _Ctx, n, width: int, keep_sum: bool = False):
+    """(Add node, quantize node, residual value, sum kept) when ``n`` (float32 out) feeds only ``Add(n, r)`` whose
+    sum feeds a signed 8/16-bit ``quantize``: the chain post-LN transformers run after every output projection
+    (residual add, then quantize for the integer layer norm). With ``keep_sum`` the sum may have other readers
+    (pre-LN models: the residual stream goes on), and the kernel then writes it too. None otherwise."""
     g = ctx.g
     y = n.outputs[0]
     cons = ctx.consumers(y)
@@ -499,15 +500,17 @@ def _residual_quant_chain(ctx: _Ctx, n, width: int):
     other = add.inputs[1] if add.inputs[0] == y else add.inputs[0]
     if other == y or g.types[other].shape != g.types[y].shape or g.types[other].dtype.value != "float32":
         return None
-    if other not in ctx.env or add.outputs[0] in g.outputs:
+    if other not in ctx.env:
         return None
-    qs = ctx.consumers(add.outputs[0])
-    if len(qs) != 1 or qs[0].op != "quantize" or not qs[0].attr("signed", 1) or int(qs[0].attr("bits", 8)) not in (8, 16):
+    readers = ctx.consumers(add.outputs[0])
+    qs = [r for r in readers if r.op == "quantize" and r.attr("signed", 1) and int(r.attr("bits", 8)) in (8, 16)]
+    keep = len(readers) > 1 or add.outputs[0] in g.outputs
+    if not qs or (keep and not keep_sum):
         return None
     q = qs[0]
     if g.types[q.outputs[0]].dtype.value != f"int{int(q.attr('bits', 8))}" or np.ndim(q.attrs["scale"]) > 1:
         return None
-    return add, q, other
+    return add, q, other, keep
 
 
 def _qdense_wgmma_ok(ctx: _Ctx, m: int, n: int, k: int) -> bool:
@@ -602,14 +605,15 @@ def qdense_kernel(ctx: _Ctx, n, args):
     act = n.attr("activation", "none")
     dequant, zp, bits, odt, consts, tag = _epilogue_operands(ctx, n, nn, width)
     epi = "dequant" if dequant else "requant"
-    chain = _residual_quant_chain(ctx, n, width) if dequant else None
+    wgmma = _qdense_wgmma_ok(ctx, m, width, k)
+    chain = _residual_quant_chain(ctx, n, width, keep_sum=wgmma) if dequant else None
     rq = (int(chain[1].attr("bits", 8)), int(chain[1].attr("zero_point", 0))) if chain else None
+    keep_sum = bool(chain and chain[3])
     if rq is not None:
         odt = f"int{rq[0]}"
-        tag += f"_resq_i{rq[0]}_z{rq[1]}".replace("-", "m")
+        tag += f"_resq_i{rq[0]}_z{rq[1]}{'_sum' if keep_sum else ''}".replace("-", "m")
     exact = ctx.exact_fp
 
-    wgmma = _qdense_wgmma_ok(ctx, m, width, k)
     as_f16 = wgmma and width == nn and _feeds_qattention_f16(ctx, n)
     if as_f16:
         odt, tag = "float16", tag + "_f16"
@@ -641,11 +645,11 @@ def qdense_kernel(ctx: _Ctx, n, args):
     def make():
         s = _int_schedules()
         definition = s.qdense.qdense_func(m, width, k, epi, zp, act, bits, "float32", exact, rq, as_f16, gelu,
-                                          n_out, lead, qkv_zp)
+                                          n_out, lead, qkv_zp, keep_sum)
         if wgmma:  # int8 wgmma (sm_90a); its float epilogues are always the IEEE-rounded (exact) ones
             return definition, s.qdense_wgmma.qdense_wgmma(m, width, k, epi, zp, act, bits, "float32", rq,
                                                            requant_as_f16=as_f16, gelu=gelu, n_out=n_out, lead=lead,
-                                                           quantize=qkv_zp)
+                                                           quantize=qkv_zp, residual_sum=keep_sum)
         return definition, s.qdense.qdense(m, width, k, epi, zp, act, ctx.arch, out_bits=bits, out_dtype="float32",
                                            exact=exact, residual_quant=rq)
 
@@ -681,8 +685,15 @@ def qdense_kernel(ctx: _Ctx, n, args):
         ctx.env[gelu_node.outputs[0]] = _reshape(ctx, y, list(xs[:-1]) + [nn])
         return ctx.env[gelu_node.outputs[0]]  # (n's own int8 output has no other consumer)
     if chain is not None:
-        add, q, other = chain
+        add, q, other, _ = chain
         ins += [_reshape(ctx, ctx.env[other], [m, nn]), relax.const(_per_channel(q.attrs["scale"], nn, nn, "float32", 1.0))]
+        if keep_sum:  # the quantized sum and the float32 sum, which the residual stream reads on
+            t = ctx.emit(relax.call_tir(gv, ins, [relax.TensorType([m, nn], odt), relax.TensorType([m, nn], "float32")]))
+            out = _reshape(ctx, ctx.emit(relax.TupleGetItem(t, 0)), list(xs[:-1]) + [nn])
+            ctx.env[add.outputs[0]] = _reshape(ctx, ctx.emit(relax.TupleGetItem(t, 1)), list(xs[:-1]) + [nn])
+            ctx.env[q.outputs[0]] = out
+            ctx.fused_away |= {add.name, q.name}
+            return out
         out = _reshape(ctx, _call(ctx, gv, ins, [m, width], odt), list(xs[:-1]) + [nn])
         ctx.env[q.outputs[0]] = out  # the quantized residual sum; the Add and the quantize are done
         ctx.fused_away |= {add.name, q.name}

@@ -392,6 +392,7 @@ _QWGMMA_VARIANTS = {  # (m, n, k, keyword arguments of qdense_wgmma)
     "rq8_igelu": (128, 256, 256, {"gelu": (320, 113781), "out_zero_point": -60}),
     "dq_f32_unpadded": (128, 256, 256, {"epilogue": "dequant", "out_dtype": "float32", "n_out": 251, "lead": (2, 64)}),
     "dqq_f16": (128, 384, 256, {"epilogue": "dequant", "quantize": 0, "requant_as_f16": True}),
+    "dqrq16_sum": (128, 256, 256, {"epilogue": "dequant", "residual_quant": (16, 0), "residual_sum": True}),
 }
 
 
@@ -414,7 +415,7 @@ def test_qdense_wgmma_builds_s8_machine_code(variant):
     assert "wgmma.mma_async.sync.aligned.m64n" in src and ".s32.s8.s8" in src and ".f16.f16" not in src
     epi = {"rq8_as_f16": "_rq_f16_", "dq_f32": "_dq_f32_", "dq_f16_relu": "_dq_f16_", "dqrq16": "_dqrq_i16_",
            "rq16": "_rq_i16_", "rq8_relu_zp": "_rq_i8_zm5_relu", "rq8_igelu": "_rqgelu_i8_zm60_none",
-           "dq_f32_unpadded": "_dq_f32u_z0_none", "dqq_f16": "_dqq_f16_z0_none"
+           "dq_f32_unpadded": "_dq_f32u_z0_none", "dqq_f16": "_dqq_f16_z0_none", "dqrq16_sum": "_dqrqs_i16_z0_none"
            }.get(variant, "_rq_i8_z0_none")
     assert epi in src.split('extern "C" __global__')[-1]
     assert cuda_source(build_kernel(qdense_wgmma.qdense_wgmma(m, n, k, **kw), "qwg_" + variant, "sm_90")) == src
@@ -506,6 +507,30 @@ def test_qdense_per_column_quantize_definition_matches_dequant_then_quantize():
                           for sc, part in zip(parts, np.split(f, 3, axis=-1))], -1)
     assert len(np.unique(ref)) > 50
     np.testing.assert_array_equal(y.numpy(), ref.astype(np.float16))
+
+
+def test_qdense_residual_quantize_definition_can_keep_the_float32_sum():
+    """Pre-LN residual: dequantized GEMM + residual, written as float32 (the stream goes on) and quantized to int16
+    for the next integer layer norm -- numpy's float32 add and hwcomp's quantize, exactly."""
+    from hwcomp.ir.graph import Node
+    from hwcomp.ops.quantized import quantize
+
+    rng = np.random.default_rng(12)
+    m, n, k = 32, 64, 64
+    x, w = rng.integers(-128, 128, (m, k)).astype(np.int8), rng.integers(-128, 128, (n, k)).astype(np.int8)
+    bias = rng.integers(-4000, 4000, n).astype(np.int32)
+    scale = rng.uniform(1e-4, 1e-3, n).astype(np.float32)
+    res = rng.standard_normal((m, n)).astype(np.float32)
+    qscale = rng.uniform(1e-4, 3e-4, n).astype(np.float32)
+    yq, ys = _t(np.zeros((m, n), np.int16)), _t(np.zeros((m, n), np.float32))
+    build_cpu_reference(qdense.qdense_func(m, n, k, "dequant", out_dtype="float32", residual_quant=(16, 0),
+                                           residual_sum=True))["main"](
+        _t(x), _t(w), _t(bias), _t(scale), _t(res), _t(qscale), yq, ys)
+    total = (x.astype(np.int64) @ w.T.astype(np.int64) + bias).astype(np.float32) * scale + res
+    np.testing.assert_array_equal(ys.numpy(), total)
+    ref = quantize(Node("quantize", ["v"], ["q"], {"scale": qscale, "bits": 16}, "q"), total)
+    assert len(np.unique(ref)) > 500
+    np.testing.assert_array_equal(yq.numpy(), ref)
 
 
 def test_qdense_igelu_definition_is_bit_exact_with_the_interpreter_ops():

@@ -140,6 +140,8 @@ def test_int8_cuda_kernel_definitions_are_bit_exact_with_interpreter(name, kw, a
     if name == "gpt2-tiny":  # c_attn quantized per slice in its epilogue, read in place by the attention
         assert any(k.startswith("qdense_wgmma_") and "_qkv_q8" in k for k in ks) == (arch == "sm_90"), ks
         assert any(k.startswith("qattn_flash_") and k.endswith("_qkv") for k in ks) == (arch == "sm_90"), ks
+        # pre-LN residual adds: the GEMM writes the float32 sum and its int16 quantization for the next LN
+        assert any(k.startswith("qdense_wgmma_") and "_resq_i16_z0_sum" in k for k in ks) == (arch == "sm_90"), ks
     # i-GELU and its per-channel requantization: in the FFN up-projection's epilogue on sm_90 (int32 in the
     # wgmma kernel), else one hwcomp kernel in int32 with a widening multiply -- never the int64 path
     assert any(n.op == "int_gelu" for n in g.nodes)
