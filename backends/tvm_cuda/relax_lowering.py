@@ -106,6 +106,11 @@ def _np_const(ctx: _Ctx, arr: np.ndarray, dt: DType):
     return relax.const(a, str(a.dtype))
 
 
+def _wgmma_archs() -> tuple[str, ...]:
+    from hwcomp.schedules.dense_wgmma import ARCHS
+    return tuple(ARCHS)
+
+
 def lower_to_relax(g: Graph, precision: str = "fp32", *, target: str = "llvm", arch: str = "sm_90",
                    use_schedules: bool = True, exact_fp: bool | None = None) -> LoweredModel:
     """``exact_fp`` (default: on for cuda): the float math of quantize/dequantize and of float epilogues of
@@ -119,6 +124,9 @@ def lower_to_relax(g: Graph, precision: str = "fp32", *, target: str = "llvm", a
     if target == "cuda" and precision == "fp16" and use_schedules:
         from hwcomp.passes import get_pass
         g = get_pass("fuse_qkv")(g)  # one QKV GEMM, whose output the flash attention kernel reads in place
+    if target == "cuda" and use_schedules and arch in _wgmma_archs() and any(n.op == "qattention" for n in g.nodes):
+        from hwcomp.passes import get_pass
+        g = get_pass("fuse_qkv_int8")(g)  # likewise for the int8 wgmma GEMM and the one-kernel integer attention
     bb = relax.BlockBuilder()
     ctx = _Ctx(bb, g, precision, target, arch, use_schedules, target == "cuda" if exact_fp is None else exact_fp)
     inputs = [relax.Var(i, relax.TensorType(list(g.types[i].shape), g.types[i].dtype.value

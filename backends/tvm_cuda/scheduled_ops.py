@@ -542,7 +542,9 @@ def _qkv_quant_chain(ctx: _Ctx, n, dequant: bool, act: str, width: int, nn: int)
     attention reads in place: no float32 [B, S, 3*H*D] round trip, split or per-part quantize kernels."""
     g = ctx.g
     y = n.outputs[0]
-    if not dequant or act != "none" or width != nn or y in g.outputs:
+    if act != "none" or width != nn or y in g.outputs:
+        return None
+    if not dequant and (n.attr("out_dtype", "int8") != "int8" or int(n.attr("out_bits", 8)) != 8):
         return None
     cons = ctx.consumers(y)
     if len(cons) != 1 or cons[0].op != "Split" or len(cons[0].outputs) != 3:
@@ -551,6 +553,15 @@ def _qkv_quant_chain(ctx: _Ctx, n, dequant: bool, act: str, width: int, nn: int)
     shape = g.types[y].shape
     if sp.attr("axis", 0) % len(shape) != len(shape) - 1 or any(g.types[o].shape[-1] * 3 != nn for o in sp.outputs):
         return None
+    if not dequant:  # int8 already (fuse_qkv_int8): the parts go straight to the attention
+        uses = [ctx.uses(o) for o in sp.outputs]
+        if any(len(u) != 1 or u[0][0].op != "qattention" or u[0][1] != i or o in g.outputs
+               for i, (u, o) in enumerate(zip(uses, sp.outputs))):
+            return None
+        attn = uses[0][0][0]
+        if any(u[0][0] is not attn for u in uses) or not _qflash_ok(ctx, attn):
+            return None
+        return sp, [], attn
     qs, attn = [], None
     for i, o in enumerate(sp.outputs):
         qc = ctx.consumers(o)
@@ -628,7 +639,9 @@ def qdense_kernel(ctx: _Ctx, n, args):
         tag += f"_igelu_b{gelu[0]}_o{gelu[1]}_i{bits}_z{zp}".replace("-", "m")
     qkv = _qkv_quant_chain(ctx, n, dequant, act, width, nn) if wgmma and chain is None else None
     qkv_zp = None
-    if qkv is not None:  # quantized per column by its part's scale, the int8 values as fp16
+    if qkv is not None and not dequant:  # a fused int8 QKV projection: requantized, the int8 values as fp16
+        as_f16, odt, tag = True, "float16", tag + "_qkv_f16"
+    elif qkv is not None:  # quantized per column by its part's scale, the int8 values as fp16
         qkv_zp = int(qkv[1][0].attr("zero_point", 0))
         as_f16, odt = True, "float16"
         qscale = np.repeat(np.asarray([float(np.asarray(q.attrs["scale"]).reshape(())) for q in qkv[1]], np.float32),
@@ -668,12 +681,14 @@ def qdense_kernel(ctx: _Ctx, n, args):
         return _call(ctx, gv, ins, list(xs[:-1]) + [nn], "float32")
     if qkv is not None:
         sp, qs, attn = qkv
-        ins.append(relax.const(qscale, "float32"))
+        if qs:
+            ins.append(relax.const(qscale, "float32"))
         y = _reshape(ctx, _call(ctx, gv, ins, [m, nn], "float16"), list(xs[:-1]) + [nn])
         ctx.memo[("qkv_f16", attn.name)] = y  # read in place by the attention
         third = nn // 3
-        for i, q in enumerate(qs):  # (what a fallback attention would read; unused bindings are dropped)
-            ctx.env[q.outputs[0]] = ctx.emit(relax.op.strided_slice(y, [len(xs) - 1], [i * third], [(i + 1) * third]))
+        parts = [q.outputs[0] for q in qs] if qs else list(sp.outputs)
+        for i, part in enumerate(parts):  # (what a fallback attention would read; unused bindings are dropped)
+            ctx.env[part] = ctx.emit(relax.op.strided_slice(y, [len(xs) - 1], [i * third], [(i + 1) * third]))
         ctx.fused_away |= {sp.name} | {q.name for q in qs}
         return y  # (n's own float32 output has no other reader)
     if gelu is not None:

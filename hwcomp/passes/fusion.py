@@ -497,3 +497,64 @@ def fold_conv_bn(g: Graph, ctx: PassContext) -> Graph:
         ix = _Index(g)
     ctx.stats["fold_conv_bn"] = {"fused": count}
     return g.remove_unused()
+
+
+def _qkv_qprojections(g: Graph, ix: _Index, att: Node) -> list[Node] | None:
+    """The q, k, v ``qdense`` nodes of a ``qattention`` when they are three int8 projections of one input (same
+    input zero point, constant [K, N] int8 weights of one K, int32 biases all given or none) that only this
+    attention reads, each requantized to int8 at one zero point without activation."""
+    ds = [ix.prod.get(v) for v in att.inputs[:3]]
+    if any(d is None or d.op != "qdense" for d in ds) or len({id(d) for d in ds}) != 3:
+        return None
+    x = ds[0].inputs[0]
+    keys = set()
+    for d in ds:
+        if d.inputs[0] != x or ix.only_consumer(d.outputs[0]) is not att or att.inputs[:3].count(d.outputs[0]) != 1:
+            return None
+        if d.attr("out_dtype", "int8") != "int8" or int(d.attr("out_bits", 8)) != 8 or d.attr("activation", "none") != "none":
+            return None
+        w = g.constants.get(d.inputs[1])
+        if w is None or w.ndim != 2 or w.dtype != np.int8 or (d.input(2) and d.inputs[2] not in g.constants):
+            return None
+        keys.add((int(d.attr("x_zero_point", 0)), int(d.attr("out_zero_point", 0)), w.shape[0], bool(d.input(2))))
+    return ds if len(keys) == 1 else None
+
+
+@graph_pass("fuse_qkv_int8")
+def fuse_qkv_int8(g: Graph, ctx: PassContext) -> Graph:
+    """:func:`fuse_qkv` for integer attention: the q, k, v int8 projections of a ``qattention`` become one
+    ``qdense`` (weights, biases and per-channel requantization side by side) and a ``Split`` of its int8 output.
+    Same integers: each output channel keeps its own multiplier and shift."""
+    count = 0
+    for att in [n for n in g.nodes if n.op == "qattention"]:
+        ix = _Index(g)
+        ds = _qkv_qprojections(g, ix, att)
+        if ds is None:
+            continue
+        ws = [g.constants[d.inputs[1]] for d in ds]
+        widths = [int(w.shape[1]) for w in ws]
+        ins = [ds[0].inputs[0], g.add_constant(ds[0].inputs[1] + "_qkv", np.concatenate(ws, axis=1))]
+        if ds[0].input(2):
+            ins.append(g.add_constant(ds[0].inputs[2] + "_qkv", np.concatenate(
+                [g.constants[d.inputs[2]].reshape(-1).astype(np.int32) for d in ds])))
+
+        def side_by_side(attr: str) -> np.ndarray:
+            return np.concatenate([np.broadcast_to(np.asarray(d.attrs[attr], np.int64).reshape(-1), (wd,))
+                                   for d, wd in zip(ds, widths)])
+
+        attrs = {k: v for k, v in ds[0].attrs.items() if k not in ("multiplier", "shift", "out_scale_q")}
+        attrs["multiplier"] = side_by_side("multiplier").astype(np.int32)
+        attrs["shift"] = side_by_side("shift").astype(np.int32)
+        outs = [d.outputs[0] for d in ds]
+        xt = g.types[ds[0].inputs[0]]
+        fused = g.fresh(ds[0].name + "_qkv")
+        g.types[fused] = TensorType(xt.shape[:-1] + (sum(widths),), g.types[outs[0]].dtype)
+        first = min(g.nodes.index(d) for d in ds)
+        for d in ds:
+            g.nodes.remove(d)
+        g.nodes[first:first] = [
+            Node("qdense", ins, [fused], attrs, g.fresh(ds[0].name + "_qkv_qdense")),
+            Node("Split", [fused], outs, {"axis": xt.rank - 1, "split": widths}, g.fresh(ds[0].name + "_qkv_split"))]
+        count += 1
+    ctx.stats["fuse_qkv_int8"] = {"fused": count}
+    return g.toposort().remove_unused()

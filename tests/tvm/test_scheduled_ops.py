@@ -131,7 +131,9 @@ def test_int8_cuda_kernel_definitions_are_bit_exact_with_interpreter(name, kw, a
     if name == "bert-tiny":  # post-LN: every output projection ends in residual add -> quantize(16) -> int LN
         assert any(k.startswith("int_layer_norm") for k in ks) and any("_resq_i16" in k for k in ks)
         assert any(k.startswith("int_layer_norm_warp_") and "_q8_z" in k for k in ks), ks  # any arch
-        if arch == "sm_90":  # Q, K and V written as fp16 by their GEMMs: no cast kernels before the attention
+        if arch == "sm_90":  # Q, K and V: one GEMM (fuse_qkv_int8) writing fp16, read in place by the attention
+            assert any(k.startswith("qdense_wgmma_") and "_qkv_f16" in k for k in ks), ks
+            assert any(k.startswith("qattn_flash_") and k.endswith("_qkv") for k in ks), ks
             assert any(k.endswith("_f16_none") and k.startswith("qdense_wgmma_") for k in ks), ks
             casts = [ln for ln in lm.mod["main"].script().splitlines() if "R.astype(" in ln]
             assert casts and not any('dtype="float16")' in ln for ln in casts), casts
@@ -151,6 +153,23 @@ def test_int8_cuda_kernel_definitions_are_bit_exact_with_interpreter(name, kw, a
     np.testing.assert_array_equal(got, interpret(g, feeds)[g.outputs[0]])
 
 
+@pytest.mark.parametrize("name", ["bert-tiny", "gpt2-tiny"])
+def test_fuse_qkv_int8_keeps_the_interpreters_integers(name):
+    """Three int8 projections of an integer attention as one qdense (weights, biases, per-channel multipliers and
+    shifts side by side) and a Split: the interpreter's output is unchanged, bit for bit."""
+    from hwcomp.passes import get_pass
+
+    g, feeds = _int8(name, 2, 32)
+    before = sum(n.op == "qdense" for n in g.nodes)
+    ref = interpret(g, feeds)[g.outputs[0]]
+    fused = get_pass("fuse_qkv_int8")(g)
+    layers = sum(n.op == "qattention" for n in fused.nodes)
+    # BERT: q, k, v were three qdense each; GPT-2's c_attn is one projection already (its Split feeds quantizes)
+    expected = before - 2 * layers if name == "bert-tiny" else before
+    assert sum(n.op == "qdense" for n in fused.nodes) == expected
+    np.testing.assert_array_equal(interpret(fused, feeds)[fused.outputs[0]], ref)
+
+
 @pytest.mark.parametrize("arch", ["sm_90", "sm_80"])
 def test_int8_cuda_build_has_machine_code_and_exact_float_glue(tmp_path, arch):
     """`hwcomp compile --quant int8 --target cuda` path: integer GEMMs on int8 tensor cores -- s8 wgmma on sm_90,
@@ -161,8 +180,9 @@ def test_int8_cuda_build_has_machine_code_and_exact_float_glue(tmp_path, arch):
 
     g, _ = _int8("bert-tiny", 1, 128)
     ex, lm = build(g, "cuda", arch, "fp16")
-    covered = [n.name for n in g.nodes if n.op in ("qdense", "qattention", "int_layer_norm")]
-    assert set(covered) <= set(lm.kernel_sources)
+    covered = [n.name for n in lm.graph.nodes if n.op in ("qdense", "qattention", "int_layer_norm")]
+    assert set(covered) <= set(lm.kernel_sources)  # (lm.graph: after fuse_qkv_int8 on sm_90)
+    assert (len(covered) < sum(n.op in ("qdense", "qattention", "int_layer_norm") for n in g.nodes)) == (arch == "sm_90")
     src = cuda_source(ex)
     assert "__fdiv_rn" in src and "__fmul_rn" in src
     report = verify_executable(ex, arch)
