@@ -107,6 +107,8 @@ def _np_const(ctx: _Ctx, arr: np.ndarray, dt: DType):
 
 
 def _wgmma_archs() -> tuple[str, ...]:
+    from .startup import import_tensor_intrinsics
+    import_tensor_intrinsics()  # before any schedules/ import: the plain import takes minutes (startup.py)
     from hwcomp.schedules.dense_wgmma import ARCHS
     return tuple(ARCHS)
 
@@ -124,7 +126,7 @@ def lower_to_relax(g: Graph, precision: str = "fp32", *, target: str = "llvm", a
     if target == "cuda" and precision == "fp16" and use_schedules:
         from hwcomp.passes import get_pass
         g = get_pass("fuse_qkv")(g)  # one QKV GEMM, whose output the flash attention kernel reads in place
-    if target == "cuda" and use_schedules and arch in _wgmma_archs() and any(n.op == "qattention" for n in g.nodes):
+    if target == "cuda" and use_schedules and any(n.op == "qattention" for n in g.nodes) and arch in _wgmma_archs():
         from hwcomp.passes import get_pass
         g = get_pass("fuse_qkv_int8")(g)  # likewise for the int8 wgmma GEMM and the one-kernel integer attention
     bb = relax.BlockBuilder()
