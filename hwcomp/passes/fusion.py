@@ -433,6 +433,28 @@ def _qkv_projections(g: Graph, ix: _Index, att: Node) -> list[Node] | None:
     return ds
 
 
+def _fuse_projections(g: Graph, ds: list[Node], op: str, attrs: dict) -> None:
+    """Replace projections ``ds`` (one input, constant ``[K, N_i]`` weights, constant biases all given or none) by
+    one ``op`` node with ``attrs``, the weights and biases side by side, and a ``Split`` of its output back into
+    their outputs, at the place of the first."""
+    ws = [g.constants[d.inputs[1]] for d in ds]
+    ins = [ds[0].inputs[0], g.add_constant(ds[0].inputs[1] + "_qkv", np.concatenate(ws, axis=1))]
+    if ds[0].input(2):
+        ins.append(g.add_constant(ds[0].inputs[2] + "_qkv",
+                                  np.concatenate([g.constants[d.inputs[2]].reshape(-1) for d in ds])))
+    outs = [d.outputs[0] for d in ds]
+    xt = g.types[ds[0].inputs[0]]
+    fused = g.fresh(ds[0].name + "_qkv")
+    g.types[fused] = TensorType(xt.shape[:-1] + (sum(int(w.shape[1]) for w in ws),), g.types[outs[0]].dtype)
+    first = min(g.nodes.index(d) for d in ds)
+    for d in ds:
+        g.nodes.remove(d)
+    g.nodes[first:first] = [
+        Node(op, ins, [fused], attrs, g.fresh(ds[0].name + f"_qkv_{op}")),
+        Node("Split", [fused], outs, {"axis": xt.rank - 1, "split": [int(w.shape[1]) for w in ws]},
+             g.fresh(ds[0].name + "_qkv_split"))]
+
+
 @graph_pass("fuse_qkv", requires=("fuse_attention", "fuse_dense"))
 def fuse_qkv(g: Graph, ctx: PassContext) -> Graph:
     """The Q, K and V projections of an attention (three `dense` of one input) become one `dense` with the
@@ -444,23 +466,7 @@ def fuse_qkv(g: Graph, ctx: PassContext) -> Graph:
         ds = _qkv_projections(g, ix, att)
         if ds is None:
             continue
-        ws = [g.constants[d.inputs[1]] for d in ds]
-        w = g.add_constant(ds[0].inputs[1] + "_qkv", np.concatenate(ws, axis=1))
-        ins = [ds[0].inputs[0], w]
-        if ds[0].input(2):
-            ins.append(g.add_constant(ds[0].inputs[2] + "_qkv",
-                                      np.concatenate([g.constants[d.inputs[2]].reshape(-1) for d in ds])))
-        outs = [d.outputs[0] for d in ds]
-        xt = g.types[ds[0].inputs[0]]
-        fused = g.fresh(ds[0].name + "_qkv")
-        g.types[fused] = TensorType(xt.shape[:-1] + (sum(wt.shape[1] for wt in ws),), g.types[outs[0]].dtype)
-        first = min(g.nodes.index(d) for d in ds)
-        for d in ds:
-            g.nodes.remove(d)
-        g.nodes[first:first] = [
-            Node("dense", ins, [fused], {"activation": "none"}, g.fresh(ds[0].name + "_qkv_dense")),
-            Node("Split", [fused], outs, {"axis": xt.rank - 1, "split": [int(wt.shape[1]) for wt in ws]},
-                 g.fresh(ds[0].name + "_qkv_split"))]
+        _fuse_projections(g, ds, "dense", {"activation": "none"})
         count += 1
     ctx.stats["fuse_qkv"] = {"fused": count}
     return g.toposort().remove_unused()
@@ -531,30 +537,15 @@ def fuse_qkv_int8(g: Graph, ctx: PassContext) -> Graph:
         ds = _qkv_qprojections(g, ix, att)
         if ds is None:
             continue
-        ws = [g.constants[d.inputs[1]] for d in ds]
-        widths = [int(w.shape[1]) for w in ws]
-        ins = [ds[0].inputs[0], g.add_constant(ds[0].inputs[1] + "_qkv", np.concatenate(ws, axis=1))]
-        if ds[0].input(2):
-            ins.append(g.add_constant(ds[0].inputs[2] + "_qkv", np.concatenate(
-                [g.constants[d.inputs[2]].reshape(-1).astype(np.int32) for d in ds])))
+        widths = [int(g.constants[d.inputs[1]].shape[1]) for d in ds]
 
         def side_by_side(attr: str) -> np.ndarray:
             return np.concatenate([np.broadcast_to(np.asarray(d.attrs[attr], np.int64).reshape(-1), (wd,))
-                                   for d, wd in zip(ds, widths)])
+                                   for d, wd in zip(ds, widths)]).astype(np.int32)
 
         attrs = {k: v for k, v in ds[0].attrs.items() if k not in ("multiplier", "shift", "out_scale_q")}
-        attrs["multiplier"] = side_by_side("multiplier").astype(np.int32)
-        attrs["shift"] = side_by_side("shift").astype(np.int32)
-        outs = [d.outputs[0] for d in ds]
-        xt = g.types[ds[0].inputs[0]]
-        fused = g.fresh(ds[0].name + "_qkv")
-        g.types[fused] = TensorType(xt.shape[:-1] + (sum(widths),), g.types[outs[0]].dtype)
-        first = min(g.nodes.index(d) for d in ds)
-        for d in ds:
-            g.nodes.remove(d)
-        g.nodes[first:first] = [
-            Node("qdense", ins, [fused], attrs, g.fresh(ds[0].name + "_qkv_qdense")),
-            Node("Split", [fused], outs, {"axis": xt.rank - 1, "split": widths}, g.fresh(ds[0].name + "_qkv_split"))]
+        attrs |= {"multiplier": side_by_side("multiplier"), "shift": side_by_side("shift")}
+        _fuse_projections(g, ds, "qdense", attrs)
         count += 1
     ctx.stats["fuse_qkv_int8"] = {"fused": count}
     return g.toposort().remove_unused()
