@@ -20,7 +20,11 @@ from dataclasses import dataclass
 
 from tvm import s_tir
 from tvm.s_tir import TensorIntrin
-from tvm.s_tir.tensor_intrin.cuda import (
+
+from .tensor_intrinsics import import_tensor_intrinsics
+
+import_tensor_intrinsics()  # the plain import takes minutes on a loaded 2-core machine (tensor_intrinsics.py)
+from tvm.s_tir.tensor_intrin.cuda import (  # noqa: E402
     get_ldmatrix_intrin,
     get_mma_intrin_group,
     get_mma_store_intrin,
