@@ -99,8 +99,12 @@ def _reshape(ctx: _Ctx, x, shape):
 
 
 def _call(ctx: _Ctx, gv, args, shape, dtype="float16", outputs: int = 1):
-    """``call_tir`` of a kernel with ``outputs`` outputs of ``shape``/``dtype`` (a tuple when more than one)."""
+    """``call_tir`` of a kernel with ``outputs`` outputs of ``shape``/``dtype`` (a tuple when more than one);
+    ``dtype`` a tuple: one output of ``shape`` per dtype, the values returned as a list."""
     from tvm import relax
+    if isinstance(dtype, tuple):
+        t = ctx.emit(relax.call_tir(gv, args, [relax.TensorType(list(shape), d) for d in dtype]))
+        return [ctx.emit(relax.TupleGetItem(t, i)) for i in range(len(dtype))]
     out = relax.TensorType(list(shape), dtype)
     return ctx.emit(relax.call_tir(gv, args, out if outputs == 1 else [out] * outputs))
 
@@ -691,32 +695,28 @@ def qdense_kernel(ctx: _Ctx, n, args):
             ctx.env[part] = ctx.emit(relax.op.strided_slice(y, [len(xs) - 1], [i * third], [(i + 1) * third]))
         ctx.fused_away |= {sp.name} | {q.name for q in qs}
         return y  # (n's own float32 output has no other reader)
-    if gelu is not None:
-        ins += [relax.const(c, "int32") for c in gconsts]
-        ctx.fused_away.add(gelu_node.name)
-        y = _call(ctx, gv, ins, [m, width], odt)
-        if width != nn:
-            y = ctx.emit(relax.op.strided_slice(y, [1], [0], [nn]))
-        ctx.env[gelu_node.outputs[0]] = _reshape(ctx, y, list(xs[:-1]) + [nn])
-        return ctx.env[gelu_node.outputs[0]]  # (n's own int8 output has no other consumer)
     if chain is not None:
         add, q, other, _ = chain
         ins += [_reshape(ctx, ctx.env[other], [m, nn]), relax.const(_per_channel(q.attrs["scale"], nn, nn, "float32", 1.0))]
         if keep_sum:  # the quantized sum and the float32 sum, which the residual stream reads on
-            t = ctx.emit(relax.call_tir(gv, ins, [relax.TensorType([m, nn], odt), relax.TensorType([m, nn], "float32")]))
-            out = _reshape(ctx, ctx.emit(relax.TupleGetItem(t, 0)), list(xs[:-1]) + [nn])
-            ctx.env[add.outputs[0]] = _reshape(ctx, ctx.emit(relax.TupleGetItem(t, 1)), list(xs[:-1]) + [nn])
-            ctx.env[q.outputs[0]] = out
-            ctx.fused_away |= {add.name, q.name}
-            return out
-        out = _reshape(ctx, _call(ctx, gv, ins, [m, width], odt), list(xs[:-1]) + [nn])
+            res, total = _call(ctx, gv, ins, [m, nn], (odt, "float32"))
+            ctx.env[add.outputs[0]] = _reshape(ctx, total, list(xs[:-1]) + [nn])
+        else:
+            res = _call(ctx, gv, ins, [m, width], odt)
+        out = _reshape(ctx, res, list(xs[:-1]) + [nn])
         ctx.env[q.outputs[0]] = out  # the quantized residual sum; the Add and the quantize are done
         ctx.fused_away |= {add.name, q.name}
         return out  # (n's own float output has no other consumer)
+    if gelu is not None:  # the GEMM writes int_gelu's output (n's own int8 output has no other consumer)
+        ins += [relax.const(c, "int32") for c in gconsts]
     y = _call(ctx, gv, ins, [m, width], odt)
     if width != nn:
         y = ctx.emit(relax.op.strided_slice(y, [1], [0], [nn]))
-    return _reshape(ctx, y, list(xs[:-1]) + [nn])
+    y = _reshape(ctx, y, list(xs[:-1]) + [nn])
+    if gelu is not None:
+        ctx.env[gelu_node.outputs[0]] = y
+        ctx.fused_away.add(gelu_node.name)
+    return y
 
 
 def _qattention_shape(ctx: _Ctx, n) -> tuple[int, int, int, int, int] | None:
@@ -877,10 +877,10 @@ def int_layer_norm_kernel(ctx: _Ctx, n, args):
         y = _call(ctx, gv, ins, [m, c], odt)
         return _reshape(ctx, y, list(xt.shape))
     ins.append(relax.const(_per_channel(q.attrs["scale"], c, c, "float32", 1.0)))
-    t = ctx.emit(relax.call_tir(gv, ins, [relax.TensorType([m, c], "float32"), relax.TensorType([m, c], f"int{qo[0]}")]))
-    ctx.env[q.outputs[0]] = _reshape(ctx, ctx.emit(relax.TupleGetItem(t, 1)), list(xt.shape))
+    y, yq = _call(ctx, gv, ins, [m, c], ("float32", f"int{qo[0]}"))
+    ctx.env[q.outputs[0]] = _reshape(ctx, yq, list(xt.shape))
     ctx.fused_away.add(q.name)
-    return _reshape(ctx, ctx.emit(relax.TupleGetItem(t, 0)), list(xt.shape))
+    return _reshape(ctx, y, list(xt.shape))
 
 
 FUSED_KERNELS.update({"int_layer_norm": int_layer_norm_kernel})
