@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 SEQ, HID, FFN, HEADS = 128, 768, 3072, 12
 GROUP = 128
+IGELU = (105, 12268)  # i-GELU constants (b_int, one_int) of a calibrated BERT-base FFN
 
 
 def cases() -> list[dict]:
@@ -55,7 +56,7 @@ def cases() -> list[dict]:
     # int8 wgmma (sm_90a) with each epilogue at BERT-base shapes, batch 32 and 1, against the mma.sync qdense
     for m in (32 * SEQ, SEQ):
         for k, n, epi in ((HID, HID, "rq8"), (HID, 3 * HID, "rq8"), (HID, FFN, "rq8"), (FFN, HID, "dqrq16"),
-                          (HID, HID, "dqrq16"), (HID, FFN, "dq32")):
+                          (HID, HID, "dqrq16"), (HID, FFN, "dq32"), (HID, FFN, "rqgelu8"), (HID, 3 * HID, "rqf16")):
             for cfg in ("auto",) + (QWGMMA_SWEEP if m > SEQ else ()):
                 out.append(dict(kind="qdense_wgmma", m=m, n=n, k=k, epi=epi, cfg=cfg))
     # warp-per-row integer layer norm (int16 in): float32 out + fused int8 quantize, float32 only, requant int8;
@@ -79,7 +80,7 @@ SWEEP_B1 = ("1x1x1x2x2", "1x1x1x2x4s3p", "2x2x2x2x4s3p", "1x2x2x2x4s3p", "2x2x1x
 
 
 WGMMA_SWEEP = ("n64s4", "n128s3", "n128s3w0", "n128s4", "n256s3", "n256s4")
-QWGMMA_SWEEP = ("n128s3w0", "n128s4", "n256s3", "n256s4", "n64s4")
+QWGMMA_SWEEP = ("n128s3w0", "n128s3", "n128s4", "n256s3", "n256s3w0", "n256s4", "n64s4", "n64s3w0", "n64s4w0")
 WGMMA_B1_SWEEP = ("m64n64s4", "m64n64s4w0", "m64n64s6", "m64n64s3w0", "m64n128s4", "m64n128s3w0")
 
 
@@ -134,7 +135,11 @@ def build_funcs(c: dict) -> dict:
         from schedules import dense_wgmma, qdense_wgmma
         cfg = None if c["cfg"] == "auto" else dense_wgmma.WgmmaConfig.parse(c["cfg"])
         epi = c["epi"]
-        if epi.startswith("rq"):
+        if epi == "rqgelu8":  # requant, i-GELU, requant (a BERT FFN up-projection)
+            f = qdense_wgmma.qdense_wgmma(c["m"], c["n"], c["k"], "requant", 3, config=cfg, gelu=IGELU)
+        elif epi == "rqf16":  # int8 values written as fp16 (the integer attention's q/k/v)
+            f = qdense_wgmma.qdense_wgmma(c["m"], c["n"], c["k"], "requant", 3, config=cfg, requant_as_f16=True)
+        elif epi.startswith("rq"):
             f = qdense_wgmma.qdense_wgmma(c["m"], c["n"], c["k"], "requant", 3, out_bits=int(epi[2:]), config=cfg)
         elif epi.startswith("dqrq"):
             f = qdense_wgmma.qdense_wgmma(c["m"], c["n"], c["k"], "dequant", residual_quant=(int(epi[4:]), 0), config=cfg)
@@ -344,13 +349,21 @@ def run_case(c: dict, lib_path: str) -> dict:
         xt, wt = G(x), G(w_nk)
         acc = (torch._int_mm(xt, wt.t().contiguous()).cpu().numpy().astype(np.int64) + bias).astype(np.int32)
         if epi.startswith("rq"):
-            from hwcomp.ops.intmath import quantize_multiplier, requantize
-            bits = int(epi[2:])
+            from hwcomp.ops.intmath import int_gelu, quantize_multiplier, requantize
+            bits = 8 if epi in ("rqgelu8", "rqf16") else int(epi[2:])
             mult, shift = quantize_multiplier(rng.uniform(1e-4, 4e-3, n))
-            y = T(np.full((m, n), 77, f"int{bits}"))
+            y = T(np.full((m, n), 77, f"int{bits}") if epi != "rqf16" else np.full((m, n), np.nan, np.float16))
             args = [T(x), T(w_nk), T(bias), T(mult.astype(np.int32)), T(shift.astype(np.int32)), y]
             lim = (1 << (bits - 1))
-            ref = requantize(acc, mult, shift, 3, -lim, lim - 1).astype(f"int{bits}")
+            if epi == "rqgelu8":
+                gm, gs = quantize_multiplier(rng.uniform(1e-5, 1e-4, n))
+                args[5:] = [T(gm.astype(np.int32)), T(gs.astype(np.int32)), y]
+                g = int_gelu(requantize(acc, mult, shift, 0, -128, 127), *IGELU)
+                ref = requantize(g, gm, gs, 3, -128, 127).astype(np.int8)
+            elif epi == "rqf16":
+                ref = requantize(acc, mult, shift, 3, -128, 127).astype(np.float16)
+            else:
+                ref = requantize(acc, mult, shift, 3, -lim, lim - 1).astype(f"int{bits}")
         elif epi.startswith("dqrq"):
             bits = int(epi[4:])
             scale = rng.uniform(1e-5, 1e-4, n).astype(np.float32)
