@@ -22,7 +22,7 @@ import time
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.append(str(Path(__file__).resolve().parents[2]))  # after PYTHONPATH: the device maps hwcomp.schedules there
 
 SEQ, HID, FFN, HEADS = 128, 768, 3072, 12
 GROUP = 128
