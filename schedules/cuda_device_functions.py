@@ -50,6 +50,24 @@ __device__ __forceinline__ int hwcomp_requant(long long a, int m, int s, int zp,
   return (int)(y < lo ? (long long)lo : (y > hi ? (long long)hi : y));
 }
 """,
+    # the same requantize of an int32 ``a`` (the epilogues' accumulators, i-GELU's int32 results). With the usual
+    # shift s > 32 (quantize_multiplier's m is in [2^30, 2^31), so every multiplier below 1/2), the 64-bit
+    # product's low word cannot change the result: 2^(s-1) has a zero low word, and
+    # floor((hi * 2^32 + lo + 2^(s-1)) / 2^s) = (hi + 2^(s-33)) >> (s-32) for any lo in [0, 2^32), so one
+    # IMAD.HI and 32-bit adds/shifts/clamps replace the int64 multiply, shift and compares. Saturating before
+    # adding zp is the same as after (lo - zp, hi - zp are in int32); other shifts take the int64 path.
+    "hwcomp_requant32": r"""
+__device__ __forceinline__ int hwcomp_requant32(int a, int m, int s, int zp, int lo, int hi) {
+  int y;
+  if (s > 32) {
+    y = (__mulhi(a, m) + (1 << (s - 33))) >> (s - 32);
+  } else {
+    const long long t = ((long long)a * m + (s > 0 ? (1ll << (s - 1)) : 0ll)) >> s;
+    y = (int)(t < -2147483647ll ? -2147483647ll : (t > 2147483647ll ? 2147483647ll : t));
+  }
+  return min(max(y, lo - zp), hi - zp) + zp;
+}
+""",
     # hwcomp/ops/intmath.py's int_gelu (I-BERT i-GELU) of one integer x at zero point 0, in int32 (callers check
     # |x| (2 one + b^2) < 2^31): x * (sign(x) * (one - (min(|x|, b) - b)^2) + one)
     "hwcomp_igelu": r"""

@@ -29,7 +29,7 @@ Float steps use CUDA's IEEE-rounded intrinsics (``__fmul_rn``, ``__fadd_rn``, ``
 
 The accumulators (plus bias) are staged through the idle ring as a ``bm x bn`` int32 tile; each thread then
 finishes four consecutive columns of a row (its per-column constants loaded once) and stores them as one
-vector, so global reads of the residual and all writes are row-contiguous. ``hwcomp_requant`` and
+vector, so global reads of the residual and all writes are row-contiguous. ``hwcomp_requant32`` and
 ``hwcomp_quantize`` are schedules/cuda_device_functions.py's helpers.
 """
 
@@ -52,10 +52,20 @@ SMALL_M = WgmmaConfig(64, 6, bm=64)
 __all__ = ["ARCHS", "applicable", "pick_config", "qdense_wgmma", "function_name", "sources_for"]
 
 
+NARROW = WgmmaConfig(64, 3, inflight=0)
+
+
 def pick_config(m: int, n: int, k: int, num_sms: int = 132) -> WgmmaConfig:
     """A K-step of int8 takes as long as one of fp16 (same bytes, four instructions), so the fp16 GEMM's
-    choice for the same number of K-steps (``k / 2`` fp16 elements)."""
-    return _pick_f16(m, n, k // 2, num_sms)
+    choice for the same number of K-steps (``k / 2`` fp16 elements) -- except where 128x128 tiles give fewer
+    than two thread blocks per SM: there 128x64 tiles with 3 stages (73 KiB: three blocks an SM, each one's
+    fill and epilogue under the others' main loops) win on the H200 (bench/gpu/kernels_int8_h200.json, BERT-base
+    batch 32): 4096x768x768 requant 9.9 us (11.1 at 128x128), with the residual epilogue 11.7 (14.6),
+    4096x768x3072 with it 27.0 (29.5); at 4096x2304 and 4096x3072 128x128 stays best."""
+    cfg = _pick_f16(m, n, k // 2, num_sms)
+    if cfg.bm == 128 and n % 128 == 0 and (m // cfg.bm) * (n // 128) < 2 * num_sms:
+        return NARROW
+    return cfg
 
 
 def applicable(m: int, n: int, k: int, num_sms: int = 132) -> bool:
@@ -108,13 +118,13 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
                    f"*reinterpret_cast<const {'int' if c in ints else 'float'}4*>({c} + col);\n"
                    for c in consts)
     if epilogue == "rq" and out == "f16":  # int8 values as fp16 (exact)
-        one = f"(float)hwcomp_requant((long long)av[e], (&mult4.x)[e], (&shift4.x)[e], {zero_point}, -128, 127)"
+        one = f"(float)hwcomp_requant32(av[e], (&mult4.x)[e], (&shift4.x)[e], {zero_point}, -128, 127)"
     elif epilogue == "rqgelu":  # the GEMM's int8 (zero point 0), i-GELU in int32, its requantization
-        one = ("hwcomp_requant((long long)hwcomp_igelu(hwcomp_requant((long long)av[e], (&mult4.x)[e], "
+        one = ("hwcomp_requant32(hwcomp_igelu(hwcomp_requant32(av[e], (&mult4.x)[e], "
                f"(&shift4.x)[e], 0, -128, 127), gelu_b, gelu_one), (&gmult4.x)[e], (&gshift4.x)[e], {zero_point}, "
                f"{lo}, {hi})")
     elif epilogue == "rq":
-        one = (f"hwcomp_requant((long long)av[e], (&mult4.x)[e], (&shift4.x)[e], {zero_point}, {lo}, {hi})")
+        one = (f"hwcomp_requant32(av[e], (&mult4.x)[e], (&shift4.x)[e], {zero_point}, {lo}, {hi})")
     elif epilogue == "dqq":
         f = "__fmul_rn((float)av[e], (&scale4.x)[e])"
         if relu:

@@ -107,8 +107,8 @@ def device_function(d: int, s_k: int, cfg: FlashConfig, exp_ln2: int, exp_b: int
         vec = "char2" if bits == 8 else "short2"
         epi_params = "const int* __restrict__ mult, const int* __restrict__ shift, "
         store = (f"    *reinterpret_cast<{vec}*>(og + {{off}}) = make_{vec}("
-                 f"hwcomp_requant((long long)o[j][{{a}}], mult[col], shift[col], out_zp, {lo}, {hi}), "
-                 f"hwcomp_requant((long long)o[j][{{b}}], mult[col + 1], shift[col + 1], out_zp, {lo}, {hi}));\n")
+                 f"hwcomp_requant32((int)o[j][{{a}}], mult[col], shift[col], out_zp, {lo}, {hi}), "
+                 f"hwcomp_requant32((int)o[j][{{b}}], mult[col + 1], shift[col + 1], out_zp, {lo}, {hi}));\n")
     store0 = store.format(off="j * 8", a=0, b=1)
     store1 = store.format(off=f"(size_t)8 * H * {d} + j * 8", a=2, b=3)
     return f"""

@@ -427,9 +427,14 @@ def test_qdense_wgmma_refuses_bad_tiles_and_epilogues():
 
     assert qdense_wgmma.applicable(4096, 768, 768) and qdense_wgmma.applicable(128, 768, 3072)
     assert not qdense_wgmma.applicable(128, 768, 200) and not qdense_wgmma.applicable(128, 100, 256)
-    # an int8 K-step holds 128 elements: the fp16 GEMM's tile choice for half as many K elements
+    # an int8 K-step holds 128 elements: the fp16 GEMM's tile choice for half as many K elements, unless
+    # 128x128 tiles leave SMs with fewer than two blocks (N=768 at 4096 rows): then 128x64 tiles, three an SM
     from schedules import dense_wgmma
-    assert qdense_wgmma.pick_config(4096, 768, 768) == dense_wgmma.pick_config(4096, 768, 384)
+    assert qdense_wgmma.pick_config(4096, 2304, 768) == dense_wgmma.pick_config(4096, 2304, 384)
+    assert qdense_wgmma.pick_config(4096, 3072, 768) == dense_wgmma.pick_config(4096, 3072, 384)
+    assert str(qdense_wgmma.pick_config(4096, 768, 768)) == str(qdense_wgmma.pick_config(4096, 768, 3072)) == "n64s3w0"
+    assert qdense_wgmma.NARROW.smem_bytes * 3 <= 228 * 1024
+    assert qdense_wgmma.pick_config(128, 768, 768).bm == 64
     with pytest.raises(ScheduleError, match="multiple of the wgmma tile"):
         qdense_wgmma.qdense_wgmma(128, 256, 200)
     with pytest.raises(ScheduleError, match="epilogue 'gelu'"):
@@ -607,6 +612,30 @@ def test_fast_quantize_decides_like_the_ieee_division():
         np.testing.assert_array_equal(fast, ref, err_msg=f"scale {s!r}")
         checked += int((~slow).sum())
     assert checked > 100000  # the fast path really decides most values
+
+
+def test_int32_requantize_fast_path_equals_the_int64_requantize():
+    """hwcomp_requant32's path for shifts above 32 (the high word of a * m, rounded and shifted in 32 bits; CUDA's
+    __mulhi is the floor of the product / 2^32) emulated in numpy equals intmath.requantize (int64) for every
+    int32 accumulator -- the extremes, values next to each rounding boundary, random ones -- at every shift
+    quantize_multiplier gives above 32 and at multipliers it flushes towards zero."""
+    from hwcomp.ops.intmath import quantize_multiplier, requantize
+
+    rng = np.random.default_rng(11)
+    mult, shift = quantize_multiplier(np.concatenate([10.0 ** rng.uniform(-18, -0.4, 400), 2.0 ** -np.arange(2, 31),
+                                                      [1e-19, 3e-18, 2.0 ** -31 * 0.75]]))
+    fast = shift > 32
+    assert fast.sum() > 300 and shift[fast].min() == 33 and shift.max() == 62
+    i32 = np.iinfo(np.int32)
+    for m, s in zip(mult[fast].astype(np.int64), shift[fast].astype(np.int64)):
+        near = (np.arange(-50, 50, dtype=np.int64) * 2 + 1) << (s - 1)  # products at .5 of a step, +-1
+        a = np.concatenate([near // m, near // m + 1, rng.integers(i32.min, i32.max, 200, dtype=np.int64, endpoint=True),
+                            [i32.min, i32.min + 1, -1, 0, 1, i32.max]])
+        a = np.clip(a, i32.min, i32.max)
+        for zp, lo, hi in ((0, -128, 127), (-3, -128, 127), (5, -32768, 32767)):
+            y = (((a * m) >> 32) + (1 << (s - 33))) >> (s - 32)  # int32-exact: |a * m| < 2^62
+            got = np.minimum(np.maximum(y, lo - zp), hi - zp) + zp
+            np.testing.assert_array_equal(got, requantize(a, m, s, zp, lo, hi).astype(np.int64), err_msg=f"m={m} s={s}")
 
 
 def test_int_layer_norm_fused_quantize_definition_is_bit_exact():
