@@ -9,6 +9,9 @@ and :func:`inject` adds the definitions of the helpers a kernel uses to its gene
 
 from __future__ import annotations
 
+import os
+import re
+
 HELPERS: dict[str, str] = {
     # two 4-bit codes (bits 0..3 and 16..19 of w; other bits ignored) times a half2 of x, added to a half2
     # accumulator: (w & 0x000F000F) | 0x64006400 is the half2 (1024 + code) exactly, and subtracting the
@@ -129,10 +132,34 @@ def inject(code: str) -> str:
     used = [name for name in HELPERS if name + "(" in code + generated]
     if not used and not generated:
         return code
+    code = min_blocks_bounds(code, lambda body: max(
+        [b for b in (layer_norm.int_min_blocks(body), qflash_attention.min_blocks(body)) if b] or [0]))
     at = code.find('extern "C" __global__')
     at = at if at >= 0 else len(code)
     block = MARKER + "".join(HELPERS[n] for n in used) + generated
     return code[:at] + block + "\n" + code[at:]
+
+
+_KERNEL = re.compile(r'extern "C" __global__ void __launch_bounds__\((\d+)\) (\w+)\(')
+
+
+def min_blocks_bounds(code: str, min_blocks) -> str:
+    """``code`` with ``__launch_bounds__(threads, blocks)`` on each kernel whose body ``min_blocks(body)`` asks
+    ``blocks`` (> 0) of: the register cap that lets that many thread blocks share an SM. TVM writes only the
+    thread count; kernels whose device functions hold more registers than their occupancy needs (the integer
+    layer norm, the integer attention) would otherwise run in more waves than their shared memory requires.
+    ``HWCOMP_MIN_BLOCKS=0`` in the environment leaves TVM's bounds as they are (for A/B measurements)."""
+    if os.environ.get("HWCOMP_MIN_BLOCKS", "1") == "0":
+        return code
+    found = list(_KERNEL.finditer(code))
+    out, pos = [], 0
+    for i, m in enumerate(found):
+        end = found[i + 1].start() if i + 1 < len(found) else len(code)
+        blocks = min_blocks(code[m.end():end])
+        if blocks:
+            out += [code[pos:m.start()], f'extern "C" __global__ void __launch_bounds__({m.group(1)}, {blocks}) {m.group(2)}(']
+            pos = m.end()
+    return "".join(out) + code[pos:]
 
 
 def needs_sm90a(code: str) -> bool:

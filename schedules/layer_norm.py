@@ -430,6 +430,13 @@ __device__ __forceinline__ void {name}(const {ctype}* __restrict__ xin, const in
 """
 
 
+def int_min_blocks(kernel_body: str) -> int | None:
+    """Thread blocks an SM that the warp-per-row integer layer norm's launch asks registers for (see
+    cuda_device_functions.min_blocks_bounds), or None when ``kernel_body`` does not call it: 8 blocks of
+    4 rows (64 registers a thread), so that BERT-base batch 32's 1024 blocks run in one wave, not 6 an SM in two."""
+    return 65536 // (32 * WARP_ROWS * 64) if INT_PREFIX in kernel_body else None
+
+
 def int_sources_for(code: str) -> str:
     """Definitions of the warp-per-row integer layer norm functions ``code`` calls."""
     return "".join(_int_warp_function(t, int(c), int(f), e, int(q) if q else None)

@@ -64,6 +64,25 @@ def function_name(d: int, s_k: int, cfg: FlashConfig, exp_ln2: int, exp_b: int, 
             f"{'_c' if causal else ''}{'_m' if has_mask else ''}{'_f' if fused else ''}_{epi}")
 
 
+def exp_range(exp_ln2: int, exp_b: int, exp_c: int) -> tuple[int, int]:
+    """Exact (min, max) over i_exp's remainders r in (ln2, 0] of ``r * (r + b)`` and of ``poly = r * (r + b) + c``
+    together (the int32 path needs both in range): a quadratic in r, extreme at the interval's ends or next to
+    its vertex -b/2."""
+    lo_r, hi_r = exp_ln2 + 1, 0
+    cands = {lo_r, hi_r} | {min(max(v, lo_r), hi_r) for v in (-exp_b // 2, -(-exp_b // 2))}
+    vals = [r * (r + exp_b) for r in cands] + [r * (r + exp_b) + exp_c for r in cands]
+    return min(vals), max(vals)
+
+
+def exp_int32(exp_ln2: int, exp_b: int, exp_c: int, s_k: int) -> tuple[bool, bool]:
+    """(exponentials in int32, row sums in int32): whether ``i_exp``'s every step fits int32 for these constants
+    -- the clamped argument (>= 30 ln2), ``r + b``, ``r * (r + b)`` and the polynomial -- and whether ``s_k`` of
+    its results (each <= the polynomial's maximum) sum below 2^31."""
+    lo, hi = exp_range(exp_ln2, exp_b, exp_c)
+    fits = MAX_SHIFT * -exp_ln2 < 2**31 and abs(exp_b) - exp_ln2 < 2**31 and -2**31 <= lo and hi < 2**31
+    return fits, fits and s_k * max(hi, 0) < 2**31
+
+
 def _epi_tag(epilogue: Epilogue) -> str:
     return "dq" if epilogue.dequant else f"rq{epilogue.out_bits}"
 
@@ -83,7 +102,9 @@ def device_function(d: int, s_k: int, cfg: FlashConfig, exp_ln2: int, exp_b: int
     q_bytes, kv_bytes = rows * d * 2, s_k * d * 2
     sw = f"HWCOMP_QFA_SW_D{d}"
     narrow = MAX_SHIFT * -exp_ln2 < 2**31
+    exp32, sum32 = exp_int32(exp_ln2, exp_b, exp_c, s_k)
     t = "int" if narrow else "long long"
+    pt, ps = ("int", "") if exp32 else ("long long", "ll")
     pmax = (1 << prob_bits) - 1
     mask_param = "const int* __restrict__ mask, " if has_mask else ""
     mask_strides = ", int mask_bs, int mask_rs" if has_mask else ""
@@ -111,13 +132,39 @@ def device_function(d: int, s_k: int, cfg: FlashConfig, exp_ln2: int, exp_b: int
                  f"hwcomp_requant32((int)o[j][{{b}}], mult[col + 1], shift[col + 1], out_zp, {lo}, {hi}));\n")
     store0 = store.format(off="j * 8", a=0, b=1)
     store1 = store.format(off=f"(size_t)8 * H * {d} + j * 8", a=2, b=3)
+    if exp32:
+        softmax = _softmax32(name, nt, exp_ln2, prob_bits, pmax, sum32)
+    else:
+        softmax = f"""  long long sum0 = 0, sum1 = 0;
+#pragma unroll
+  for (int j = 0; j < {nt}; ++j) {{
+    sum0 += {name}_exp((long long)x[j][0] - mx0) + {name}_exp((long long)x[j][1] - mx0);
+    sum1 += {name}_exp((long long)x[j][2] - mx1) + {name}_exp((long long)x[j][3] - mx1);
+  }}
+  sum0 += __shfl_xor_sync(0xffffffffu, sum0, 1); sum0 += __shfl_xor_sync(0xffffffffu, sum0, 2);
+  sum1 += __shfl_xor_sync(0xffffffffu, sum1, 1); sum1 += __shfl_xor_sync(0xffffffffu, sum1, 2);
+  const long long f0 = (1ll << 62) / (sum0 > 1 ? sum0 : 1ll), f1 = (1ll << 62) / (sum1 > 1 ? sum1 : 1ll);
+  unsigned pa[{nt // 2}][4];  // probabilities (integers 0 .. {pmax}) as fp16 A fragments: k-step u = n-tiles 2u, 2u+1
+#pragma unroll
+  for (int j = 0; j < {nt}; ++j) {{
+    float p[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {{
+      const long long pe = ({name}_exp((long long)x[j][e] - (e < 2 ? mx0 : mx1)) * (e < 2 ? f0 : f1)) >> {62 - prob_bits};
+      p[e] = (float)(pe < {pmax} ? pe : {pmax}ll);
+    }}
+    __half2 h01 = __floats2half2_rn(p[0], p[1]), h23 = __floats2half2_rn(p[2], p[3]);
+    pa[j >> 1][(j & 1) * 2] = *reinterpret_cast<unsigned*>(&h01);
+    pa[j >> 1][(j & 1) * 2 + 1] = *reinterpret_cast<unsigned*>(&h23);
+  }}
+"""
     return f"""
-__device__ __forceinline__ long long {name}_exp(long long xm) {{  // intmath.i_exp of x - rowmax (<= 0)
-  const {t} v = ({t})(xm > {MAX_SHIFT * exp_ln2}ll ? xm : {MAX_SHIFT * exp_ln2}ll);
+__device__ __forceinline__ {"int" if exp32 else "long long"} {name}_exp({"int" if exp32 else "long long"} xm) {{  // intmath.i_exp of x - rowmax (<= 0)
+  const {t} v = ({t})(xm > {MAX_SHIFT * exp_ln2}{ps} ? xm : {MAX_SHIFT * exp_ln2}{ps});
   const {t} z = v / ({t})({exp_ln2});  // v <= 0 and ln2 < 0: a non-negative quotient, truncation = floor
-  const long long r = (long long)(v - z * ({t})({exp_ln2}));
-  const long long poly = r * (r + {exp_b}ll) + {exp_c}ll;
-  return (poly > 0 ? poly : 0ll) >> z;
+  const {pt} r = ({pt})(v - z * ({t})({exp_ln2}));
+  const {pt} poly = r * (r + {exp_b}{ps}) + {exp_c}{ps};
+  return (poly > 0 ? poly : 0) >> z;
 }}
 __device__ __forceinline__ void {name}({qkv_params}{mask_param}{epi_params}{out_t}* __restrict__ out, unsigned char* smem_raw,
     int block, int B, int H, int Sq, int out_zp{mask_strides}) {{
@@ -182,29 +229,7 @@ __device__ __forceinline__ void {name}({qkv_params}{mask_param}{epi_params}{out_
   }}
   mx0 = max(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = max(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
   mx1 = max(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = max(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-  long long sum0 = 0, sum1 = 0;
-#pragma unroll
-  for (int j = 0; j < {nt}; ++j) {{
-    sum0 += {name}_exp((long long)x[j][0] - mx0) + {name}_exp((long long)x[j][1] - mx0);
-    sum1 += {name}_exp((long long)x[j][2] - mx1) + {name}_exp((long long)x[j][3] - mx1);
-  }}
-  sum0 += __shfl_xor_sync(0xffffffffu, sum0, 1); sum0 += __shfl_xor_sync(0xffffffffu, sum0, 2);
-  sum1 += __shfl_xor_sync(0xffffffffu, sum1, 1); sum1 += __shfl_xor_sync(0xffffffffu, sum1, 2);
-  const long long f0 = (1ll << 62) / (sum0 > 1 ? sum0 : 1ll), f1 = (1ll << 62) / (sum1 > 1 ? sum1 : 1ll);
-  unsigned pa[{nt // 2}][4];  // probabilities (integers 0 .. {pmax}) as fp16 A fragments: k-step u = n-tiles 2u, 2u+1
-#pragma unroll
-  for (int j = 0; j < {nt}; ++j) {{
-    float p[4];
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {{
-      const long long pe = ({name}_exp((long long)x[j][e] - (e < 2 ? mx0 : mx1)) * (e < 2 ? f0 : f1)) >> {62 - prob_bits};
-      p[e] = (float)(pe < {pmax} ? pe : {pmax}ll);
-    }}
-    __half2 h01 = __floats2half2_rn(p[0], p[1]), h23 = __floats2half2_rn(p[2], p[3]);
-    pa[j >> 1][(j & 1) * 2] = *reinterpret_cast<unsigned*>(&h01);
-    pa[j >> 1][(j & 1) * 2 + 1] = *reinterpret_cast<unsigned*>(&h23);
-  }}
-  asm volatile("cp.async.wait_group 0;\\n" ::: "memory");
+{softmax}  asm volatile("cp.async.wait_group 0;\\n" ::: "memory");
   __syncthreads();  // V landed
   float o[{dt}][4];
 #pragma unroll
@@ -229,6 +254,57 @@ __device__ __forceinline__ void {name}({qkv_params}{mask_param}{epi_params}{out_
 {store0}{store1}  }}
 }}
 """
+
+
+def _softmax32(name: str, nt: int, exp_ln2: int, prob_bits: int, pmax: int, sum32: bool) -> str:
+    """The softmax when :func:`exp_int32` holds: each exponential computed once, in int32, in place of its score
+    (the argument clamped without int32 overflow: ``x < rowmax + 30 ln2`` is the clamp), row sums in int32 or
+    int64, then ``(e * factor) >> (62 - prob_bits)`` (e >= 0: one 32 x 64-bit multiply) packed as fp16."""
+    st = "int" if sum32 else "long long"
+    lb = MAX_SHIFT * exp_ln2
+    return f"""  // exponentials once, int32, in place of the scores (schedules/qflash_attention.py exp_int32)
+  const int thr0 = (int)max((long long)mx0 + ({lb}ll), -2147483648ll), thr1 = (int)max((long long)mx1 + ({lb}ll), -2147483648ll);
+  {st} sum0 = 0, sum1 = 0;
+#pragma unroll
+  for (int j = 0; j < {nt}; ++j) {{
+    x[j][0] = {name}_exp(x[j][0] < thr0 ? {lb} : x[j][0] - mx0);
+    x[j][1] = {name}_exp(x[j][1] < thr0 ? {lb} : x[j][1] - mx0);
+    x[j][2] = {name}_exp(x[j][2] < thr1 ? {lb} : x[j][2] - mx1);
+    x[j][3] = {name}_exp(x[j][3] < thr1 ? {lb} : x[j][3] - mx1);
+    sum0 += ({st})x[j][0] + ({st})x[j][1];
+    sum1 += ({st})x[j][2] + ({st})x[j][3];
+  }}
+  sum0 += __shfl_xor_sync(0xffffffffu, sum0, 1); sum0 += __shfl_xor_sync(0xffffffffu, sum0, 2);
+  sum1 += __shfl_xor_sync(0xffffffffu, sum1, 1); sum1 += __shfl_xor_sync(0xffffffffu, sum1, 2);
+  const unsigned long long f0 = (unsigned long long)((1ll << 62) / (sum0 > 1 ? (long long)sum0 : 1ll));
+  const unsigned long long f1 = (unsigned long long)((1ll << 62) / (sum1 > 1 ? (long long)sum1 : 1ll));
+  unsigned pa[{nt // 2}][4];  // probabilities (integers 0 .. {pmax}) as fp16 A fragments: k-step u = n-tiles 2u, 2u+1
+#pragma unroll
+  for (int j = 0; j < {nt}; ++j) {{
+    float p[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {{
+      const unsigned pe = (unsigned)(((unsigned long long)(unsigned)x[j][e] * (e < 2 ? f0 : f1)) >> {62 - prob_bits});
+      p[e] = (float)(pe < {pmax}u ? pe : {pmax}u);
+    }}
+    __half2 h01 = __floats2half2_rn(p[0], p[1]), h23 = __floats2half2_rn(p[2], p[3]);
+    pa[j >> 1][(j & 1) * 2] = *reinterpret_cast<unsigned*>(&h01);
+    pa[j >> 1][(j & 1) * 2 + 1] = *reinterpret_cast<unsigned*>(&h23);
+  }}
+"""
+
+
+def min_blocks(kernel_body: str) -> int | None:
+    """Thread blocks an SM that an integer-attention launch asks registers for (see
+    cuda_device_functions.min_blocks_bounds): as many as its shared memory allows, up to 5, for Sk <= 128 -- 111
+    registers a thread would otherwise leave 4 blocks of 4 warps an SM where 5 fit (BERT-base batch 32: 768
+    blocks, 1.45 waves against 1.16). Longer rows hold twice the scores: left as they are."""
+    m = _NAME.search(kernel_body)
+    if not m or int(m.group(2)) > 128:
+        return None
+    d, s_k, warps = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    per_sm = (228 * 1024) // (smem_bytes(s_k, d, FlashConfig(warps)) + 1024)
+    return min(per_sm, 5) if per_sm >= 2 else None
 
 
 def sources_for(code: str) -> str:

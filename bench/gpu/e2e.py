@@ -169,7 +169,8 @@ def main():
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--peers", default="hwcomp,torch,stock_tvm",
-                    help="of hwcomp, torch, stock_tvm, dlight (hwcomp's lowering with dlight schedules only)")
+                    help="of hwcomp, torch, stock_tvm, dlight (hwcomp's lowering with dlight schedules only), quant "
+                         "(hwcomp's --quant build without its fp16 one)")
     ap.add_argument("--quant", default="none", help="also bench hwcomp with this --quant (int8, w4)")
     ap.add_argument("--profile", action="store_true", help="per-kernel GPU time of hwcomp's build (top 12)")
     a = ap.parse_args()
@@ -193,6 +194,8 @@ def main():
                              ("hwcomp_" + a.quant, lambda: bench_hwcomp(name, batch, a.seq, feeds, onnx_path, "fp16", a.quant, True)),
                              ("stock_tvm", lambda: bench_stock_tvm(onnx_path, feeds))):
                 key = {"stock_tvm": "stock_tvm", "hwcomp_fp16_dlight": "dlight"}.get(peer, peer.split("_")[0])
+                if peer == "hwcomp_" + a.quant and "quant" in peers:  # the quantized build without the fp16 one
+                    key = "quant"
                 if key not in peers or (peer == "hwcomp_none") or (peer.startswith("hwcomp_") and peer not in ("hwcomp_fp16", "hwcomp_fp16_dlight") and a.quant == "none"):
                     continue
                 if peer == "stock_tvm" and batch > 1:  # the baseline table has stock TVM at batch 1 only

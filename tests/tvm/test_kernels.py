@@ -581,11 +581,31 @@ def test_int8_generated_functions_are_injected_once_with_their_helpers():
                  "hwcomp_int_layer_norm_i16_c768_f14_dq_q8(", "hwcomp_qflash_attn_d64k128w4_em1_b2_c3_p8_m_rq8(",
                  "hwcomp_qflash_attn_d64k128w4_em1_b2_c3_p8_c_m_f_rq8("):
         assert out.count("void " + name) == 1, name
-    for helper in ("hwcomp_gmma_desc(unsigned", "hwcomp_requant(long long", "hwcomp_quantize(float", "hwcomp_igelu(int",
-                   "hwcomp_mma16816(float*"):
+    assert "hwcomp_requant(long long" not in out  # every caller here requantizes int32: hwcomp_requant32
+    for helper in ("hwcomp_gmma_desc(unsigned", "hwcomp_requant32(int", "hwcomp_quantize(float",
+                   "hwcomp_igelu(int", "hwcomp_mma16816(float*"):
         assert out.count(helper) == 1, helper
     assert out.count("#define HWCOMP_QFA_SW_D64(") == 1
     assert ".s32.s8.s8" in out and "m64n128k32" in out and "m64n64k32" in out
+
+
+def test_register_hungry_kernels_get_min_blocks_launch_bounds(monkeypatch):
+    """The integer layer norm's and the integer attention's launches ask for the registers that let their shared
+    memory's worth of blocks share an SM (8 layer-norm blocks; 5 attention blocks of 40 KiB at d64/k128; longer
+    rows left alone); other kernels keep TVM's bounds; HWCOMP_MIN_BLOCKS=0 turns it off."""
+    from schedules import cuda_device_functions as dev
+
+    kern = 'extern "C" __global__ void __launch_bounds__({t}) {n}(int* a) {{ {call}(a); }}\n'
+    src = ("#include <cuda_fp16.h>\n"
+           + kern.format(t=128, n="ln_kernel", call="hwcomp_int_layer_norm_i16_c768_f14_dq_q8")
+           + kern.format(t=128, n="attn_kernel", call="hwcomp_qflash_attn_d64k128w4_em1_b2_c3_p8_m_rq8")
+           + kern.format(t=128, n="attn_long_kernel", call="hwcomp_qflash_attn_d64k256w4_em1_b2_c3_p8_m_rq8")
+           + kern.format(t=256, n="gemm_kernel", call="hwcomp_wgmma_qdense_n128s4_rq_i8_z0_none"))
+    out = dev.inject(src)
+    assert "__launch_bounds__(128, 8) ln_kernel(" in out and "__launch_bounds__(128, 5) attn_kernel(" in out
+    assert "__launch_bounds__(128) attn_long_kernel(" in out and "__launch_bounds__(256) gemm_kernel(" in out
+    monkeypatch.setenv("HWCOMP_MIN_BLOCKS", "0")
+    assert "__launch_bounds__(128) ln_kernel(" in dev.inject(src)
 
 
 def test_fast_quantize_decides_like_the_ieee_division():
@@ -736,19 +756,60 @@ def test_qflash_attention_definition_is_bit_exact_with_the_interpreter(d, causal
     np.testing.assert_array_equal(out.numpy(), ref)
 
 
+def test_qflash_int32_exponentials_equal_i_exp_where_the_bounds_allow():
+    """exp_int32's promise, checked by emulation: where it says int32 suffices, every intermediate of i_exp (clamped
+    argument, quotient, remainder, r + b, r (r + b), the polynomial) stays in int32 for every argument, the result
+    equals intmath.i_exp (int64), and the kernel's clamp -- ``x < rowmax + 30 ln2`` -- picks the same argument
+    as int64 ``max(x - rowmax, 30 ln2)`` without overflowing, even at the int32 extremes of scores and row max.
+    Where the constants are too wide (small score scales) it says so."""
+    from hwcomp.ops.intmath import i_exp
+    from hwcomp.ops.quantized import exp_constants
+    from schedules import qflash_attention as qf
+
+    i32 = np.iinfo(np.int32)
+    fits32 = lambda a: bool(np.all((a >= i32.min) & (a <= i32.max)))  # noqa: E731
+    assert qf.exp_int32(*exp_constants(1e-5), 128) == (False, False)
+    assert qf.exp_int32(*exp_constants(3e-4), 128) == (True, False)
+    assert qf.exp_int32(*exp_constants(8e-4), 256) == (True, True)
+    rng = np.random.default_rng(3)
+    for sc in (1e-4, 3e-4, 8e-4, 5e-3, 0.1):
+        ln2, b, c = exp_constants(sc)
+        assert qf.exp_int32(ln2, b, c, 128)[0]
+        lb = qf.MAX_SHIFT * ln2
+        x = np.arange(lb - 50, 1, dtype=np.int64)  # every argument the clamp passes, and a few below it
+        v = np.maximum(x, lb)
+        z = v // ln2  # v <= 0, ln2 < 0: a non-negative quotient, so floor = C's truncation
+        r = v - z * ln2
+        steps = [v, z, r, r + b, r * (r + b), r * (r + b) + c]
+        assert all(fits32(t) for t in steps), sc
+        e = np.maximum(r * (r + b) + c, 0) >> z
+        np.testing.assert_array_equal(e, i_exp(x, ln2, b, c, qf.MAX_SHIFT))
+        lo, hi = qf.exp_range(ln2, b, c)
+        assert lo <= (r * (r + b)).min() and hi >= (r * (r + b) + c).max()
+        xs = np.concatenate([rng.integers(i32.min, i32.max, 2000), [i32.min, i32.max, 0, lb, lb - 1]]).astype(np.int64)
+        for mx in (i32.min, i32.max, 0, 12345, -(1 << 30)):
+            xv = np.minimum(xs, mx)  # a row's scores never exceed its max
+            thr = max(mx + lb, i32.min)
+            picked = np.where(xv < thr, lb, xv - mx)
+            assert fits32(xv[xv >= thr] - mx)
+            np.testing.assert_array_equal(picked, np.maximum(xv - mx, lb))
+
+
 @needs_nvcc
 @pytest.mark.slow
-@pytest.mark.parametrize("d,s,causal,mask,epi,fused", [(64, 128, False, True, "rq8", False),
-                                                       (32, 128, True, False, "rq16", False),
-                                                       (128, 256, False, True, "dq", False),
-                                                       (64, 128, True, True, "rq8", True)])
-def test_qflash_attention_builds_mma_machine_code_and_refuses_what_it_cannot_hold(d, s, causal, mask, epi, fused):
+@pytest.mark.parametrize("d,s,causal,mask,epi,fused,sc", [(64, 128, False, True, "rq8", False, 8e-4),
+                                                          (32, 128, True, False, "rq16", False, 3e-4),
+                                                          (128, 256, False, True, "dq", False, 8e-4),
+                                                          (64, 128, True, True, "rq8", True, 1e-5)])
+def test_qflash_attention_builds_mma_machine_code_and_refuses_what_it_cannot_hold(d, s, causal, mask, epi, fused, sc):
+    """Builds for sm_90 and sm_80 with int32 exponentials (int32 or int64 row sums) or, for a small score scale,
+    the int64 ones; refuses shapes it cannot hold."""
     from backends.tvm_cuda.verify import cuda_source
     from hwcomp.ops.quantized import exp_constants
     from schedules import qflash_attention as qf
     from schedules.errors import ScheduleError
 
-    ln2, eb, ec = exp_constants(8e-4)
+    ln2, eb, ec = exp_constants(sc)
     e = qattention.Epilogue(dequant=True, exact=True) if epi == "dq" else qattention.Epilogue(out_bits=int(epi[2:]))
     kw = dict(exp_ln2=ln2, exp_b=eb, exp_c=ec, epilogue=e, causal=causal, has_mask=mask, mask_batch=2, fused=fused)
 
@@ -762,6 +823,8 @@ def test_qflash_attention_builds_mma_machine_code_and_refuses_what_it_cannot_hol
     src = cuda_source(ex)
     assert f"_{epi}(" in src and ("_c_" in src) == causal and cuda_source(build()) == src
     assert ("_f_" + epi + "(" in src) == fused and ("ld = 3 * H" in src) == fused
+    exp32, sum32 = qf.exp_int32(ln2, eb, ec, s)
+    assert ("exponentials once, int32" in src) == exp32 == (sc > 1e-4) and ("  int sum0 = 0" in src) == sum32
     assert verify_executable(build("sm_80"), "sm_80").mma_instructions > 0
     cfg = qf.pick_config(2, 4, s)
     assert not qf.applicable(s, 512, d, cfg) and not qf.applicable(s, s, 48, cfg) and not qf.applicable(s, 100, d, cfg)
