@@ -460,15 +460,21 @@ def fuse_qkv(g: Graph, ctx: PassContext) -> Graph:
     """The Q, K and V projections of an attention (three `dense` of one input) become one `dense` with the
     weights side by side and a `Split` of its output: one wide GEMM instead of three narrow ones, and the GPU
     attention kernel reads the heads from the fused output in place (GPT-2's exports already have this form)."""
+    return _fuse_each_attention(g, ctx, "fuse_qkv", "attention", _qkv_projections, "dense",
+                                lambda ds: {"activation": "none"})
+
+
+def _fuse_each_attention(g: Graph, ctx: PassContext, stat: str, att_op: str, find, op: str, attrs_of) -> Graph:
+    """For each ``att_op`` node whose projections ``find(g, index, node)`` returns, :func:`_fuse_projections`
+    them into one ``op`` with ``attrs_of(projections)``; the count goes to ``ctx.stats[stat]``."""
     count = 0
-    for att in [n for n in g.nodes if n.op == "attention"]:
-        ix = _Index(g)
-        ds = _qkv_projections(g, ix, att)
+    for att in [n for n in g.nodes if n.op == att_op]:
+        ds = find(g, _Index(g), att)
         if ds is None:
             continue
-        _fuse_projections(g, ds, "dense", {"activation": "none"})
+        _fuse_projections(g, ds, op, attrs_of(ds))
         count += 1
-    ctx.stats["fuse_qkv"] = {"fused": count}
+    ctx.stats[stat] = {"fused": count}
     return g.toposort().remove_unused()
 
 
@@ -531,12 +537,7 @@ def fuse_qkv_int8(g: Graph, ctx: PassContext) -> Graph:
     """:func:`fuse_qkv` for integer attention: the q, k, v int8 projections of a ``qattention`` become one
     ``qdense`` (weights, biases and per-channel requantization side by side) and a ``Split`` of its int8 output.
     Same integers: each output channel keeps its own multiplier and shift."""
-    count = 0
-    for att in [n for n in g.nodes if n.op == "qattention"]:
-        ix = _Index(g)
-        ds = _qkv_qprojections(g, ix, att)
-        if ds is None:
-            continue
+    def attrs_of(ds: list[Node]) -> dict:
         widths = [int(g.constants[d.inputs[1]].shape[1]) for d in ds]
 
         def side_by_side(attr: str) -> np.ndarray:
@@ -544,8 +545,6 @@ def fuse_qkv_int8(g: Graph, ctx: PassContext) -> Graph:
                                    for d, wd in zip(ds, widths)]).astype(np.int32)
 
         attrs = {k: v for k, v in ds[0].attrs.items() if k not in ("multiplier", "shift", "out_scale_q")}
-        attrs |= {"multiplier": side_by_side("multiplier"), "shift": side_by_side("shift")}
-        _fuse_projections(g, ds, "qdense", attrs)
-        count += 1
-    ctx.stats["fuse_qkv_int8"] = {"fused": count}
-    return g.toposort().remove_unused()
+        return attrs | {"multiplier": side_by_side("multiplier"), "shift": side_by_side("shift")}
+
+    return _fuse_each_attention(g, ctx, "fuse_qkv_int8", "qattention", _qkv_qprojections, "qdense", attrs_of)
