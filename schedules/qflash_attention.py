@@ -18,11 +18,11 @@ Per thread block (``warps`` warps, 16 query rows each, one (batch, head)):
   memory, XOR-swizzled as in schedules/flash_attention.py;
 * each warp computes its 16 rows of ``S = Q Kᵀ`` over all keys (``ldmatrix`` + mma), converts them to int32, adds
   the mask / causal fill, and runs ``intmath.int_softmax`` on the rows in registers: row max (quad shuffles),
-  ``i_exp`` (the definition's narrow int32 or int64 arithmetic), the int64 row sum, one ``2^62 // sum`` per row,
-  ``min((e * factor) >> (62 - prob_bits), 2^prob_bits - 1)`` -- recomputing ``i_exp`` rather than holding 64-bit
-  exponentials -- packed straight into fp16 A fragments;
-* ``O = P V`` (``ldmatrix.trans`` of V), then the requantization (int64) or exact float32 dequant epilogue per
-  channel, heads merged on store.
+  ``i_exp`` (once, in int32, in place of the scores where :func:`exp_int32` proves it fits; else in int64,
+  recomputed rather than held), the row sum, one ``2^62 // sum`` per row,
+  ``min((e * factor) >> (62 - prob_bits), 2^prob_bits - 1)`` packed straight into fp16 A fragments;
+* ``O = P V`` (``ldmatrix.trans`` of V), then the requantization (``hwcomp_requant32``) or exact float32 dequant
+  epilogue per channel, heads merged on store.
 """
 
 from __future__ import annotations
@@ -132,32 +132,7 @@ def device_function(d: int, s_k: int, cfg: FlashConfig, exp_ln2: int, exp_b: int
                  f"hwcomp_requant32((int)o[j][{{b}}], mult[col + 1], shift[col + 1], out_zp, {lo}, {hi}));\n")
     store0 = store.format(off="j * 8", a=0, b=1)
     store1 = store.format(off=f"(size_t)8 * H * {d} + j * 8", a=2, b=3)
-    if exp32:
-        softmax = _softmax32(name, nt, exp_ln2, prob_bits, pmax, sum32)
-    else:
-        softmax = f"""  long long sum0 = 0, sum1 = 0;
-#pragma unroll
-  for (int j = 0; j < {nt}; ++j) {{
-    sum0 += {name}_exp((long long)x[j][0] - mx0) + {name}_exp((long long)x[j][1] - mx0);
-    sum1 += {name}_exp((long long)x[j][2] - mx1) + {name}_exp((long long)x[j][3] - mx1);
-  }}
-  sum0 += __shfl_xor_sync(0xffffffffu, sum0, 1); sum0 += __shfl_xor_sync(0xffffffffu, sum0, 2);
-  sum1 += __shfl_xor_sync(0xffffffffu, sum1, 1); sum1 += __shfl_xor_sync(0xffffffffu, sum1, 2);
-  const long long f0 = (1ll << 62) / (sum0 > 1 ? sum0 : 1ll), f1 = (1ll << 62) / (sum1 > 1 ? sum1 : 1ll);
-  unsigned pa[{nt // 2}][4];  // probabilities (integers 0 .. {pmax}) as fp16 A fragments: k-step u = n-tiles 2u, 2u+1
-#pragma unroll
-  for (int j = 0; j < {nt}; ++j) {{
-    float p[4];
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {{
-      const long long pe = ({name}_exp((long long)x[j][e] - (e < 2 ? mx0 : mx1)) * (e < 2 ? f0 : f1)) >> {62 - prob_bits};
-      p[e] = (float)(pe < {pmax} ? pe : {pmax}ll);
-    }}
-    __half2 h01 = __floats2half2_rn(p[0], p[1]), h23 = __floats2half2_rn(p[2], p[3]);
-    pa[j >> 1][(j & 1) * 2] = *reinterpret_cast<unsigned*>(&h01);
-    pa[j >> 1][(j & 1) * 2 + 1] = *reinterpret_cast<unsigned*>(&h23);
-  }}
-"""
+    softmax = _softmax(name, nt, exp_ln2, prob_bits, pmax, exp32, sum32)
     return f"""
 __device__ __forceinline__ {"int" if exp32 else "long long"} {name}_exp({"int" if exp32 else "long long"} xm) {{  // intmath.i_exp of x - rowmax (<= 0)
   const {t} v = ({t})(xm > {MAX_SHIFT * exp_ln2}{ps} ? xm : {MAX_SHIFT * exp_ln2}{ps});
@@ -256,13 +231,16 @@ __device__ __forceinline__ void {name}({qkv_params}{mask_param}{epi_params}{out_
 """
 
 
-def _softmax32(name: str, nt: int, exp_ln2: int, prob_bits: int, pmax: int, sum32: bool) -> str:
-    """The softmax when :func:`exp_int32` holds: each exponential computed once, in int32, in place of its score
-    (the argument clamped without int32 overflow: ``x < rowmax + 30 ln2`` is the clamp), row sums in int32 or
-    int64, then ``(e * factor) >> (62 - prob_bits)`` (e >= 0: one 32 x 64-bit multiply) packed as fp16."""
-    st = "int" if sum32 else "long long"
-    lb = MAX_SHIFT * exp_ln2
-    return f"""  // exponentials once, int32, in place of the scores (schedules/qflash_attention.py exp_int32)
+def _softmax(name: str, nt: int, exp_ln2: int, prob_bits: int, pmax: int, exp32: bool, sum32: bool) -> str:
+    """The integer softmax of a thread's score rows, from the row maxima to the probabilities packed as fp16 A
+    fragments. ``exp32`` (:func:`exp_int32` holds): each exponential computed once, in int32, in place of its
+    score (the argument clamped without int32 overflow: ``x < rowmax + 30 ln2`` is the clamp), row sums in int32
+    (``sum32``) or int64, then ``(e * factor) >> (62 - prob_bits)`` with e >= 0 (one 32 x 64-bit multiply).
+    Otherwise i_exp in int64, twice (for the sums, then for the probabilities) rather than held in registers."""
+    shift = 62 - prob_bits
+    if exp32:
+        st, lb = "int" if sum32 else "long long", MAX_SHIFT * exp_ln2
+        sums = f"""  // exponentials once, int32, in place of the scores (schedules/qflash_attention.py exp_int32)
   const int thr0 = (int)max((long long)mx0 + ({lb}ll), -2147483648ll), thr1 = (int)max((long long)mx1 + ({lb}ll), -2147483648ll);
   {st} sum0 = 0, sum1 = 0;
 #pragma unroll
@@ -274,23 +252,38 @@ def _softmax32(name: str, nt: int, exp_ln2: int, prob_bits: int, pmax: int, sum3
     sum0 += ({st})x[j][0] + ({st})x[j][1];
     sum1 += ({st})x[j][2] + ({st})x[j][3];
   }}
-  sum0 += __shfl_xor_sync(0xffffffffu, sum0, 1); sum0 += __shfl_xor_sync(0xffffffffu, sum0, 2);
-  sum1 += __shfl_xor_sync(0xffffffffu, sum1, 1); sum1 += __shfl_xor_sync(0xffffffffu, sum1, 2);
-  const unsigned long long f0 = (unsigned long long)((1ll << 62) / (sum0 > 1 ? (long long)sum0 : 1ll));
+"""
+        factors = """  const unsigned long long f0 = (unsigned long long)((1ll << 62) / (sum0 > 1 ? (long long)sum0 : 1ll));
   const unsigned long long f1 = (unsigned long long)((1ll << 62) / (sum1 > 1 ? (long long)sum1 : 1ll));
-  unsigned pa[{nt // 2}][4];  // probabilities (integers 0 .. {pmax}) as fp16 A fragments: k-step u = n-tiles 2u, 2u+1
+"""
+        prob = f"""      const unsigned pe = (unsigned)(((unsigned long long)(unsigned)x[j][e] * (e < 2 ? f0 : f1)) >> {shift});
+      p[e] = (float)(pe < {pmax}u ? pe : {pmax}u);
+"""
+    else:
+        sums = f"""  long long sum0 = 0, sum1 = 0;
+#pragma unroll
+  for (int j = 0; j < {nt}; ++j) {{
+    sum0 += {name}_exp((long long)x[j][0] - mx0) + {name}_exp((long long)x[j][1] - mx0);
+    sum1 += {name}_exp((long long)x[j][2] - mx1) + {name}_exp((long long)x[j][3] - mx1);
+  }}
+"""
+        factors = "  const long long f0 = (1ll << 62) / (sum0 > 1 ? sum0 : 1ll), f1 = (1ll << 62) / (sum1 > 1 ? sum1 : 1ll);\n"
+        prob = f"""      const long long pe = ({name}_exp((long long)x[j][e] - (e < 2 ? mx0 : mx1)) * (e < 2 ? f0 : f1)) >> {shift};
+      p[e] = (float)(pe < {pmax} ? pe : {pmax}ll);
+"""
+    return sums + """  sum0 += __shfl_xor_sync(0xffffffffu, sum0, 1); sum0 += __shfl_xor_sync(0xffffffffu, sum0, 2);
+  sum1 += __shfl_xor_sync(0xffffffffu, sum1, 1); sum1 += __shfl_xor_sync(0xffffffffu, sum1, 2);
+""" + factors + f"""  unsigned pa[{nt // 2}][4];  // probabilities (integers 0 .. {pmax}) as fp16 A fragments: k-step u = n-tiles 2u, 2u+1
 #pragma unroll
   for (int j = 0; j < {nt}; ++j) {{
     float p[4];
 #pragma unroll
     for (int e = 0; e < 4; ++e) {{
-      const unsigned pe = (unsigned)(((unsigned long long)(unsigned)x[j][e] * (e < 2 ? f0 : f1)) >> {62 - prob_bits});
-      p[e] = (float)(pe < {pmax}u ? pe : {pmax}u);
-    }}
+""" + prob + """    }
     __half2 h01 = __floats2half2_rn(p[0], p[1]), h23 = __floats2half2_rn(p[2], p[3]);
     pa[j >> 1][(j & 1) * 2] = *reinterpret_cast<unsigned*>(&h01);
     pa[j >> 1][(j & 1) * 2 + 1] = *reinterpret_cast<unsigned*>(&h23);
-  }}
+  }
 """
 
 
