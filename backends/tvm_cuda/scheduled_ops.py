@@ -98,15 +98,14 @@ def _reshape(ctx: _Ctx, x, shape):
     return ctx.emit(relax.op.reshape(x, shape))
 
 
-def _call(ctx: _Ctx, gv, args, shape, dtype="float16", outputs: int = 1):
-    """``call_tir`` of a kernel with ``outputs`` outputs of ``shape``/``dtype`` (a tuple when more than one);
-    ``dtype`` a tuple: one output of ``shape`` per dtype, the values returned as a list."""
+def _call(ctx: _Ctx, gv, args, shape, dtype="float16"):
+    """``call_tir`` of a kernel with one output of ``shape``/``dtype``; ``dtype`` a tuple: one output of ``shape``
+    per dtype, the values returned as a list."""
     from tvm import relax
     if isinstance(dtype, tuple):
         t = ctx.emit(relax.call_tir(gv, args, [relax.TensorType(list(shape), d) for d in dtype]))
         return [ctx.emit(relax.TupleGetItem(t, i)) for i in range(len(dtype))]
-    out = relax.TensorType(list(shape), dtype)
-    return ctx.emit(relax.call_tir(gv, args, out if outputs == 1 else [out] * outputs))
+    return ctx.emit(relax.call_tir(gv, args, relax.TensorType(list(shape), dtype)))
 
 
 DENSE_N_ALIGN = 128  # output width a dense kernel wants; wider odd widths (vocabularies) are padded to it
@@ -408,7 +407,6 @@ def layer_norm_kernel(ctx: _Ctx, n, args):
     if ops is None:
         return None
     m, c, eps = ops
-    from tvm import relax
 
     def make():
         ln = _schedules().layer_norm
@@ -420,10 +418,10 @@ def layer_norm_kernel(ctx: _Ctx, n, args):
         return None
     shape = list(ctx.g.types[n.inputs[0]].shape)
     rows = [_reshape(ctx, a, [m, c]) for a in args[:1 + residual]]
-    t = _call(ctx, gv, rows + list(args[1 + residual:3 + residual]), [m, c], outputs=1 + residual)
+    ins = rows + list(args[1 + residual:3 + residual])
     if not residual:
-        return _reshape(ctx, t, shape)
-    return [_reshape(ctx, ctx.emit(relax.TupleGetItem(t, i)), shape) for i in (0, 1)]
+        return _reshape(ctx, _call(ctx, gv, ins, [m, c]), shape)
+    return [_reshape(ctx, t, shape) for t in _call(ctx, gv, ins, [m, c], ("float16", "float16"))]
 
 
 # ---- int8 (static PTQ) kernels: any float precision, bit-exact with hwcomp/ops/quantized.py --------------------
