@@ -58,16 +58,11 @@ __device__ __forceinline__ int hwcomp_requant(long long a, int m, int s, int zp,
     # product's low word cannot change the result: 2^(s-1) has a zero low word, and
     # floor((hi * 2^32 + lo + 2^(s-1)) / 2^s) = (hi + 2^(s-33)) >> (s-32) for any lo in [0, 2^32), so one
     # IMAD.HI and 32-bit adds/shifts/clamps replace the int64 multiply, shift and compares. Saturating before
-    # adding zp is the same as after (lo - zp, hi - zp are in int32); other shifts take the int64 path.
+    # adding zp is the same as after (lo - zp, hi - zp are in int32); other shifts take hwcomp_requant.
     "hwcomp_requant32": r"""
 __device__ __forceinline__ int hwcomp_requant32(int a, int m, int s, int zp, int lo, int hi) {
-  int y;
-  if (s > 32) {
-    y = (__mulhi(a, m) + (1 << (s - 33))) >> (s - 32);
-  } else {
-    const long long t = ((long long)a * m + (s > 0 ? (1ll << (s - 1)) : 0ll)) >> s;
-    y = (int)(t < -2147483647ll ? -2147483647ll : (t > 2147483647ll ? 2147483647ll : t));
-  }
+  if (s <= 32) return hwcomp_requant((long long)a, m, s, zp, lo, hi);
+  const int y = (__mulhi(a, m) + (1 << (s - 33))) >> (s - 32);
   return min(max(y, lo - zp), hi - zp) + zp;
 }
 """,
@@ -129,11 +124,13 @@ def inject(code: str) -> str:
     generated = "".join(m.sources_for(code) for m in (dense_wgmma, qdense_wgmma, flash_attention, qflash_attention,
                                                        layer_norm))
     generated += layer_norm.int_sources_for(code)
-    used = [name for name in HELPERS if name + "(" in code + generated]
+    called = code + generated
+    used = [name for name in HELPERS if name + "(" in called]
+    # and the helpers those call (hwcomp_requant32's other shifts: hwcomp_requant; HELPERS is in definition order)
+    used = [name for name in HELPERS if name + "(" in called + "".join(HELPERS[u] for u in used)]
     if not used and not generated:
         return code
-    code = min_blocks_bounds(code, lambda body: max(
-        [b for b in (layer_norm.int_min_blocks(body), qflash_attention.min_blocks(body)) if b] or [0]))
+    code = min_blocks_bounds(code, lambda body: layer_norm.int_min_blocks(body) or qflash_attention.min_blocks(body))
     at = code.find('extern "C" __global__')
     at = at if at >= 0 else len(code)
     block = MARKER + "".join(HELPERS[n] for n in used) + generated

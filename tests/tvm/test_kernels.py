@@ -581,8 +581,9 @@ def test_int8_generated_functions_are_injected_once_with_their_helpers():
                  "hwcomp_int_layer_norm_i16_c768_f14_dq_q8(", "hwcomp_qflash_attn_d64k128w4_em1_b2_c3_p8_m_rq8(",
                  "hwcomp_qflash_attn_d64k128w4_em1_b2_c3_p8_c_m_f_rq8("):
         assert out.count("void " + name) == 1, name
-    assert "hwcomp_requant(long long" not in out  # every caller here requantizes int32: hwcomp_requant32
-    for helper in ("hwcomp_gmma_desc(unsigned", "hwcomp_requant32(int", "hwcomp_quantize(float",
+    # every caller here requantizes int32 (hwcomp_requant32), whose shifts <= 32 call hwcomp_requant: defined first
+    assert out.index("int hwcomp_requant(long long") < out.index("int hwcomp_requant32(int")
+    for helper in ("hwcomp_gmma_desc(unsigned", "hwcomp_requant(long long", "hwcomp_requant32(int", "hwcomp_quantize(float",
                    "hwcomp_igelu(int", "hwcomp_mma16816(float*"):
         assert out.count(helper) == 1, helper
     assert out.count("#define HWCOMP_QFA_SW_D64(") == 1
