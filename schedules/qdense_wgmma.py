@@ -29,7 +29,8 @@ Float steps use CUDA's IEEE-rounded intrinsics (``__fmul_rn``, ``__fadd_rn``, ``
 
 The accumulators (plus bias) are staged through the idle ring as a ``bm x bn`` int32 tile; each thread then
 finishes four consecutive columns of a row (its per-column constants loaded once) and stores them as one
-vector, so global reads of the residual and all writes are row-contiguous. ``hwcomp_requant32`` and
+vector, so global reads of the residual and all writes are row-contiguous (``f32u``, whose rows are not
+16-byte aligned: consecutive threads store consecutive columns, one float each). ``hwcomp_requant32`` and
 ``hwcomp_quantize`` are schedules/cuda_device_functions.py's helpers.
 """
 
@@ -148,10 +149,8 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
         one = (f"hwcomp_quantize({sum_}, (&qscale4.x)[e], {zero_point}, {lo}.0f, {hi}.0f)")
     res_load = ("    const float4 rv = *reinterpret_cast<const float4*>(res + (size_t)(m0 + r) * N + col);\n"
                 if epilogue in ("dqrq", "dqrqs") else "") + sum_pre
-    if out == "f32u":  # n_out may be odd: rows unaligned, no vectors
-        store = ("#pragma unroll\n    for (int e = 0; e < 4; ++e)\n"
-                 "      if (col + e < n_out) y[(size_t)(m0 + r) * n_out + col + e] = o[e];\n")
-        o_t = "float"
+    if out == "f32u":  # finished below, a column per thread
+        store, o_t = "", "float"
     elif out == "f16":
         store = ("    __half2* yp = reinterpret_cast<__half2*>(y + (size_t)(m0 + r) * N + col);\n"
                  "    yp[0] = __floats2half2_rn(o[0], o[1]);\n    yp[1] = __floats2half2_rn(o[2], o[3]);\n")
@@ -159,6 +158,17 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
     else:
         store = f"    *reinterpret_cast<{vec_t}*>(y + (size_t)(m0 + r) * N + col) = make_{vec_t}(o[0], o[1], o[2], o[3]);\n"
         o_t = out_t
+    if out == "f32u":  # consecutive threads, consecutive columns of a row (rows unaligned: n_out may be odd)
+        v = f"__fmul_rn((float)tile_i[r * {bn + _PAD} + c], scale[n0 + c])"
+        finish = (f"  for (int i = tid; i < {bm * bn}; i += {threads}) {{\n    const int r = i / {bn}, c = i % {bn};\n"
+                  f"    if (n0 + c < n_out) y[(size_t)(m0 + r) * n_out + n0 + c] = {f'fmaxf({v}, 0.0f)' if relu else v};\n  }}\n")
+    else:  # four consecutive columns a thread, the same four for every row it finishes
+        finish = (f"  const int c4 = (tid % {bn // 4}) * 4, col = n0 + c4;\n"
+                  f"{load}  for (int r = tid / {bn // 4}; r < {bm}; r += {4 * threads // bn}) {{\n"
+                  f"    const int4 a = *reinterpret_cast<const int4*>(tile_i + r * {bn + _PAD} + c4);\n"
+                  f"    const int av[4] = {{a.x, a.y, a.z, a.w}};\n"
+                  f"{res_load}    {o_t} o[4];\n#pragma unroll\n    for (int e = 0; e < 4; ++e) o[e] = {one};\n"
+                  f"{store}  }}\n")
     return f"""
 __device__ __forceinline__ void {name}(const signed char* __restrict__ x, const signed char* __restrict__ w,
     const int* __restrict__ bias, {params[epilogue]}{out_t}* __restrict__ y, {"float* __restrict__ ysum, " if epilogue == "dqrqs" else ""}unsigned char* smem_raw, int tile,
@@ -176,16 +186,7 @@ __device__ __forceinline__ void {name}(const signed char* __restrict__ x, const 
           (int)((unsigned)acc[4 * j + 2 * h + 1] + (unsigned)bias[n0 + c + 1]));
   }}
   __syncthreads();
-  // four consecutive columns a thread, the same four for every row it finishes
-  const int c4 = (tid % {bn // 4}) * 4, col = n0 + c4;
-{load}  for (int r = tid / {bn // 4}; r < {bm}; r += {4 * threads // bn}) {{
-    const int4 a = *reinterpret_cast<const int4*>(tile_i + r * {bn + _PAD} + c4);
-    const int av[4] = {{a.x, a.y, a.z, a.w}};
-{res_load}    {o_t} o[4];
-#pragma unroll
-    for (int e = 0; e < 4; ++e) o[e] = {one};
-{store}  }}
-}}
+{finish}}}
 """
 
 
