@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 
+import numpy as np
+
 HELPERS: dict[str, str] = {
     # two 4-bit codes (bits 0..3 and 16..19 of w; other bits ignored) times a half2 of x, added to a half2
     # accumulator: (w & 0x000F000F) | 0x64006400 is the half2 (1024 + code) exactly, and subtracting the
@@ -78,19 +80,35 @@ __device__ __forceinline__ int hwcomp_igelu(int x, int b, int one) {
     # hwcomp's quantize of one float32 (ONNX QuantizeLinear): clip(rint(v / scale) + zp) with the quotient
     # IEEE-rounded (numpy's). The IEEE division is a long instruction sequence, so the quotient is first taken as
     # v * rcp(scale), within 2^-22 (relative) of the rounded one: rint of the two can differ only when they
-    # straddle a rounding boundary k + 1/2, so wherever the fast quotient lies within 1e-6 (relative) of one --
-    # or is large, or the scale's reciprocal leaves the normal range -- the division itself decides.
-    "hwcomp_quantize": r"""
-__device__ __forceinline__ float hwcomp_quantize(float v, float scale, int zp, float lo, float hi) {
-  const float q0 = v * __frcp_rn(scale);
-  const float a = fabsf(q0);
-  float r = nearbyintf(q0);
-  if (!(fabsf(scale) > 1e-30f && fabsf(scale) < 1e30f) || !(a < 4194304.0f) || fabsf(fabsf(q0 - r) - 0.5f) <= a * 1e-6f)
-    r = nearbyintf(__fdiv_rn(v, scale));
+    # straddle a rounding boundary k + 1/2, so wherever the fast quotient lies within 1e-6 (relative) of one
+    # the division itself decides. That test also catches every quotient of 2^22 or more (1e-6 of it exceeds
+    # 1/2, the farthest any value lies from a boundary) and, written as !(distance > margin), NaN and infinite
+    # ones. hwcomp_quantize_rcp(scale) is rcp(scale), or NaN where the reciprocal leaves the normal range (its
+    # quotients then always take the division), as quantize_reciprocal computes it on the host, so that kernels
+    # can take the reciprocals of constant scales from their caller. hwcomp_quantize_fast is the fast path
+    # alone: it sets bit ``bit`` of ``slow`` where the division must decide (a kernel can then redo those few
+    # after its unrolled loop, instead of a branch for each value in it).
+    "hwcomp_quantize_rcp": r"""
+__device__ __forceinline__ float hwcomp_quantize_rcp(float scale) {
+  return fabsf(scale) > 1e-30f && fabsf(scale) < 1e30f ? __frcp_rn(scale) : __int_as_float(0x7fffffff);
+}
+""",
+    "hwcomp_quantize_fast": r"""
+__device__ __forceinline__ float hwcomp_quantize_fast(float v, float rcp, int zp, float lo, float hi, unsigned& slow,
+                                                      int bit) {
+  const float q0 = v * rcp;
+  const float r = nearbyintf(q0);
+  slow |= (unsigned)!(fabsf(fabsf(q0 - r) - 0.5f) > fabsf(q0) * 1e-6f) << bit;
   return fmaxf(fminf(r + (float)zp, hi), lo);
 }
 """,
-    # one mma.sync m16n8k16 (fp16 x fp16 -> fp32 accumulators c[4]; A fragment a[4], B fragment b0, b1)
+    "hwcomp_quantize": r"""
+__device__ __forceinline__ float hwcomp_quantize(float v, float scale, int zp, float lo, float hi) {
+  unsigned slow = 0;
+  const float q = hwcomp_quantize_fast(v, hwcomp_quantize_rcp(scale), zp, lo, hi, slow, 0);
+  return slow ? fmaxf(fminf(nearbyintf(__fdiv_rn(v, scale)) + (float)zp, hi), lo) : q;
+}
+""",    # one mma.sync m16n8k16 (fp16 x fp16 -> fp32 accumulators c[4]; A fragment a[4], B fragment b0, b1)
     "hwcomp_mma16816": r"""
 __device__ __forceinline__ void hwcomp_mma16816(float* c, const unsigned* a, unsigned b0, unsigned b1) {
   asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
@@ -110,6 +128,15 @@ __device__ __forceinline__ float hwcomp_half2_sum(unsigned a) {
 
 
 MARKER = "// hwcomp device functions (schedules/cuda_device_functions.py)"
+
+
+def quantize_reciprocal(scale) -> np.ndarray:
+    """hwcomp_quantize_rcp of each float32 scale, on the host: the IEEE-rounded reciprocal (numpy's float32
+    division, as __frcp_rn), NaN where either leaves the normal range."""
+    s = np.asarray(scale, np.float32)
+    ok = (np.abs(s) > np.float32(1e-30)) & (np.abs(s) < np.float32(1e30))
+    with np.errstate(divide="ignore", over="ignore"):
+        return np.where(ok, np.float32(1) / np.where(ok, s, np.float32(1)), np.float32(np.nan)).astype(np.float32)
 
 
 def inject(code: str) -> str:

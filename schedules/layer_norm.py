@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 from tvm import s_tir, te, tirx
 
 from ._rows import block_names, place_row_values
@@ -123,7 +125,9 @@ def int_layer_norm_func(m: int, c: int, in_dtype: str, eps_int: int, frac_bits: 
     scale float32 ``[C]``. mean = floor(sum(x) / C), var = sum((x - mean)^2) + eps, std = max(isqrt(var), 1),
     z = ((x - mean) * floor(2^31 / std)) >> (31 - frac_bits), acc = z * gamma + beta. ``dequant`` with
     ``quant_out=(bits, zero_point)``: also hwcomp's ``quantize`` of the float32 output by ``qscale`` [C] (the
-    quantize before the next int8 GEMM, fused): ``(x, gamma, beta, scale, qscale, out, out_q)``."""
+    quantize before the next int8 GEMM, fused): ``(x, gamma, beta, scale, qscale, qrcp, out, out_q)``, where
+    ``qrcp`` [C] holds the reciprocals of ``qscale`` (cuda_device_functions.quantize_reciprocal) for the CUDA
+    kernel's fast quantize, and this definition does not read it."""
     from .qdense import exact_mul, quantize_expr, requantize_expr
 
     i64 = "int64"
@@ -160,9 +164,10 @@ def int_layer_norm_func(m: int, c: int, in_dtype: str, eps_int: int, frac_bits: 
         args = [x, gamma, beta, scale, out]
         if quant_out is not None:
             qscale = te.placeholder((c,), "float32", name="qscale")
+            qrcp = te.placeholder((c,), "float32", name="qrcp")
             out_q = te.compute((m, c), lambda i, j: quantize_expr(out[i, j], qscale[j], quant_out[1], quant_out[0],
                                                                   exact), name="quantize")
-            args = [x, gamma, beta, scale, qscale, out, out_q]
+            args = [x, gamma, beta, scale, qscale, qrcp, out, out_q]
     else:
         mult = te.placeholder((c,), "int32", name="multiplier")
         shift = te.placeholder((c,), "int32", name="shift")
@@ -294,7 +299,7 @@ def layer_norm_warp(m: int, c: int, eps: float = 1e-5, residual: bool = False) -
 # that follows it, through __fdiv_rn, as a second output.
 
 INT_PREFIX = "hwcomp_int_layer_norm_"
-_INT_NAME = re.compile(INT_PREFIX + r"(i8|i16)_c(\d+)_f(\d+)_(dq|rq8|rq16)(?:_q(8|16))?(?=\()")
+_INT_NAME = re.compile(INT_PREFIX + r"(i8|i16)_c(\d+)_f(\d+)_(dq|rq8|rq16)(?:_q(8|16))?(_n32)?(?=\()")
 _INT_C = {"i8": ("signed char", 1), "i16": ("short", 2)}
 
 
@@ -306,9 +311,18 @@ def int_warp_vec(m: int, c: int, in_dtype: str) -> int | None:
 
 
 def int_function_name(c: int, in_dtype: str, frac_bits: int, dequant: bool, out_bits: int = 8,
-                      quant_bits: int | None = None) -> str:
+                      quant_bits: int | None = None, narrow: bool = False) -> str:
     epi = "dq" if dequant else f"rq{out_bits}"
-    return f"{INT_PREFIX}{in_dtype.replace('int', 'i')}_c{c}_f{frac_bits}_{epi}" + (f"_q{quant_bits}" if quant_bits else "")
+    return (f"{INT_PREFIX}{in_dtype.replace('int', 'i')}_c{c}_f{frac_bits}_{epi}" + (f"_q{quant_bits}" if quant_bits else "")
+            + ("_n32" if narrow else ""))
+
+
+def int_narrow_ok(gamma_int, beta_int, frac_bits: int) -> bool:
+    """Whether every ``z * gamma + beta`` of :func:`int_layer_norm_func` fits int32 for these constants: |x - mean|
+    is an integer at most isqrt(var) = std, so |(x - mean) * floor(2^31 / std)| <= 2^31 and |z| <= 2^frac_bits."""
+    g = int(np.abs(np.asarray(gamma_int, np.int64)).max(initial=0))
+    b = int(np.abs(np.asarray(beta_int, np.int64)).max(initial=0))
+    return (g << frac_bits) + b < 2 ** 31
 
 
 def _unpack(ctype: str, size: int, vec: int, src: str, dst: str) -> str:
@@ -329,18 +343,19 @@ def _words_t(n: int) -> str:
     return {1: "unsigned", 2: "uint2", 4: "uint4"}[n]
 
 
-def _int_warp_function(in_t: str, c: int, frac_bits: int, epi: str, quant_bits: int | None) -> str:
+def _int_warp_function(in_t: str, c: int, frac_bits: int, epi: str, quant_bits: int | None, narrow: bool) -> str:
     ctype, size = _INT_C[in_t]
     vec = 8 if c % 256 == 0 else 4
     chunks = c // (32 * vec)
-    name = f"{INT_PREFIX}{in_t}_c{c}_f{frac_bits}_{epi}" + (f"_q{quant_bits}" if quant_bits else "")
+    name = (f"{INT_PREFIX}{in_t}_c{c}_f{frac_bits}_{epi}" + (f"_q{quant_bits}" if quant_bits else "")
+            + ("_n32" if narrow else ""))
     in_words = vec * size // 4
     load_t = _words_t(in_words)
     params = "const float* __restrict__ scale, " if epi == "dq" else "const int* __restrict__ mult, const int* __restrict__ shift, "
     out_t = "float" if epi == "dq" else {"rq8": "signed char", "rq16": "short"}[epi]
     q_in, q_out = "", ""
     if quant_bits:
-        q_in = "const float* __restrict__ qscale, "
+        q_in = "const float* __restrict__ qscale, const float* __restrict__ qrcp, "
         q_out = f", {'signed char' if quant_bits == 8 else 'short'}* __restrict__ yq"
     words = lambda n: [f"w.x", "w.y", "w.z", "w.w"][:n] if n > 1 else ["w"]  # noqa: E731
     if epi == "dq":
@@ -354,29 +369,39 @@ def _int_warp_function(in_t: str, c: int, frac_bits: int, epi: str, quant_bits: 
                  + f"      *reinterpret_cast<{_words_t(len(packed))}*>(y + base + col) = w;\n")
     def vec4(src: str, dst: str, t: str) -> str:
         return (f"        {{ const {t}4 t4 = *reinterpret_cast<const {t}4*>({src} + col + 4 * u);\n"
-                f"          {dst}[4 * u] = t4.x; {dst}[4 * u + 1] = t4.y; {dst}[4 * u + 2] = t4.z; {dst}[4 * u + 3] = t4.w; }}\n")
+                f"          {dst}[0] = t4.x; {dst}[1] = t4.y; {dst}[2] = t4.z; {dst}[3] = t4.w; }}\n")
 
     if epi == "dq":
         param_loads = vec4("scale", "sv", "float")
-        elem = "        f[e] = __fmul_rn((float)a, sv[e]);\n"
+        elem = "        f[e] = __fmul_rn((float)a, sv[p]);\n"
     else:
         bits = int(epi[2:])
         param_loads = vec4("mult", "gq", "int") + vec4("shift", "sq_", "int")
-        elem = (f"        o[e] = hwcomp_requant(a, gq[e], sq_[e], out_zp, {-(1 << (bits - 1))}, "
+        elem = (f"        o[e] = hwcomp_requant{'32' if narrow else ''}(a, gq[p], sq_[p], out_zp, {-(1 << (bits - 1))}, "
                 f"{(1 << (bits - 1)) - 1});\n")
     if quant_bits:
-        param_loads += vec4("qscale", "qv", "float")
+        param_loads += vec4("qrcp", "qr", "float")
     q_store = ""
     if quant_bits:
         qb = quant_bits // 8
         lim = 1 << (quant_bits - 1)
-        elem += f"        q[e] = hwcomp_quantize(f[e], qv[e], q_zp, {-lim}.0f, {lim - 1}.0f);\n"
+        elem += f"        q[e] = hwcomp_quantize_fast(f[e], qr[p], q_zp, {-lim}.0f, {lim - 1}.0f, slow, e);\n"
         packed = _pack(qb, vec, "q", "0xFFu" if qb == 1 else "0xFFFFu")
-        q_store = (f"      {{ {_words_t(len(packed))} w;\n" + "".join(f"      {t} = {e};\n" for t, e in zip(words(len(packed)), packed))
+        q_store = (f"      if (slow) {{  // the few values near a rounding boundary: the IEEE division decides\n#pragma unroll\n"
+                   f"        for (int e = 0; e < {vec}; ++e)\n"
+                   f"          if (slow >> e & 1u) q[e] = hwcomp_quantize(f[e], qscale[col + e], q_zp, {-lim}.0f, {lim - 1}.0f);\n"
+                   f"      }}\n"
+                   f"      {{ {_words_t(len(packed))} w;\n" + "".join(f"      {t} = {e};\n" for t, e in zip(words(len(packed)), packed))
                    + f"      *reinterpret_cast<{_words_t(len(packed))}*>(yq + base + col) = w; }}\n")
     decl = ("      float f[" + str(vec) + "];\n" if epi == "dq" else f"      int o[{vec}];\n") + \
-           (f"      float q[{vec}];\n" if quant_bits else "")
+           (f"      float q[{vec}];\n      unsigned slow = 0;\n" if quant_bits else "")
     in_words_list = ["x.x", "x.y", "x.z", "x.w"][:in_words] if in_words > 1 else ["x"]
+    if narrow:  # int_narrow_ok: |z| <= 2^frac_bits and z * gamma + beta fit int32
+        acc = (f"        const int a = (int)(((long long)(v[i * {vec} + e] - mean) * factor) >> {31 - frac_bits})"
+               f" * gv[p] + bv[p];\n")
+    else:
+        acc = (f"        const long long a = (((long long)(v[i * {vec} + e] - mean) * factor) >> {31 - frac_bits})"
+               f" * gv[p] + bv[p];\n")
     return f"""
 __device__ __forceinline__ void {name}(const {ctype}* __restrict__ xin, const int* __restrict__ gamma,
     const int* __restrict__ beta, {params}{q_in}{out_t}* __restrict__ y{q_out}, int block, long long eps, int out_zp,
@@ -411,19 +436,19 @@ __device__ __forceinline__ void {name}(const {ctype}* __restrict__ xin, const in
   for (int i = 0; i < {chunks}; ++i) {{
     const int col = (i * 32 + lane) * {vec};
     {{
-      int gv[{vec}], bv[{vec}];
-      float sv[{vec}]{", qv[" + str(vec) + "]" if quant_bits else ""};{"" if epi == "dq" else " int gq[" + str(vec) + "], sq_[" + str(vec) + "];"}
-#pragma unroll
-      for (int u = 0; u < {vec // 4}; ++u) {{  // per-channel constants, 16 bytes a load
+{decl}#pragma unroll
+      for (int u = 0; u < {vec // 4}; ++u) {{  // four columns at a time: their per-channel constants, 16 bytes a load
+        int gv[4], bv[4];
+        float sv[4]{", qr[4]" if quant_bits else ""};{"" if epi == "dq" else " int gq[4], sq_[4];"}
         const int4 g4 = *reinterpret_cast<const int4*>(gamma + col + 4 * u);
         const int4 b4 = *reinterpret_cast<const int4*>(beta + col + 4 * u);
-        gv[4 * u] = g4.x; gv[4 * u + 1] = g4.y; gv[4 * u + 2] = g4.z; gv[4 * u + 3] = g4.w;
-        bv[4 * u] = b4.x; bv[4 * u + 1] = b4.y; bv[4 * u + 2] = b4.z; bv[4 * u + 3] = b4.w;
-{param_loads}      }}
-{decl}#pragma unroll
-      for (int e = 0; e < {vec}; ++e) {{
-        const long long a = (((long long)(v[i * {vec} + e] - mean) * factor) >> {31 - frac_bits}) * gv[e] + bv[e];
-{elem}      }}
+        gv[0] = g4.x; gv[1] = g4.y; gv[2] = g4.z; gv[3] = g4.w;
+        bv[0] = b4.x; bv[1] = b4.y; bv[2] = b4.z; bv[3] = b4.w;
+{param_loads}#pragma unroll
+        for (int p = 0; p < 4; ++p) {{
+          const int e = 4 * u + p;
+{acc}{elem}        }}
+      }}
 {store}{q_store}    }}
   }}
 }}
@@ -439,15 +464,17 @@ def int_min_blocks(kernel_body: str) -> int | None:
 
 def int_sources_for(code: str) -> str:
     """Definitions of the warp-per-row integer layer norm functions ``code`` calls."""
-    return "".join(_int_warp_function(t, int(c), int(f), e, int(q) if q else None)
-                   for t, c, f, e, q in sorted(set(_INT_NAME.findall(code))))
+    return "".join(_int_warp_function(t, int(c), int(f), e, int(q) if q else None, bool(n))
+                   for t, c, f, e, q, n in sorted(set(_INT_NAME.findall(code))))
 
 
 def int_layer_norm_warp(m: int, c: int, in_dtype: str, eps_int: int, frac_bits: int = 14, dequant: bool = False,
-                        out_zero_point: int = 0, out_bits: int = 8, quant_out: tuple[int, int] | None = None
-                        ) -> tirx.PrimFunc:
+                        out_zero_point: int = 0, out_bits: int = 8, quant_out: tuple[int, int] | None = None,
+                        narrow: bool = False) -> tirx.PrimFunc:
     """Launch PrimFunc of the warp-per-row integer layer norm, :func:`int_layer_norm_func`'s parameters (its
-    float steps always IEEE-rounded, i.e. ``exact``)."""
+    float steps always IEEE-rounded, i.e. ``exact``). With ``quant_out`` the quantize's scales come with their
+    reciprocals (``qrcp``, cuda_device_functions.quantize_reciprocal of ``qscale``). ``narrow``: the caller's
+    gamma and beta pass :func:`int_narrow_ok`, and the normalize runs in int32."""
     if int_warp_vec(m, c, in_dtype) is None:
         raise ScheduleError(f"warp-per-row int layer norm needs int8/int16 input, C % 128 == 0 (C <= 4096) and "
                             f"M % {WARP_ROWS} == 0, got {in_dtype} {m}x{c}")
@@ -459,11 +486,12 @@ def int_layer_norm_warp(m: int, c: int, in_dtype: str, eps_int: int, frac_bits: 
     params = [("x", rows, in_dtype), ("gamma", vec, "int32"), ("beta", vec, "int32")]
     params += [("scale", vec, "float32")] if dequant else [("multiplier", vec, "int32"), ("shift", vec, "int32")]
     if quant_out is not None:
-        params += [("qscale", vec, "float32")]
+        params += [("qscale", vec, "float32"), ("qrcp", vec, "float32")]
     params += [("out", rows, "float32" if dequant else f"int{out_bits}")]
     if quant_out is not None:
         params += [("out_q", rows, f"int{quant_out[0]}")]
-    fname = int_function_name(c, in_dtype, frac_bits, dequant, out_bits, quant_out[0] if quant_out else None)
+    fname = int_function_name(c, in_dtype, frac_bits, dequant, out_bits, quant_out[0] if quant_out else None,
+                              narrow)
     extra = [tirx.const(eps_int, "int64"), tirx.const(0 if dequant else out_zero_point, "int32"),
              tirx.const(quant_out[1] if quant_out else 0, "int32")]
     kernel = extern_launch(params, fname, extra, m // WARP_ROWS, 32 * WARP_ROWS)

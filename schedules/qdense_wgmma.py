@@ -118,6 +118,16 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
     load = "".join(f"  const {'int' if c in ints else 'float'}4 {c}4 = "
                    f"*reinterpret_cast<const {'int' if c in ints else 'float'}4*>({c} + col);\n"
                    for c in consts)
+    if "qscale" in consts:  # the quantize's reciprocals once a thread (its four columns are the same every row)
+        load += ("  float4 qr4;\n#pragma unroll\n"
+                 "  for (int e = 0; e < 4; ++e) (&qr4.x)[e] = hwcomp_quantize_rcp((&qscale4.x)[e]);\n")
+    fix = ""  # the quantizing epilogues: values the fast quantize flagged, redone with the IEEE division
+
+    def quantized(v: str, lo_: str, hi_: str, cast: str = "") -> str:
+        nonlocal fix
+        fix = (f"    if (slow) {{\n#pragma unroll\n      for (int e = 0; e < 4; ++e)\n        if (slow >> e & 1u) "
+               f"o[e] = {cast}hwcomp_quantize({v}, (&qscale4.x)[e], {zero_point}, {lo_}, {hi_});\n    }}\n")
+        return f"{cast}hwcomp_quantize_fast({v}, (&qr4.x)[e], {zero_point}, {lo_}, {hi_}, slow, e)"
     if epilogue == "rq" and out == "f16":  # int8 values as fp16 (exact)
         one = f"(float)hwcomp_requant32(av[e], (&mult4.x)[e], (&shift4.x)[e], {zero_point}, -128, 127)"
     elif epilogue == "rqgelu":  # the GEMM's int8 (zero point 0), i-GELU in int32, its requantization
@@ -130,9 +140,7 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
         f = "__fmul_rn((float)av[e], (&scale4.x)[e])"
         if relu:
             f = f"fmaxf({f}, 0.0f)"
-        one = f"hwcomp_quantize({f}, (&qscale4.x)[e], {zero_point}, -128.0f, 127.0f)"
-        if out == "i8":
-            one = f"(signed char)(int){one}"
+        one = quantized(f, "-128.0f", "127.0f", "(signed char)(int)" if out == "i8" else "")
     elif epilogue == "dq":
         one = "__fmul_rn((float)av[e], (&scale4.x)[e])"
         if relu:
@@ -146,7 +154,7 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
             sum_pre = (f"    float4 sv;\n#pragma unroll\n    for (int e = 0; e < 4; ++e) (&sv.x)[e] = {sum_};\n"
                        "    *reinterpret_cast<float4*>(ysum + (size_t)(m0 + r) * N + col) = sv;\n")
             sum_ = "(&sv.x)[e]"
-        one = (f"hwcomp_quantize({sum_}, (&qscale4.x)[e], {zero_point}, {lo}.0f, {hi}.0f)")
+        one = quantized(sum_, f"{lo}.0f", f"{hi}.0f")
     res_load = ("    const float4 rv = *reinterpret_cast<const float4*>(res + (size_t)(m0 + r) * N + col);\n"
                 if epilogue in ("dqrq", "dqrqs") else "") + sum_pre
     if out == "f32u":  # finished below, a column per thread
@@ -167,8 +175,9 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
                   f"{load}  for (int r = tid / {bn // 4}; r < {bm}; r += {4 * threads // bn}) {{\n"
                   f"    const int4 a = *reinterpret_cast<const int4*>(tile_i + r * {bn + _PAD} + c4);\n"
                   f"    const int av[4] = {{a.x, a.y, a.z, a.w}};\n"
-                  f"{res_load}    {o_t} o[4];\n#pragma unroll\n    for (int e = 0; e < 4; ++e) o[e] = {one};\n"
-                  f"{store}  }}\n")
+                  f"{res_load}    {o_t} o[4];\n{'    unsigned slow = 0;' + chr(10) if fix else ''}"
+                  f"#pragma unroll\n    for (int e = 0; e < 4; ++e) o[e] = {one};\n"
+                  f"{fix}{store}  }}\n")
     return f"""
 __device__ __forceinline__ void {name}(const signed char* __restrict__ x, const signed char* __restrict__ w,
     const int* __restrict__ bias, {params[epilogue]}{out_t}* __restrict__ y, {"float* __restrict__ ysum, " if epilogue == "dqrqs" else ""}unsigned char* smem_raw, int tile,

@@ -857,24 +857,27 @@ def int_layer_norm_kernel(ctx: _Ctx, n, args):
     warp = ln_mod.int_warp_vec(m, c, xt.dtype.value) is not None
     q = _fused_quantize(ctx, n.outputs[0], c) if warp and dequant else None
     qo = (int(q.attr("bits", 8)), int(q.attr("zero_point", 0))) if q is not None else None
+    narrow = warp and ln_mod.int_narrow_ok(consts[0], consts[1], fb)  # int32 normalize where gamma/beta allow
 
     def make():
         ln = _schedules().layer_norm
         args_ = (m, c, xt.dtype.value, eps, fb, dequant, zp, bits)
         definition = ln.int_layer_norm_func(*args_, exact, quant_out=qo)
         if warp:
-            return definition, ln.int_layer_norm_warp(*args_, quant_out=qo)
+            return definition, ln.int_layer_norm_warp(*args_, quant_out=qo, narrow=narrow)
         return definition, ln.int_layer_norm(*args_, exact, threads=threads)
 
     qtag = f"_q{qo[0]}_z{qo[1]}".replace("-", "m") if qo else ""
-    gv = _kernel(ctx, f"int_layer_norm_{'warp_' if warp else ''}{m}x{c}_{xt.dtype.value}_e{eps}_f{fb}_{tag}{qtag}", make)
+    gv = _kernel(ctx, f"int_layer_norm_{'warp_' if warp else ''}{m}x{c}_{xt.dtype.value}_e{eps}_f{fb}_{tag}{qtag}"
+                 f"{'_n32' if narrow else ''}", make)
     if gv is None:
         return None
     ins = [_reshape(ctx, args[0], [m, c])] + [relax.const(a, str(a.dtype)) for a in consts]
     if q is None:
         y = _call(ctx, gv, ins, [m, c], odt)
         return _reshape(ctx, y, list(xt.shape))
-    ins.append(relax.const(_per_channel(q.attrs["scale"], c, c, "float32", 1.0)))
+    qscale = _per_channel(q.attrs["scale"], c, c, "float32", 1.0)
+    ins += [relax.const(qscale), relax.const(_schedules().cuda_device_functions.quantize_reciprocal(qscale))]
     y, yq = _call(ctx, gv, ins, [m, c], ("float32", f"int{qo[0]}"))
     ctx.env[q.outputs[0]] = _reshape(ctx, yq, list(xt.shape))
     ctx.fused_away.add(q.name)

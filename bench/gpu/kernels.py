@@ -60,8 +60,9 @@ def cases() -> list[dict]:
             for cfg in ("auto",) + (QWGMMA_SWEEP if m > SEQ else ()):
                 out.append(dict(kind="qdense_wgmma", m=m, n=n, k=k, epi=epi, cfg=cfg))
     # warp-per-row integer layer norm (int16 in): float32 out + fused int8 quantize, float32 only, requant int8;
-    # MiniLM's width too; against the block-per-row schedule
-    for m, cc, variant in ((32 * SEQ, HID, "dq_q8"), (32 * SEQ, HID, "dq"), (32 * SEQ, HID, "rq8"),
+    # MiniLM's width too; against the block-per-row schedule. "+n": int32 normalize
+    for m, cc, variant in ((32 * SEQ, HID, "dq_q8"), (32 * SEQ, HID, "dq_q8+n"), (32 * SEQ, HID, "dq"),
+                           (32 * SEQ, HID, "rq8"), (32 * SEQ, HID, "rq8+n"),
                            (32 * SEQ, 384, "dq_q8"), (32 * SEQ, HID, "block_dq"), (SEQ, HID, "dq_q8")):
         out.append(dict(kind="int_layer_norm", m=m, c=cc, variant=variant))
     # GPT-2 small decode (QKV, FFN up, FFN down, the 50257-word LM head padded to 50304) and 7B-class shapes
@@ -150,8 +151,10 @@ def build_funcs(c: dict) -> dict:
         v = c["variant"]
         if v == "block_dq":
             return {"main": layer_norm.int_layer_norm(c["m"], c["c"], "int16", 5, 14, True, exact=True)}
+        flags = v.partition("+")[2]
         return {"main": layer_norm.int_layer_norm_warp(c["m"], c["c"], "int16", 5, 14, v.startswith("dq"), -3,
-                                                       quant_out=(8, 2) if v.endswith("_q8") else None)}
+                                                       quant_out=(8, 2) if "_q8" in v else None,
+                                                       narrow="n" in flags)}
     if k == "dense_f16":
         return {"main": dense.dense_f16(c["m"], c["n"], c["k"], c["act"], config=_config(c))}
     if k.startswith("qdense"):
@@ -391,9 +394,12 @@ def run_case(c: dict, lib_path: str) -> dict:
         r["roofline"] = roofline.qdense_cost(m, n, kk, "dequant" if epi.startswith("dq") else "requant").as_dict(r["tvm_us"])
     elif k == "int_layer_norm":  # bit-exact against hwcomp/ops/intmath.py and numpy float32
         from hwcomp.ops.intmath import int_layer_norm, quantize_multiplier, requantize
+        from hwcomp.schedules.cuda_device_functions import quantize_reciprocal
         m, cc, v = c["m"], c["c"], c["variant"]
         x = rng.integers(-20000, 20000, (m, cc)).astype(np.int16)
         x[::7] //= 50  # rows of small variance too
+        x[3], x[5] = 1234, -20000  # a constant row (variance eps only) and a lone spike (|z| at its bound)
+        x[5, 7] = 20000
         gamma = rng.integers(-3000, 3000, cc).astype(np.int32)
         beta = rng.integers(-10**6, 10**6, cc).astype(np.int32)
         acc = int_layer_norm(x, gamma, beta, 5, 14)
@@ -402,11 +408,11 @@ def run_case(c: dict, lib_path: str) -> dict:
             ref = acc.astype(np.float32) * scale
             y = T(np.full((m, cc), np.nan, np.float32))
             args = [T(x), T(gamma), T(beta), T(scale)]
-            if v.endswith("_q8"):
+            if "_q8" in v:
                 qscale = rng.uniform(0.01, 0.05, cc).astype(np.float32)
                 refq = np.clip(np.rint(ref / qscale) + np.float32(2), -128, 127).astype(np.int8)
                 yq = T(np.full((m, cc), 77, np.int8))
-                args += [T(qscale), y, yq]
+                args += [T(qscale), T(quantize_reciprocal(qscale)), y, yq]
             else:
                 args += [y]
         else:
@@ -417,7 +423,7 @@ def run_case(c: dict, lib_path: str) -> dict:
         mod["main"](*args)
         r["exact"] = bool(np.array_equal(y.numpy(), ref))
         r["mismatches"] = int((y.numpy() != ref).sum())
-        if v.endswith("_q8"):
+        if "_q8" in v:
             r["exact_q"] = bool(np.array_equal(yq.numpy(), refq))
             r["mismatches_q"] = int((yq.numpy() != refq).sum())
             r["q_saturated_frac"] = float(np.mean(np.abs(refq.astype(int)) >= 127))

@@ -612,7 +612,10 @@ def test_register_hungry_kernels_get_min_blocks_launch_bounds(monkeypatch):
 def test_fast_quantize_decides_like_the_ieee_division():
     """hwcomp_quantize's fast path (v * rcp(scale), the division only near a rounding boundary) emulated in
     float32 numpy: rint of it equals rint(v / scale) everywhere, on random values, on exact .5 ties of the true
-    quotient and their float neighbours, and for awkward scales."""
+    quotient and their float neighbours, and for awkward scales (out-of-range ones through the NaN reciprocal
+    that quantize_reciprocal gives kernels, as hwcomp_quantize_rcp does)."""
+    from schedules.cuda_device_functions import quantize_reciprocal as rcp
+
     rng = np.random.default_rng(7)
     f32 = np.float32
     scales = np.concatenate([rng.uniform(1e-4, 1.0, 40), [1.0, 0.1, 1 / 3, 2.0 ** -20, 3e-38, 7e29, 1e-31]]).astype(f32)
@@ -623,11 +626,10 @@ def test_fast_quantize_decides_like_the_ieee_division():
         v = np.concatenate([ties, np.nextafter(ties, f32(np.inf)), np.nextafter(ties, f32(-np.inf)),
                             (rng.standard_normal(3000) * 200 * s).astype(f32), (rng.standard_normal(100) * 1e7).astype(f32)])
         with np.errstate(all="ignore"):
-            q0 = v * (f32(1) / s)  # __frcp_rn(scale): the IEEE-rounded reciprocal; one rounded multiply
+            q0 = v * rcp(s)  # hwcomp_quantize_rcp: __frcp_rn, NaN out of range; one rounded multiply
             r = np.rint(q0)
             a = np.abs(q0)
-            slow = ~((abs(s) > f32(1e-30)) & (abs(s) < f32(1e30))) | ~(a < f32(4194304.0)) | \
-                (np.abs(np.abs(q0 - r) - f32(0.5)) <= a * f32(1e-6))
+            slow = ~(a < f32(4194304.0)) | (np.abs(np.abs(q0 - r) - f32(0.5)) <= a * f32(1e-6))
             fast = np.where(slow, np.rint(v / s), r)
             ref = np.rint(v / s)
         np.testing.assert_array_equal(fast, ref, err_msg=f"scale {s!r}")
@@ -674,7 +676,7 @@ def test_int_layer_norm_fused_quantize_definition_is_bit_exact():
     qscale = rng.uniform(0.02, 0.05, c).astype(np.float32)
     y, yq = _t(np.zeros((m, c), np.float32)), _t(np.zeros((m, c), np.int8))
     build_cpu_reference(layer_norm.int_layer_norm_func(m, c, "int16", 3, 14, dequant=True, quant_out=(8, -2)))["main"](
-        _t(x), _t(gamma), _t(beta), _t(scale), _t(qscale), y, yq)
+        _t(x), _t(gamma), _t(beta), _t(scale), _t(qscale), _t(np.full(c, np.nan, np.float32)), y, yq)  # qrcp unread
     ref = intmath.int_layer_norm(x, gamma, beta, 3, 14).astype(np.float32) * scale
     np.testing.assert_array_equal(y.numpy(), ref)
     node = Node("quantize", ["v"], ["q"], {"scale": qscale, "zero_point": -2, "bits": 8}, "q")
@@ -683,15 +685,44 @@ def test_int_layer_norm_fused_quantize_definition_is_bit_exact():
     np.testing.assert_array_equal(yq.numpy(), refq)
 
 
+def test_int_layer_norm_narrow_bound_holds_at_the_extremes():
+    """int_narrow_ok's bound |z| <= 2^frac_bits (z the normalized value before gamma) holds on the rows that push
+    it: a lone spike (|x - mean| = std), two-valued rows, constant rows (variance eps only), full-range noise; and
+    int_narrow_ok admits exactly the constants whose worst case z * gamma + beta fits int32."""
+    from hwcomp.ops import intmath
+
+    rng = np.random.default_rng(3)
+    c, fb = 768, 14
+    rows = [np.full(c, -32768), np.full(c, 517), rng.integers(-32768, 32768, c), np.tile([-32768, 32767], c // 2)]
+    for eps in (0, 1, 5, 10**6):
+        for r in rows + [np.where(np.arange(c) == j, 32767, -32768) for j in (0, 100)]:
+            x = np.asarray(r, np.int64)[None]
+            one = np.ones(c, np.int32)
+            z = intmath.int_layer_norm(x, one, np.zeros(c, np.int32), eps, fb)  # gamma 1, beta 0: z itself
+            assert np.abs(z).max() <= 1 << fb
+    spike = np.where(np.arange(c) == 0, 32767, -32768)[None]
+    assert np.abs(intmath.int_layer_norm(spike, np.ones(c, np.int32), np.zeros(c, np.int32), 0, fb)).max() > 0.99 * (1 << fb)
+    g = np.full(c, 32767, np.int32)
+    edge = 2**31 - 1 - (32767 << fb)
+    assert layer_norm.int_narrow_ok(g, np.full(c, edge, np.int32), fb)
+    assert not layer_norm.int_narrow_ok(g, np.full(c, edge + 1, np.int32), fb)
+    assert not layer_norm.int_narrow_ok(g, np.full(c, -edge - 1, np.int32), fb)
+    acc = intmath.int_layer_norm(np.concatenate([spike, -spike]), g, np.full(c, edge, np.int32), 0, fb)
+    assert acc.max() <= 2**31 - 1 and acc.min() >= -2**31
+
+
 @needs_nvcc
 @pytest.mark.slow
 @pytest.mark.parametrize("in_dtype,c,kw", [("int16", 768, {"dequant": True, "quant_out": (8, 0)}),
+                                           ("int16", 768, {"dequant": True, "quant_out": (8, 0), "narrow": True}),
                                            ("int16", 768, {"dequant": True}),
                                            ("int8", 384, {"out_bits": 8, "out_zero_point": -3}),
+                                           ("int8", 384, {"out_bits": 8, "out_zero_point": -3, "narrow": True}),
                                            ("int16", 1152, {"out_bits": 16})])
 def test_int_layer_norm_warp_builds_machine_code(in_dtype, c, kw):
     """The warp-per-row integer layer norm (8 or 4 elements a lane) compiles for sm_90 and sm_80 (no tensor
-    cores); its generated function carries the fused quantize only when asked for."""
+    cores); its generated function carries the fused quantize (with the caller's reciprocals) only when asked
+    for, and normalizes in int32 only when asked for."""
     from backends.tvm_cuda.verify import cuda_source
     from schedules.errors import ScheduleError
 
@@ -702,7 +733,10 @@ def test_int_layer_norm_warp_builds_machine_code(in_dtype, c, kw):
         assert any(e.kind == "elf" and e.arch == int(arch[3:]) for e in report.entries)
         assert report.mma_instructions == 0
     src = cuda_source(ex)
-    assert (src.count("hwcomp_quantize(") > 0) == ("quant_out" in kw)
+    assert (src.count("hwcomp_quantize_fast(f[e], qr[p]") > 0) == ("quant_out" in kw)
+    assert ("const int a = (int)" in src) == kw.get("narrow", False)
+    assert ("const long long a = " in src) != kw.get("narrow", False)
+    assert ("hwcomp_requant32(a" in src) == (kw.get("narrow", False) and "out_bits" in kw)
     assert layer_norm.int_warp_vec(64, c, in_dtype) == (8 if c % 256 == 0 else 4)
     with pytest.raises(ScheduleError, match="C % 128"):
         layer_norm.int_layer_norm_warp(64, 200, in_dtype, 5)
