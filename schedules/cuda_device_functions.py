@@ -78,34 +78,35 @@ __device__ __forceinline__ int hwcomp_igelu(int x, int b, int one) {
 }
 """,
     # hwcomp's quantize of one float32 (ONNX QuantizeLinear): clip(rint(v / scale) + zp) with the quotient
-    # IEEE-rounded (numpy's). The IEEE division is a long instruction sequence, so the quotient is first taken as
-    # v * rcp(scale), within 2^-22 (relative) of the rounded one: rint of the two can differ only when they
-    # straddle a rounding boundary k + 1/2, so wherever the fast quotient lies within 1e-6 (relative) of one
-    # the division itself decides. That test also catches every quotient of 2^22 or more (1e-6 of it exceeds
-    # 1/2, the farthest any value lies from a boundary) and, written as !(distance > margin), NaN and infinite
-    # ones. hwcomp_quantize_rcp(scale) is rcp(scale), or NaN where the reciprocal leaves the normal range (its
-    # quotients then always take the division), as quantize_reciprocal computes it on the host, so that kernels
-    # can take the reciprocals of constant scales from their caller. hwcomp_quantize_fast is the fast path
-    # alone: it sets bit ``bit`` of ``slow`` where the division must decide (a kernel can then redo those few
-    # after its unrolled loop, instead of a branch for each value in it).
+    # IEEE-rounded (numpy's). The IEEE division is a long instruction sequence with a branch, so the quotient is
+    # taken from the correctly rounded reciprocal y of the scale by Markstein's correction: q1 = v * y (within
+    # 1.5 ulp), r = fma(-scale, q1, v) (the exact remainder), q = fma(r, y, q1), which is the IEEE quotient
+    # itself (checked in float64 emulation on ties, all-ones significands and random values) wherever r is not
+    # subnormal: for every |scale| in [2^-64, 2^64] and |v| >= 2^-100, i.e. wherever rint(q) is not 0 anyway.
+    # hwcomp_quantize_rcp(scale) is y, or NaN for scales outside that range (as quantize_reciprocal computes it
+    # on the host, so that kernels can take the reciprocals of constant scales from their caller).
+    # hwcomp_quantize_fast is that path alone: it sets bit ``bit`` of ``slow`` where q is not finite (an
+    # infinite or NaN v, an overflowing quotient, a scale out of range), which the division must decide; a
+    # kernel redoes those after its unrolled loop instead of branching for each value in it.
     "hwcomp_quantize_rcp": r"""
 __device__ __forceinline__ float hwcomp_quantize_rcp(float scale) {
-  return fabsf(scale) > 1e-30f && fabsf(scale) < 1e30f ? __frcp_rn(scale) : __int_as_float(0x7fffffff);
+  return fabsf(scale) > __int_as_float(0x1f800000) && fabsf(scale) < __int_as_float(0x5f800000)  // 2^-64, 2^64
+      ? __frcp_rn(scale) : __int_as_float(0x7fffffff);
 }
 """,
     "hwcomp_quantize_fast": r"""
-__device__ __forceinline__ float hwcomp_quantize_fast(float v, float rcp, int zp, float lo, float hi, unsigned& slow,
-                                                      int bit) {
-  const float q0 = v * rcp;
-  const float r = nearbyintf(q0);
-  slow |= (unsigned)!(fabsf(fabsf(q0 - r) - 0.5f) > fabsf(q0) * 1e-6f) << bit;
-  return fmaxf(fminf(r + (float)zp, hi), lo);
+__device__ __forceinline__ float hwcomp_quantize_fast(float v, float scale, float rcp, int zp, float lo, float hi,
+                                                      unsigned& slow, int bit) {
+  const float q1 = __fmul_rn(v, rcp);
+  const float q = __fmaf_rn(__fmaf_rn(-scale, q1, v), rcp, q1);
+  slow |= (unsigned)!(fabsf(q) < __int_as_float(0x7f800000)) << bit;
+  return fmaxf(fminf(nearbyintf(q) + (float)zp, hi), lo);
 }
 """,
     "hwcomp_quantize": r"""
 __device__ __forceinline__ float hwcomp_quantize(float v, float scale, int zp, float lo, float hi) {
   unsigned slow = 0;
-  const float q = hwcomp_quantize_fast(v, hwcomp_quantize_rcp(scale), zp, lo, hi, slow, 0);
+  const float q = hwcomp_quantize_fast(v, scale, hwcomp_quantize_rcp(scale), zp, lo, hi, slow, 0);
   return slow ? fmaxf(fminf(nearbyintf(__fdiv_rn(v, scale)) + (float)zp, hi), lo) : q;
 }
 """,    # one mma.sync m16n8k16 (fp16 x fp16 -> fp32 accumulators c[4]; A fragment a[4], B fragment b0, b1)
@@ -132,9 +133,9 @@ MARKER = "// hwcomp device functions (schedules/cuda_device_functions.py)"
 
 def quantize_reciprocal(scale) -> np.ndarray:
     """hwcomp_quantize_rcp of each float32 scale, on the host: the IEEE-rounded reciprocal (numpy's float32
-    division, as __frcp_rn), NaN where either leaves the normal range."""
+    division, as __frcp_rn), NaN for scales outside [2^-64, 2^64] in magnitude."""
     s = np.asarray(scale, np.float32)
-    ok = (np.abs(s) > np.float32(1e-30)) & (np.abs(s) < np.float32(1e30))
+    ok = (np.abs(s) > np.float32(2.0**-64)) & (np.abs(s) < np.float32(2.0**64))
     with np.errstate(divide="ignore", over="ignore"):
         return np.where(ok, np.float32(1) / np.where(ok, s, np.float32(1)), np.float32(np.nan)).astype(np.float32)
 

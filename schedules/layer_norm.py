@@ -380,14 +380,14 @@ def _int_warp_function(in_t: str, c: int, frac_bits: int, epi: str, quant_bits: 
         elem = (f"        o[e] = hwcomp_requant{'32' if narrow else ''}(a, gq[p], sq_[p], out_zp, {-(1 << (bits - 1))}, "
                 f"{(1 << (bits - 1)) - 1});\n")
     if quant_bits:
-        param_loads += vec4("qrcp", "qr", "float")
+        param_loads += vec4("qscale", "qv", "float") + vec4("qrcp", "qr", "float")
     q_store = ""
     if quant_bits:
         qb = quant_bits // 8
         lim = 1 << (quant_bits - 1)
-        elem += f"        q[e] = hwcomp_quantize_fast(f[e], qr[p], q_zp, {-lim}.0f, {lim - 1}.0f, slow, e);\n"
+        elem += f"        q[e] = hwcomp_quantize_fast(f[e], qv[p], qr[p], q_zp, {-lim}.0f, {lim - 1}.0f, slow, e);\n"
         packed = _pack(qb, vec, "q", "0xFFu" if qb == 1 else "0xFFFFu")
-        q_store = (f"      if (slow) {{  // the few values near a rounding boundary: the IEEE division decides\n#pragma unroll\n"
+        q_store = (f"      if (slow) {{  // non-finite quotients: the IEEE division decides\n#pragma unroll\n"
                    f"        for (int e = 0; e < {vec}; ++e)\n"
                    f"          if (slow >> e & 1u) q[e] = hwcomp_quantize(f[e], qscale[col + e], q_zp, {-lim}.0f, {lim - 1}.0f);\n"
                    f"      }}\n"
@@ -439,7 +439,7 @@ __device__ __forceinline__ void {name}(const {ctype}* __restrict__ xin, const in
 {decl}#pragma unroll
       for (int u = 0; u < {vec // 4}; ++u) {{  // four columns at a time: their per-channel constants, 16 bytes a load
         int gv[4], bv[4];
-        float sv[4]{", qr[4]" if quant_bits else ""};{"" if epi == "dq" else " int gq[4], sq_[4];"}
+        float sv[4]{", qv[4], qr[4]" if quant_bits else ""};{"" if epi == "dq" else " int gq[4], sq_[4];"}
         const int4 g4 = *reinterpret_cast<const int4*>(gamma + col + 4 * u);
         const int4 b4 = *reinterpret_cast<const int4*>(beta + col + 4 * u);
         gv[0] = g4.x; gv[1] = g4.y; gv[2] = g4.z; gv[3] = g4.w;

@@ -121,13 +121,13 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
     if "qscale" in consts:  # the quantize's reciprocals once a thread (its four columns are the same every row)
         load += ("  float4 qr4;\n#pragma unroll\n"
                  "  for (int e = 0; e < 4; ++e) (&qr4.x)[e] = hwcomp_quantize_rcp((&qscale4.x)[e]);\n")
-    fix = ""  # the quantizing epilogues: values the fast quantize flagged, redone with the IEEE division
+    fix = ""  # the quantizing epilogues: non-finite quotients the fast quantize flagged, redone with the IEEE division
 
     def quantized(v: str, lo_: str, hi_: str, cast: str = "") -> str:
         nonlocal fix
         fix = (f"    if (slow) {{\n#pragma unroll\n      for (int e = 0; e < 4; ++e)\n        if (slow >> e & 1u) "
                f"o[e] = {cast}hwcomp_quantize({v}, (&qscale4.x)[e], {zero_point}, {lo_}, {hi_});\n    }}\n")
-        return f"{cast}hwcomp_quantize_fast({v}, (&qr4.x)[e], {zero_point}, {lo_}, {hi_}, slow, e)"
+        return f"{cast}hwcomp_quantize_fast({v}, (&qscale4.x)[e], (&qr4.x)[e], {zero_point}, {lo_}, {hi_}, slow, e)"
     if epilogue == "rq" and out == "f16":  # int8 values as fp16 (exact)
         one = f"(float)hwcomp_requant32(av[e], (&mult4.x)[e], (&shift4.x)[e], {zero_point}, -128, 127)"
     elif epilogue == "rqgelu":  # the GEMM's int8 (zero point 0), i-GELU in int32, its requantization

@@ -609,32 +609,62 @@ def test_register_hungry_kernels_get_min_blocks_launch_bounds(monkeypatch):
     assert "__launch_bounds__(128) ln_kernel(" in dev.inject(src)
 
 
-def test_fast_quantize_decides_like_the_ieee_division():
-    """hwcomp_quantize's fast path (v * rcp(scale), the division only near a rounding boundary) emulated in
-    float32 numpy: rint of it equals rint(v / scale) everywhere, on random values, on exact .5 ties of the true
-    quotient and their float neighbours, and for awkward scales (out-of-range ones through the NaN reciprocal
-    that quantize_reciprocal gives kernels, as hwcomp_quantize_rcp does)."""
-    from schedules.cuda_device_functions import quantize_reciprocal as rcp
+def _rn32_sum(a, b):
+    """float32 round-to-nearest-even of the exact sum of float64 ``a`` and ``b`` (TwoSum: the float64 sum s and
+    its exact error e; s + e crosses a float32 rounding boundary only when s is that midpoint itself)."""
+    f32, f64 = np.float32, np.float64
+    s = a + b
+    bb = s - a
+    e = (a - (s - bb)) + (b - bb)
+    m = s.astype(f32)
+    lo = np.where(m.astype(f64) <= s, m, np.nextafter(m, f32(-np.inf)))
+    hi = np.where(m.astype(f64) >= s, m, np.nextafter(m, f32(np.inf)))
+    tie = ((lo.astype(f64) + hi.astype(f64)) / 2 == s) & (m.astype(f64) != s) & (e != 0)
+    return np.where(tie, np.where(e > 0, hi, lo), m)
+
+
+def test_fast_quantize_quotient_is_the_ieee_quotient():
+    """hwcomp_quantize_fast's quotient (Markstein's correction from the correctly rounded reciprocal:
+    q1 = v * y, r = fma(-s, q1, v), q = fma(r, y, q1)), emulated exactly in float64, equals numpy's IEEE float32
+    v / s bit for bit wherever |v| >= 2^-100 (and rounds to the same integer everywhere), on random values, exact
+    .5 ties of the quotient and their neighbours, near-integers, and scales with all-ones significands; scales
+    outside [2^-64, 2^64] get a NaN reciprocal (the kernel's division path)."""
+    from schedules.cuda_device_functions import quantize_reciprocal
 
     rng = np.random.default_rng(7)
-    f32 = np.float32
-    scales = np.concatenate([rng.uniform(1e-4, 1.0, 40), [1.0, 0.1, 1 / 3, 2.0 ** -20, 3e-38, 7e29, 1e-31]]).astype(f32)
+    f32, f64 = np.float32, np.float64
     checked = 0
-    for s in scales:
-        k = rng.integers(-40000, 40000, 3000).astype(f32)
-        ties = ((k + f32(0.5)) * s).astype(f32)  # values whose exact quotient sits at (or next to) k + 0.5
-        v = np.concatenate([ties, np.nextafter(ties, f32(np.inf)), np.nextafter(ties, f32(-np.inf)),
-                            (rng.standard_normal(3000) * 200 * s).astype(f32), (rng.standard_normal(100) * 1e7).astype(f32)])
+    for it in range(16):
+        n = 100000
+        s = (rng.uniform(1, 2, n) * 2.0 ** rng.integers(-62, 62, n)).astype(f32)
+        if it % 3 == 0:
+            s = (f32(2 - 2**-23) * 2.0 ** rng.integers(-62, 62, n) * rng.choice([-1, 1], n)).astype(f32)
+        kind = it % 4
+        if kind == 0:
+            v = (rng.standard_normal(n) * 2.0 ** rng.integers(-20, 20, n) * s).astype(f32)
+        elif kind == 1:  # quotients at k + 1/2 and one ulp either side
+            v = ((rng.integers(-40000, 40000, n) + 0.5) * s.astype(f64)).astype(f32)
+            v = np.where(rng.random(n) < .3, np.nextafter(v, f32(np.inf)),
+                         np.where(rng.random(n) < .5, np.nextafter(v, f32(-np.inf)), v))
+        elif kind == 2:
+            v = ((rng.integers(-40000, 40000, n) + rng.uniform(-1e-4, 1e-4, n)) * s.astype(f64)).astype(f32)
+        else:
+            v = ((rng.uniform(1, 2, n) * 2.0 ** rng.integers(-60, 60, n)).astype(f32) * s).astype(f32)
+        y = quantize_reciprocal(s)
         with np.errstate(all="ignore"):
-            q0 = v * rcp(s)  # hwcomp_quantize_rcp: __frcp_rn, NaN out of range; one rounded multiply
-            r = np.rint(q0)
-            a = np.abs(q0)
-            slow = ~(a < f32(4194304.0)) | (np.abs(np.abs(q0 - r) - f32(0.5)) <= a * f32(1e-6))
-            fast = np.where(slow, np.rint(v / s), r)
-            ref = np.rint(v / s)
-        np.testing.assert_array_equal(fast, ref, err_msg=f"scale {s!r}")
-        checked += int((~slow).sum())
-    assert checked > 100000  # the fast path really decides most values
+            q1 = v * y
+            r = (v.astype(f64) - s.astype(f64) * q1.astype(f64)).astype(f32)  # exact in float64 (Sterbenz)
+            q = _rn32_sum(q1.astype(f64), r.astype(f64) * y.astype(f64))
+            ref = v / s
+        ok = np.isfinite(ref)
+        np.testing.assert_array_equal(np.rint(q[ok]), np.rint(ref[ok]))
+        normal = ok & (np.abs(v) >= 2.0**-100)
+        np.testing.assert_array_equal(q[normal], ref[normal])
+        checked += int(normal.sum())
+    assert checked > 1_500_000
+    odd = np.array([3e-38, 2.0**-64, 2.0**64, 7e29, np.inf, 0.0], f32)
+    assert np.isnan(quantize_reciprocal(odd)).all()
+    assert quantize_reciprocal(np.float32(0.1)) == np.float32(1) / np.float32(0.1)
 
 
 def test_int32_requantize_fast_path_equals_the_int64_requantize():
@@ -733,7 +763,7 @@ def test_int_layer_norm_warp_builds_machine_code(in_dtype, c, kw):
         assert any(e.kind == "elf" and e.arch == int(arch[3:]) for e in report.entries)
         assert report.mma_instructions == 0
     src = cuda_source(ex)
-    assert (src.count("hwcomp_quantize_fast(f[e], qr[p]") > 0) == ("quant_out" in kw)
+    assert (src.count("hwcomp_quantize_fast(f[e], qv[p], qr[p]") > 0) == ("quant_out" in kw)
     assert ("const int a = (int)" in src) == kw.get("narrow", False)
     assert ("const long long a = " in src) != kw.get("narrow", False)
     assert ("hwcomp_requant32(a" in src) == (kw.get("narrow", False) and "out_bits" in kw)
