@@ -114,7 +114,7 @@ def bench_hwcomp(name, batch, seq, feeds, onnx_path, precision, quant, check, us
     return res
 
 
-def kernel_profile(fn, repeat: int = 5, n: int = 16) -> dict:
+def kernel_profile(fn, repeat: int = 5, n: int = 48) -> dict:
     """GPU time of each CUDA kernel (by name, from CUPTI through torch.profiler) per call of ``fn`` (one
     forward pass: hwcomp's build without the CUDA graph, or torch.compile's graph), the ``n`` largest first,
     with the sum of all kernels: against the CUDA-graph latency, that sum says how much of it is kernel time
