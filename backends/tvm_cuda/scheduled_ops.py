@@ -328,6 +328,33 @@ def _mask_3d(ctx: _Ctx, name: str, mask, b: int, s_q: int, s_k: int):
     return ctx.memo[key], ms[0], ms[1]
 
 
+def _two_valued(ctx: _Ctx, x):
+    """(cond, a, b) when Relax value ``x`` is ``where(cond, a, b)`` of two scalar constants seen through reshapes
+    and casts (the padding masks exporters build: 0 where attended, the dtype's minimum elsewhere), with ``a`` and
+    ``b`` as float32 numpy scalars that passed through the same casts; else None."""
+    import tvm
+    from tvm import relax
+    casts = []
+    while isinstance(x, relax.Var):
+        bound = ctx.bb.lookup_binding(x)
+        if not isinstance(bound, relax.Call) or not isinstance(bound.op, tvm.ir.Op):
+            return None
+        name = bound.op.name
+        if name in ("relax.reshape", "relax.astype"):
+            if name == "relax.astype":
+                casts.append(str(bound.attrs.dtype))
+            x = bound.args[0]
+            continue
+        if name != "relax.where" or not all(isinstance(v, tvm.ir.expr.Constant) and v.value.numpy().size == 1
+                                            for v in bound.args[1:]):
+            return None
+        vals = [v.value.numpy().reshape(()) for v in bound.args[1:]]
+        for dt in reversed(casts):  # innermost cast first
+            vals = [v.astype(dt) for v in vals]
+        return bound.args[0], np.float32(vals[0]), np.float32(vals[1])
+    return None
+
+
 def attention_kernels(ctx: _Ctx, n, args):
     """``attention`` fp16: one flash-attention kernel (schedules/flash_attention.py; q/k/v read in place from a
     fused QKV projection when they are its split), else tensor-core QKᵀ with scale/mask/causal epilogue, row
@@ -771,9 +798,23 @@ def qattention_kernels(ctx: _Ctx, n, args):
         if m3 is None:
             return None
         mf, mb, mq = m3  # float32 [Bm, Sqm, Sk]; to score units in float64 as the interpreter does
-        mi = R.round(R.divide(R.astype(mf, "float64"), relax.const(ss, "float64")))
-        mi = R.minimum(R.maximum(mi, relax.const(-(2.0 ** 30), "float64")), relax.const(2.0 ** 30, "float64"))
-        mask = ctx.emit(R.astype(mi, "int32"))
+
+        def score_units(v):
+            return np.clip(np.rint(np.asarray(v, np.float64) / ss), -(2.0 ** 30), 2.0 ** 30).astype(np.int32)
+
+        two = _two_valued(ctx, mask)
+        if two is not None:  # where(cond, a, b): its two values converted here, and one int mask for all layers
+            cond, a_, b_ = two  # whose scales give the same two
+            qa_, qb_ = score_units(a_), score_units(b_)
+            key = ("qmask", n.inputs[3], int(qa_), int(qb_))
+            if key not in ctx.memo:
+                mi = ctx.emit(R.where(cond, relax.const(qa_, "int32"), relax.const(qb_, "int32")))
+                ctx.memo[key] = _reshape(ctx, mi, [mb, mq, s_k])
+            mask = ctx.memo[key]
+        else:
+            mi = R.round(R.divide(R.astype(mf, "float64"), relax.const(ss, "float64")))
+            mi = R.minimum(R.maximum(mi, relax.const(-(2.0 ** 30), "float64")), relax.const(2.0 ** 30, "float64"))
+            mask = ctx.emit(R.astype(mi, "int32"))
     causal = bool(n.attr("causal", 0))
     sm = dict(exp_ln2=int(n.attrs["exp_ln2"]), exp_b=int(n.attrs["exp_b"]), exp_c=int(n.attrs["exp_c"]))
     tag = f"{b}x{h}x{s_q}x{s_k}x{d}"

@@ -149,6 +149,12 @@ def test_int8_cuda_kernel_definitions_are_bit_exact_with_interpreter(name, kw, a
     assert any(n.op == "int_gelu" for n in g.nodes)
     fused_gelu = any(k.startswith("qdense_wgmma_") and "_igelu_" in k for k in ks)
     assert fused_gelu == (arch == "sm_90") and any(k.startswith("int_gelu") for k in ks) != fused_gelu, ks
+    # the padding mask, where(attended, 0, min): its two values converted to score units at compile time, one
+    # int32 where for all layers whose scales give the same two; no float64 division per layer
+    script = lm.mod["main"].script()
+    layers = sum(n.op == "qattention" for n in g.nodes)
+    wheres = script.count('dtype="int32") = R.where(')
+    assert 1 <= wheres <= layers and "float64" not in script, wheres
     got = _run_on_cpu(lm, feeds)
     np.testing.assert_array_equal(got, interpret(g, feeds)[g.outputs[0]])
 
