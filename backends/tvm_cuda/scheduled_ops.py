@@ -328,31 +328,24 @@ def _mask_3d(ctx: _Ctx, name: str, mask, b: int, s_q: int, s_k: int):
     return ctx.memo[key], ms[0], ms[1]
 
 
-def _two_valued(ctx: _Ctx, x):
-    """(cond, a, b) when Relax value ``x`` is ``where(cond, a, b)`` of two scalar constants seen through reshapes
-    and casts (the padding masks exporters build: 0 where attended, the dtype's minimum elsewhere), with ``a`` and
-    ``b`` as float32 numpy scalars that passed through the same casts; else None."""
-    import tvm
+def _two_valued(ctx: _Ctx, name: str):
+    """(cond, a, b) when graph value ``name`` is ``Where(cond, a, b)`` of two scalar constants (the padding masks
+    exporters build: 0 where attended, the dtype's minimum elsewhere): ``cond`` as a Relax value of ``name``'s
+    shape, ``a`` and ``b`` as the graph holds them (what the interpreter reads, not the fp16 lowering's
+    rounding of them); else None."""
     from tvm import relax
-    casts = []
-    while isinstance(x, relax.Var):
-        bound = ctx.bb.lookup_binding(x)
-        if not isinstance(bound, relax.Call) or not isinstance(bound.op, tvm.ir.Op):
-            return None
-        name = bound.op.name
-        if name in ("relax.reshape", "relax.astype"):
-            if name == "relax.astype":
-                casts.append(str(bound.attrs.dtype))
-            x = bound.args[0]
-            continue
-        if name != "relax.where" or not all(isinstance(v, tvm.ir.expr.Constant) and v.value.numpy().size == 1
-                                            for v in bound.args[1:]):
-            return None
-        vals = [v.value.numpy().reshape(()) for v in bound.args[1:]]
-        for dt in reversed(casts):  # innermost cast first
-            vals = [v.astype(dt) for v in vals]
-        return bound.args[0], np.float32(vals[0]), np.float32(vals[1])
-    return None
+    w = ctx.producer(name)
+    if w is None or w.op != "Where" or len(w.inputs) != 3 or w.inputs[0] not in ctx.env:
+        return None
+    vals = [ctx.g.constants.get(i) for i in w.inputs[1:]]
+    if any(v is None or np.size(v) != 1 for v in vals):
+        return None
+    cond = ctx.env[w.inputs[0]]
+    shape = [int(d) for d in ctx.g.types[name].shape]
+    if [int(d) for d in cond.ty.shape] != shape:
+        cond = ctx.emit(relax.op.broadcast_to(cond, shape))
+    dt = ctx.g.types[name].dtype.value
+    return cond, *(np.asarray(v, dt).reshape(()) for v in vals)
 
 
 def attention_kernels(ctx: _Ctx, n, args):
@@ -802,7 +795,7 @@ def qattention_kernels(ctx: _Ctx, n, args):
         def score_units(v):
             return np.clip(np.rint(np.asarray(v, np.float64) / ss), -(2.0 ** 30), 2.0 ** 30).astype(np.int32)
 
-        two = _two_valued(ctx, mask)
+        two = _two_valued(ctx, n.inputs[3])
         if two is not None:  # where(cond, a, b): its two values converted here, and one int mask for all layers
             cond, a_, b_ = two  # whose scales give the same two
             qa_, qb_ = score_units(a_), score_units(b_)

@@ -159,6 +159,26 @@ def test_int8_cuda_kernel_definitions_are_bit_exact_with_interpreter(name, kw, a
     np.testing.assert_array_equal(got, interpret(g, feeds)[g.outputs[0]])
 
 
+def test_int8_padding_mask_takes_the_graphs_values_not_their_fp16_rounding():
+    """The two-valued padding mask is converted to score units from the values the graph (and so the
+    interpreter) holds, also when the fp16 lowering would round them: a mask value of -3.3 (fp16: -3.30078) gives
+    each layer's clip(rint(-3.3 / score_scale)) in its int32 where, and the fp32 build stays bit-exact."""
+    from hwcomp.backends.tvm_cuda.relax_lowering import lower_to_relax
+
+    g, feeds = _int8("bert-tiny", 2, 32)
+    w = next(n for n in g.nodes if n.op == "Where")
+    g.constants[w.inputs[2]] = np.full(np.shape(g.constants[w.inputs[2]]), -3.3, np.float32)
+    want = {int(np.rint(np.float64(np.float32(-3.3)) / float(n.attrs["score_scale"])))
+            for n in g.nodes if n.op == "qattention"}
+    fp16_rounded = {int(np.rint(np.float64(np.float16(-3.3)) / float(n.attrs["score_scale"])))
+                    for n in g.nodes if n.op == "qattention"}
+    assert want.isdisjoint(fp16_rounded)  # the scales make the rounding visible
+    script = lower_to_relax(g, "fp16", target="cuda", arch="sm_90").mod["main"].script()
+    assert all(f'R.const({v}, "int32")' in script for v in want), want
+    lm = lower_to_relax(g, "fp32", target="cuda", arch="sm_90", exact_fp=False)
+    np.testing.assert_array_equal(_run_on_cpu(lm, feeds), interpret(g, feeds)[g.outputs[0]])
+
+
 @pytest.mark.parametrize("name", ["bert-tiny", "gpt2-tiny"])
 def test_fuse_qkv_int8_keeps_the_interpreters_integers(name):
     """Three int8 projections of an integer attention as one qdense (weights, biases, per-channel multipliers and
