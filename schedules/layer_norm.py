@@ -350,8 +350,8 @@ def _int_warp_function(in_t: str, c: int, frac_bits: int, epi: str, quant_bits: 
     ctype, size = _INT_C[in_t]
     vec = 8 if c % 256 == 0 else 4
     chunks = c // (32 * vec)
-    name = (f"{INT_PREFIX}{in_t}_c{c}_f{frac_bits}_{epi}" + (f"_q{quant_bits}" if quant_bits else "")
-            + ("_n32" if narrow else ""))
+    name = int_function_name(c, "int" + in_t[1:], frac_bits, epi == "dq", 8 if epi == "dq" else int(epi[2:]),
+                             quant_bits, narrow)
     in_words = vec * size // 4
     load_t = _words_t(in_words)
     params = "const float* __restrict__ scale, " if epi == "dq" else "const int* __restrict__ mult, const int* __restrict__ shift, "
@@ -399,12 +399,10 @@ def _int_warp_function(in_t: str, c: int, frac_bits: int, epi: str, quant_bits: 
     decl = ("      float f[" + str(vec) + "];\n" if epi == "dq" else f"      int o[{vec}];\n") + \
            (f"      float q[{vec}];\n      unsigned slow = 0;\n" if quant_bits else "")
     in_words_list = ["x.x", "x.y", "x.z", "x.w"][:in_words] if in_words > 1 else ["x"]
-    if narrow:  # int_narrow_ok: |z| <= 2^frac_bits and z * gamma + beta fit int32
-        acc = (f"        const int a = (int)(((long long)(v[i * {vec} + e] - mean) * factor) >> {31 - frac_bits})"
-               f" * gv[p] + bv[p];\n")
-    else:
-        acc = (f"        const long long a = (((long long)(v[i * {vec} + e] - mean) * factor) >> {31 - frac_bits})"
-               f" * gv[p] + bv[p];\n")
+    # narrow (int_narrow_ok): |z| <= 2^frac_bits and z * gamma + beta fit int32
+    a_t, z_cast = ("int", "(int)") if narrow else ("long long", "")
+    acc = (f"        const {a_t} a = {z_cast}(((long long)(v[i * {vec} + e] - mean) * factor) >> {31 - frac_bits})"
+           f" * gv[p] + bv[p];\n")
     return f"""
 __device__ __forceinline__ void {name}(const {ctype}* __restrict__ xin, const int* __restrict__ gamma,
     const int* __restrict__ beta, {params}{q_in}{out_t}* __restrict__ y{q_out}, int block, long long eps, int out_zp,

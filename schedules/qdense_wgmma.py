@@ -123,11 +123,11 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
                  "  for (int e = 0; e < 4; ++e) (&qr4.x)[e] = hwcomp_quantize_rcp((&qscale4.x)[e]);\n")
     fix = ""  # the quantizing epilogues: non-finite quotients the fast quantize flagged, redone with the IEEE division
 
-    def quantized(v: str, lo_: str, hi_: str, cast: str = "") -> str:
-        nonlocal fix
-        fix = (f"    if (slow) {{\n#pragma unroll\n      for (int e = 0; e < 4; ++e)\n        if (slow >> e & 1u) "
-               f"o[e] = {cast}hwcomp_quantize({v}, (&qscale4.x)[e], {zero_point}, {lo_}, {hi_});\n    }}\n")
-        return f"{cast}hwcomp_quantize_fast({v}, (&qscale4.x)[e], (&qr4.x)[e], {zero_point}, {lo_}, {hi_}, slow, e)"
+    def quantized(v: str, lo_: str, hi_: str, cast: str = "") -> tuple[str, str]:
+        """The fast quantize of value ``v`` for element e, and the statement redoing the flagged ones."""
+        return (f"{cast}hwcomp_quantize_fast({v}, (&qscale4.x)[e], (&qr4.x)[e], {zero_point}, {lo_}, {hi_}, slow, e)",
+                f"    if (slow) {{\n#pragma unroll\n      for (int e = 0; e < 4; ++e)\n        if (slow >> e & 1u) "
+                f"o[e] = {cast}hwcomp_quantize({v}, (&qscale4.x)[e], {zero_point}, {lo_}, {hi_});\n    }}\n")
     if epilogue == "rq" and out == "f16":  # int8 values as fp16 (exact)
         one = f"(float)hwcomp_requant32(av[e], (&mult4.x)[e], (&shift4.x)[e], {zero_point}, -128, 127)"
     elif epilogue == "rqgelu":  # the GEMM's int8 (zero point 0), i-GELU in int32, its requantization
@@ -140,7 +140,7 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
         f = "__fmul_rn((float)av[e], (&scale4.x)[e])"
         if relu:
             f = f"fmaxf({f}, 0.0f)"
-        one = quantized(f, "-128.0f", "127.0f", "(signed char)(int)" if out == "i8" else "")
+        one, fix = quantized(f, "-128.0f", "127.0f", "(signed char)(int)" if out == "i8" else "")
     elif epilogue == "dq":
         one = "__fmul_rn((float)av[e], (&scale4.x)[e])"
         if relu:
@@ -154,7 +154,7 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
             sum_pre = (f"    float4 sv;\n#pragma unroll\n    for (int e = 0; e < 4; ++e) (&sv.x)[e] = {sum_};\n"
                        "    *reinterpret_cast<float4*>(ysum + (size_t)(m0 + r) * N + col) = sv;\n")
             sum_ = "(&sv.x)[e]"
-        one = quantized(sum_, f"{lo}.0f", f"{hi}.0f")
+        one, fix = quantized(sum_, f"{lo}.0f", f"{hi}.0f")
     res_load = ("    const float4 rv = *reinterpret_cast<const float4*>(res + (size_t)(m0 + r) * N + col);\n"
                 if epilogue in ("dqrq", "dqrqs") else "") + sum_pre
     if out == "f32u":  # finished below, a column per thread

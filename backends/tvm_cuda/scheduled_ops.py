@@ -330,22 +330,17 @@ def _mask_3d(ctx: _Ctx, name: str, mask, b: int, s_q: int, s_k: int):
 
 def _two_valued(ctx: _Ctx, name: str):
     """(cond, a, b) when graph value ``name`` is ``Where(cond, a, b)`` of two scalar constants (the padding masks
-    exporters build: 0 where attended, the dtype's minimum elsewhere): ``cond`` as a Relax value of ``name``'s
-    shape, ``a`` and ``b`` as the graph holds them (what the interpreter reads, not the fp16 lowering's
-    rounding of them); else None."""
-    from tvm import relax
+    exporters build: 0 where attended, the dtype's minimum elsewhere): ``cond`` the graph value's name, ``a`` and
+    ``b`` as the graph holds them (what the interpreter reads, not the fp16 lowering's rounding of them); else
+    None."""
     w = ctx.producer(name)
     if w is None or w.op != "Where" or len(w.inputs) != 3 or w.inputs[0] not in ctx.env:
         return None
     vals = [ctx.g.constants.get(i) for i in w.inputs[1:]]
     if any(v is None or np.size(v) != 1 for v in vals):
         return None
-    cond = ctx.env[w.inputs[0]]
-    shape = [int(d) for d in ctx.g.types[name].shape]
-    if [int(d) for d in cond.ty.shape] != shape:
-        cond = ctx.emit(relax.op.broadcast_to(cond, shape))
     dt = ctx.g.types[name].dtype.value
-    return cond, *(np.asarray(v, dt).reshape(()) for v in vals)
+    return w.inputs[0], *(np.asarray(v, dt).reshape(()) for v in vals)
 
 
 def attention_kernels(ctx: _Ctx, n, args):
@@ -786,11 +781,8 @@ def qattention_kernels(ctx: _Ctx, n, args):
     epi = qa.Epilogue(dequant=dequant, out_zero_point=zp, out_bits=bits, exact=dequant and ctx.exact_fp)
     mask = args[3] if len(args) > 3 and args[3] is not None else None
     mb, mq = b, 1
-    if mask is not None:
-        m3 = _mask_3d(ctx, n.inputs[3], mask, b, s_q, s_k)
-        if m3 is None:
-            return None
-        mf, mb, mq = m3  # float32 [Bm, Sqm, Sk]; to score units in float64 as the interpreter does
+    if mask is not None:  # to score units in float64 as the interpreter does
+        mb, mq = _mask_shape(ctx, n.inputs[3], b, s_q, s_k)  # covered: _qattention_shape checked it
 
         def score_units(v):
             return np.clip(np.rint(np.asarray(v, np.float64) / ss), -(2.0 ** 30), 2.0 ** 30).astype(np.int32)
@@ -801,10 +793,15 @@ def qattention_kernels(ctx: _Ctx, n, args):
             qa_, qb_ = score_units(a_), score_units(b_)
             key = ("qmask", n.inputs[3], int(qa_), int(qb_))
             if key not in ctx.memo:
-                mi = ctx.emit(R.where(cond, relax.const(qa_, "int32"), relax.const(qb_, "int32")))
+                cv = ctx.env[cond]
+                mshape = [int(d) for d in ctx.g.types[n.inputs[3]].shape]
+                if [int(d) for d in cv.ty.shape] != mshape:
+                    cv = ctx.emit(R.broadcast_to(cv, mshape))
+                mi = ctx.emit(R.where(cv, relax.const(qa_, "int32"), relax.const(qb_, "int32")))
                 ctx.memo[key] = _reshape(ctx, mi, [mb, mq, s_k])
             mask = ctx.memo[key]
         else:
+            mf = _mask_3d(ctx, n.inputs[3], mask, b, s_q, s_k)[0]  # float32 [Bm, Sqm, Sk]
             mi = R.round(R.divide(R.astype(mf, "float64"), relax.const(ss, "float64")))
             mi = R.minimum(R.maximum(mi, relax.const(-(2.0 ** 30), "float64")), relax.const(2.0 ** 30, "float64"))
             mask = ctx.emit(R.astype(mi, "int32"))
