@@ -307,7 +307,7 @@ __device__ __forceinline__ void {function_name(d, cfg, causal, has_mask, True, t
 def sources_for(code: str) -> str:
     """The definitions of every flash-attention function ``code`` calls (for the CUDA postproc hook), or ''."""
     called = {(int(d), int(w), bool(c), bool(m), bool(t), bool(f)) for d, w, c, m, t, f in _NAME.findall(code)}
-    called = {v for v in called if v[0] in HEAD_DIMS and v[1] in (1, 2, 4)}
+    called = {v for v in called if v[0] in HEAD_DIMS and v[1] in (1, 2, 4, 8)}
     if not called:
         return ""
     out = [f"#define HWCOMP_FA_SW_D{d}(r, c) {_swizzle_c(d)}\n" for d in sorted({v[0] for v in called})]

@@ -41,13 +41,13 @@ import re
 from tvm import tirx
 
 from .cuda_device_functions import extern_launch
-from .dense_wgmma import _PAD, ARCHS, S8, WgmmaConfig, _fills, _STAGE_PROLOGUE, mainloop
+from .dense_wgmma import _PAD, ARCHS, S8, WgmmaConfig, _fills, _STAGE_PROLOGUE, mainloop, mainloop_end
 from .dense_wgmma import pick_config as _pick_f16
 from .errors import ScheduleError
 
 BK = S8.bk  # 128 int8 of K per stage
 PREFIX = "hwcomp_wgmma_qdense_"
-_NAME = re.compile(PREFIX + r"((?:m64)?n\d+s\d+(?:w0)?)_(rqgelu|rq|dqq|dqrqs|dqrq|dq)_(i8|i16|f32u|f32|f16)_z(m?\d+)_(none|relu)(?=\()")
+_NAME = re.compile(PREFIX + r"((?:m64)?n\d+s\d+(?:w0)?p?r?)_(rqgelu|rq|dqq|dqrqs|dqrq|dq)_(i8|i16|f32u|f32|f16)_z(m?\d+)_(none|relu)(?=\()")
 SMALL_M = WgmmaConfig(64, 6, bm=64)
 
 __all__ = ["ARCHS", "applicable", "pick_config", "qdense_wgmma", "function_name", "sources_for"]
@@ -180,7 +180,7 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
                   f"{fix}{store}  }}\n")
     return f"""
 __device__ __forceinline__ void {name}(const signed char* __restrict__ x, const signed char* __restrict__ w,
-    const int* __restrict__ bias, {params[epilogue]}{out_t}* __restrict__ y, {"float* __restrict__ ysum, " if epilogue == "dqrqs" else ""}unsigned char* smem_raw, int tile,
+    const int* __restrict__ bias, {params[epilogue]}{out_t}* __restrict__ y, {"float* __restrict__ ysum, " if epilogue == "dqrqs" else ""}unsigned char* smem_raw, int block,
     int M, int N, int K{", int gelu_b, int gelu_one" if epilogue == "rqgelu" else ", int n_out" if out == "f32u" else ""}) {{
 {mainloop(cfg, S8)}
   // epilogue: acc + bias (int32, wrapping) staged through the idle ring as a {bm} x {bn} int32 tile; fragment:
@@ -195,7 +195,7 @@ __device__ __forceinline__ void {name}(const signed char* __restrict__ x, const 
           (int)((unsigned)acc[4 * j + 2 * h + 1] + (unsigned)bias[n0 + c + 1]));
   }}
   __syncthreads();
-{finish}}}
+{finish}{mainloop_end(cfg)}}}
 """
 
 
@@ -283,5 +283,5 @@ def qdense_wgmma(m: int, n: int, k: int, epilogue: str = "requant", out_zero_poi
             raise ScheduleError("qdense: the float32 residual sum is an output of the residual-quantize epilogue only")
         params.append(("sum", (m, n), "float32"))
     fname = function_name(cfg, epi, "f32u" if n_out is not None else odt, zp, activation)
-    kernel = extern_launch(params, fname, extra, (m // cfg.bm) * (n // cfg.bn), cfg.threads, cfg.smem_bytes)
+    kernel = extern_launch(params, fname, extra, cfg.blocks(m, n), cfg.threads, cfg.smem_bytes)
     return kernel.with_attr("global_symbol", f"qdense_wgmma_{cfg}").with_attr("tirx.is_scheduled", True)

@@ -91,7 +91,7 @@ def main() -> int:
         ref = numpy_attention(q, k, v, h, d, scale, mask, c["causal"])
         r = dict(c)
         out = T(np.zeros((b, s, hd), np.float16))
-        for warps in (1, 2, 4):
+        for warps in (1, 2, 4, 8):
             cfg = fa.FlashConfig(warps)
             for fused in ((False, True) if c["fused"] else (False,)):
                 f = fa.attention_flash(b, s, sk, h, d, scale, c["causal"], mask is not None, mb, mq, fused, cfg)

@@ -90,6 +90,29 @@ SWEEP_GEMV = ("l32u1r1t128", "l32u2r2t128", "l32u4r1t128", "l32u4r2t128", "l32u2
               "l16u4r2t128", "l32u4r2t256", "l32u8r1t64", "l8u3r2t128", "l8u3r4t128", "l8u1r4t128")
 
 
+# --persistent: wgmma GEMM tile walks at batch-32 K=768 shapes. "p": one thread block an SM walks its tiles, the
+# next tile's copies under the epilogue; "r": tiles down the rows of a column band first (an LM head's w, larger
+# than L2, is then read once instead of once per row band)
+PERSISTENT_F16 = ("n128s3w0", "n128s3w0p", "n128s4p", "n128s4w0p", "n192s3p", "n64s4p", "n64s6p")
+PERSISTENT_LM = ("n128s3", "n128s3r", "n128s4r", "n128s4p", "n128s4pr", "n128s3w0pr", "n192s3pr", "n64s6pr")
+PERSISTENT_S8 = ("n128s3w0", "n64s3w0", "n128s3w0p", "n128s4p", "n192s3p", "n64s4p", "n64s6p", "n64s3w0p")
+
+
+def persistent_cases() -> list[dict]:
+    m, out = 32 * SEQ, []
+    for k, n, act in ((HID, HID, "none"), (HID, 3 * HID, "none"), (HID, FFN, "gelu"), (FFN, HID, "none")):
+        for cfg in ("auto",) + PERSISTENT_F16:
+            out.append(dict(kind="dense_wgmma", m=m, n=n, k=k, act=act, cfg=cfg))
+    for cfg in ("auto",) + PERSISTENT_LM:
+        out.append(dict(kind="dense_wgmma", m=m, n=50304, k=HID, act="none", cfg=cfg, n_out=50257))
+    for k, n, epi in ((HID, HID, "dqrq16"), (HID, 3 * HID, "rqf16"), (HID, FFN, "rqgelu8"), (FFN, HID, "dqrq16")):
+        for cfg in ("auto",) + PERSISTENT_S8:
+            out.append(dict(kind="qdense_wgmma", m=m, n=n, k=k, epi=epi, cfg=cfg))
+    for cfg in ("auto",) + PERSISTENT_LM:
+        out.append(dict(kind="qdense_wgmma", m=m, n=50304, k=HID, epi="dq32u", cfg=cfg))
+    return out
+
+
 def gemv_sweep_cases() -> list[dict]:
     out = []
     for k, n in ((HID, 3 * HID), (HID, 50304), (FFN, HID), (4096, 4096), (4096, 11008), (11008, 4096)):
@@ -144,8 +167,9 @@ def build_funcs(c: dict) -> dict:
             f = qdense_wgmma.qdense_wgmma(c["m"], c["n"], c["k"], "requant", 3, out_bits=int(epi[2:]), config=cfg)
         elif epi.startswith("dqrq"):
             f = qdense_wgmma.qdense_wgmma(c["m"], c["n"], c["k"], "dequant", residual_quant=(int(epi[4:]), 0), config=cfg)
-        else:
-            f = qdense_wgmma.qdense_wgmma(c["m"], c["n"], c["k"], "dequant", out_dtype="float32", config=cfg)
+        else:  # dq32, or dq32u: float32 of the first 50257 columns (an LM head's logits)
+            f = qdense_wgmma.qdense_wgmma(c["m"], c["n"], c["k"], "dequant", out_dtype="float32", config=cfg,
+                                          n_out=50257 if epi == "dq32u" else None)
         return {"main": f}
     if k == "int_layer_norm":
         v = c["variant"]
@@ -379,9 +403,10 @@ def run_case(c: dict, lib_path: str) -> dict:
             ref = np.clip(np.rint(v), -lim, lim - 1).astype(f"int{bits}")
         else:
             scale = rng.uniform(1e-5, 1e-4, n).astype(np.float32)
-            y = T(np.full((m, n), np.nan, np.float32))
+            n_out = 50257 if epi == "dq32u" else n
+            y = T(np.full((m, n_out), np.nan, np.float32))
             args = [T(x), T(w_nk), T(bias), T(scale), y]
-            ref = acc.astype(np.float32) * scale
+            ref = (acc.astype(np.float32) * scale)[:, :n_out]
         mod["main"](*args)
         got = y.numpy()
         r["exact"] = bool(np.array_equal(got, ref))
@@ -610,6 +635,7 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--only", default="", help="comma-separated kinds")
     ap.add_argument("--sweep", action="store_true", help="GEMM tile configurations at BERT-base batch-32 shapes")
+    ap.add_argument("--persistent", action="store_true", help="persistent / row-first wgmma GEMM tile walks")
     ap.add_argument("--gemv-sweep", action="store_true", help="int4 GEMV thread layouts at decode shapes")
     a = ap.parse_args()
     if not a.dry:
@@ -617,7 +643,7 @@ def main() -> int:
             import cuda.bindings  # noqa: F401  (NVRTC available)
         except ImportError:
             os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")
-    todo = [c for c in (sweep_cases() if a.sweep else gemv_sweep_cases() if a.gemv_sweep else cases()) if not a.only or c["kind"] in a.only.split(",")]
+    todo = [c for c in (sweep_cases() if a.sweep else persistent_cases() if a.persistent else gemv_sweep_cases() if a.gemv_sweep else cases()) if not a.only or c["kind"] in a.only.split(",")]
     libdir = tempfile.mkdtemp(prefix="hwcomp_kernels_")
     from backends.tvm_cuda.startup import import_tensor_intrinsics
     import_tensor_intrinsics()  # once, before the workers fork (slow to import in each)
