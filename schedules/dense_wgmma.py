@@ -39,9 +39,9 @@ from .dense import ACTIVATIONS, _bias_activation, activation
 from .errors import ScheduleError
 
 BM = 128  # rows of a thread block's tile: two warpgroups of 64 (the default; 64: one warpgroup, see WgmmaConfig.bm)
+WIDTHS = (64, 96, 128, 192, 256)  # tile widths: wgmma N, a multiple of the 32 rows one pass of copies fills
 BK = 64  # K per stage: one 128-byte swizzle row of fp16
 _PAD = 8  # floats of padding per row of the epilogue's staging tile (bank spread of the fragment writes)
-NUM_SMS = 132  # H100 / H200 SXM: a persistent kernel launches one thread block an SM
 ARCHS = ("sm_90", "sm_90a")  # wgmma is sm_90a's; hwcomp's CUDA compile hook builds such sources for sm_90a
 
 
@@ -51,21 +51,20 @@ class WgmmaConfig:
     stages: int = 4  # shared-memory ring
     inflight: int = 1  # K-steps of wgmma left running while the next is issued (0: wait for each)
     bm: int = BM  # tile rows: 128 (two warpgroups, 256 threads) or 64 (one, 128 threads: few-row GEMMs)
-    persistent: bool = False  # one thread block per SM walks tiles; the next tile's copies run under the epilogue
-    mfirst: bool = False  # tile order: down the rows of a column band first (the x panel stays in L2, w read once)
+    mfirst: bool = False  # tile order: down the rows of a column band first (x stays in L2, w is read once)
 
     def __str__(self) -> str:
         return (("m64" if self.bm == 64 else "") + f"n{self.bn}s{self.stages}" + ("w0" if self.inflight == 0 else "")
-                + ("p" if self.persistent else "") + ("r" if self.mfirst else ""))
+                + ("r" if self.mfirst else ""))
 
     @classmethod
     def parse(cls, text: str) -> "WgmmaConfig":
-        m = re.fullmatch(r"(m64)?n(\d+)s(\d+)(w0)?(p)?(r)?", text)
+        m = re.fullmatch(r"(m64)?n(\d+)s(\d+)(w0)?(r)?", text)
         if not m:
-            raise ScheduleError(f"bad wgmma config {text!r}; expected e.g. n128s4, n128s3w0, n128s4p, n128s3r or "
-                                "m64n64s4 (p: persistent, r: tiles down the rows first)")
+            raise ScheduleError(f"bad wgmma config {text!r}; expected e.g. n128s4, n128s3w0, n128s3r or m64n64s4 "
+                                "(r: tiles down the rows first)")
         return cls(int(m.group(2)), int(m.group(3)), 0 if m.group(4) else 1, 64 if m.group(1) else BM,
-                   bool(m.group(5)), bool(m.group(6)))
+                   bool(m.group(5)))
 
     @property
     def threads(self) -> int:
@@ -77,8 +76,8 @@ class WgmmaConfig:
         return self.stages - 1 - self.inflight
 
     def check(self, m: int, n: int, k: int, bk: int = BK) -> None:
-        if self.bn not in (64, 128, 192, 256):
-            raise ScheduleError(f"wgmma tile width {self.bn} is not one of 64, 128, 192, 256")
+        if self.bn not in WIDTHS:
+            raise ScheduleError(f"wgmma tile width {self.bn} is not one of {WIDTHS}")
         if self.bm not in (64, 128):
             raise ScheduleError(f"wgmma tile rows {self.bm} is not 64 or 128")
         if not 3 <= self.stages <= 8 or self.inflight not in (0, 1):
@@ -106,17 +105,11 @@ class WgmmaConfig:
         return self.bm * (self.bn + _PAD) * 4
 
     @property
-    def smem_bytes(self) -> int:
-        """The ring and the epilogue's staging tile: in the (then idle) ring, or beside it when persistent (the next
-        tile's copies land in the ring while the epilogue runs); + 1024 to align to the swizzle."""
-        if self.persistent:
-            return self.ring_bytes + self.staging_bytes + 1024
+    def smem_bytes(self) -> int:  # the ring, or the epilogue's staging tile in it; + 1024 to align to the swizzle
         return max(self.ring_bytes, self.staging_bytes) + 1024
 
-    def blocks(self, m: int, n: int, num_sms: int = NUM_SMS) -> int:
-        """Thread blocks of the launch: a tile each, or (persistent) one an SM, each walking every grid-th tile."""
-        tiles = (m // self.bm) * (n // self.bn)
-        return min(tiles, num_sms) if self.persistent else tiles
+    def blocks(self, m: int, n: int) -> int:
+        return (m // self.bm) * (n // self.bn)
 
 
 SMALL_M = WgmmaConfig(64, 6, bm=64)  # few rows (batch 1 x seq 128): one warpgroup, 64x64 tiles, 6 stages
@@ -199,7 +192,7 @@ _ACT_C = {
 assert set(_ACT_C) == set(ACTIVATIONS)
 
 PREFIX = "hwcomp_wgmma_dense_f16_"
-_NAME = re.compile(PREFIX + r"((?:m64)?n\d+s\d+(?:w0)?p?r?)_([a-z_]+?)(_b)?(_o32)?(?=\()")
+_NAME = re.compile(PREFIX + r"((?:m64)?n\d+s\d+(?:w0)?r?)_([a-z_]+?)(_b)?(_o32)?(?=\()")
 
 
 def function_name(cfg: WgmmaConfig, act: str, has_bias: bool, out_f32: bool = False) -> str:
@@ -243,26 +236,54 @@ def _wgmma_asm(bn: int, ops: Operands = F16) -> str:
             f'      : "l"(da), "l"(db), "r"(1));\n')
 
 
-def _tile_origin(cfg: WgmmaConfig, t: str) -> tuple[str, str]:
-    """C expressions of the first row and column of tile ``t`` (``tiles_m``, ``tiles_n`` in scope)."""
-    if cfg.mfirst:
-        return f"({t} % tiles_m) * {cfg.bm}", f"({t} / tiles_m) * {cfg.bn}"
-    return f"({t} / tiles_n) * {cfg.bm}", f"({t} % tiles_n) * {cfg.bn}"
-
-
 def mainloop(cfg: WgmmaConfig, ops: Operands = F16) -> str:
-    """CUDA statements of the main loop: the tile's ``acc[bn / 2]`` of ``x [M, K] . w [N, K]^T`` (``x``, ``w``,
-    ``smem_raw``, ``block``, ``M``, ``N``, ``K`` in scope); defines ``tid``, ``m0``, ``n0`` and ``stage_base`` (the
-    1024-aligned shared address of the epilogue's staging tile). A persistent config opens the loop over the
-    thread block's tiles here: :func:`mainloop_end` closes it after the epilogue."""
+    """CUDA statements of the main loop: the tile's ``acc[bn / 2]`` of ``x [M, K] . w [N, K]^T`` for thread block
+    ``block`` (``x``, ``w``, ``smem_raw``, ``block``, ``M``, ``N``, ``K`` in scope); defines ``tid``, ``m0``, ``n0``
+    and ``ring`` (the 1024-aligned shared address of the ring, which the epilogue may reuse)."""
     bn, stages, ahead, bm, threads = cfg.bn, cfg.stages, cfg.prefetch, cfg.bm, cfg.threads
     rpp = threads // 8  # rows one pass of copies covers (8 threads a 128-byte row)
     bk, per_chunk = ops.bk, 16 // ops.size
-    copies = (f"    _Pragma(\"unroll\") for (int i = 0; i < {bm // rpp}; ++i)                                    \\\n"
-              f"      hwcomp_cp_async16(a_ring + s_ * {cfg.a_stage_bytes}u + sw + i * {rpp * 128}u, xg_ + (size_t)i * {rpp} * K); \\\n"
-              f"    _Pragma(\"unroll\") for (int i = 0; i < {bn // rpp}; ++i)                                    \\\n"
-              f"      hwcomp_cp_async16(b_ring + s_ * {cfg.b_stage_bytes}u + sw + i * {rpp * 128}u, wg_ + (size_t)i * {rpp} * K); \\\n")
-    wgmma = f"""    const int s = g % {stages};
+    if cfg.mfirst:  # down the rows of a column band: concurrent blocks share w's band, all of x stays in L2
+        m0, n0 = f"(block % (M / {bm})) * {bm}", f"(block / (M / {bm})) * {bn}"
+    else:
+        m0, n0 = f"(block / (N / {bn})) * {bm}", f"(block % (N / {bn})) * {bn}"
+    return f"""  const int tid = threadIdx.x;
+  const int m0 = {m0}, n0 = {n0};
+  const unsigned ring = ((unsigned)__cvta_generic_to_shared(smem_raw) + 1023u) & ~1023u;
+  const unsigned a_ring = ring, b_ring = ring + {stages * cfg.a_stage_bytes}u;
+  const int steps = K / {bk};
+  const int chunk = tid & 7, row = tid >> 3;  // this thread's 16-byte chunk of a 128-byte row, and first row
+  const {ops.ctype}* xg = x + (size_t)(m0 + row) * K + chunk * {per_chunk};
+  const {ops.ctype}* wg = w + (size_t)(n0 + row) * K + chunk * {per_chunk};
+  const unsigned sw = (unsigned)((chunk ^ (row & 7)) << 4) + row * 128u;  // swizzled offset (rows step by {rpp})
+  {ops.acc_t} acc[{bn // 2}];
+#pragma unroll
+  for (int i = 0; i < {bn // 2}; ++i) acc[i] = {ops.acc_zero};
+
+#define HWCOMP_LOAD(step)                                                                     \\
+  do {{                                                                                        \\
+    const int s_ = (step) % {stages};                                                          \\
+    const size_t k_ = (size_t)(step) * {bk};                                                   \\
+    _Pragma("unroll") for (int i = 0; i < {bm // rpp}; ++i)                                    \\
+      hwcomp_cp_async16(a_ring + s_ * {cfg.a_stage_bytes}u + sw + i * {rpp * 128}u, xg + (size_t)i * {rpp} * K + k_); \\
+    _Pragma("unroll") for (int i = 0; i < {bn // rpp}; ++i)                                    \\
+      hwcomp_cp_async16(b_ring + s_ * {cfg.b_stage_bytes}u + sw + i * {rpp * 128}u, wg + (size_t)i * {rpp} * K + k_); \\
+  }} while (0)
+
+  // prologue: the first {ahead} K-steps in flight ({stages - ahead} stages are being read by wgmma)
+#pragma unroll
+  for (int s = 0; s < {ahead}; ++s) {{
+    if (s < steps) HWCOMP_LOAD(s);
+    asm volatile("cp.async.commit_group;\\n" ::);
+  }}
+  const unsigned a_wg = (tid >> 7) * {64 * 128}u;  // this warpgroup's 64 rows of the x tile
+  for (int step = 0; step < steps; ++step) {{
+    asm volatile("cp.async.wait_group {ahead - 1};\\n" ::: "memory");  // this thread's copies of `step`
+    asm volatile("fence.proxy.async.shared::cta;\\n" ::: "memory");  // visible to the tensor cores
+    __syncthreads();  // everyone's copies landed; the wgmma of step - {1 + cfg.inflight} finished everywhere
+    if (step + {ahead} < steps) HWCOMP_LOAD(step + {ahead});
+    asm volatile("cp.async.commit_group;\\n" ::);
+    const int s = step % {stages};
     asm volatile("wgmma.fence.sync.aligned;\\n" ::: "memory");
 #pragma unroll
     for (int kk = 0; kk < {bk // ops.k_instr}; ++kk) {{
@@ -271,87 +292,11 @@ def mainloop(cfg: WgmmaConfig, ops: Operands = F16) -> str:
 {_wgmma_asm(bn, ops)}    }}
     asm volatile("wgmma.commit_group.sync.aligned;\\n" ::: "memory");
     asm volatile("wgmma.wait_group.sync.aligned {cfg.inflight};\\n" ::: "memory");
-"""
-    wait = f"""    asm volatile("cp.async.wait_group {ahead - 1};\\n" ::: "memory");  // this thread's copies of K-step g
-    asm volatile("fence.proxy.async.shared::cta;\\n" ::: "memory");  // visible to the tensor cores
-    __syncthreads();  // everyone's copies landed; the wgmma of g - {1 + cfg.inflight} finished everywhere
-"""
-    m0, n0 = _tile_origin(cfg, "tile")
-    head = f"""  const int tid = threadIdx.x;
-  const int tiles_m = M / {bm}, tiles_n = N / {bn};
-  const unsigned ring = ((unsigned)__cvta_generic_to_shared(smem_raw) + 1023u) & ~1023u;
-  const unsigned a_ring = ring, b_ring = ring + {stages * cfg.a_stage_bytes}u;
-  const int steps = K / {bk};
-  const int chunk = tid & 7, row = tid >> 3;  // this thread's 16-byte chunk of a 128-byte row, and first row
-  const {ops.ctype}* xrow = x + (size_t)row * K + chunk * {per_chunk};
-  const {ops.ctype}* wrow = w + (size_t)row * K + chunk * {per_chunk};
-  const unsigned sw = (unsigned)((chunk ^ (row & 7)) << 4) + row * 128u;  // swizzled offset (rows step by {rpp})
-  const unsigned a_wg = (tid >> 7) * {64 * 128}u;  // this warpgroup's 64 rows of the x tile
-  {ops.acc_t} acc[{bn // 2}];
-"""
-    zero = f"""#pragma unroll
-  for (int i = 0; i < {bn // 2}; ++i) acc[i] = {ops.acc_zero};
-"""
-    if not cfg.persistent:
-        return head + f"""  const int tile = block;
-  const int m0 = {m0}, n0 = {n0};
-  const unsigned stage_base = ring;  // the epilogue stages its tile in the ring once the main loop is done
-{zero}
-#define HWCOMP_LOAD(step)                                                                     \\
-  do {{                                                                                        \\
-    const int s_ = (step) % {stages};                                                          \\
-    const {ops.ctype}* xg_ = xrow + (size_t)m0 * K + (size_t)(step) * {bk};                    \\
-    const {ops.ctype}* wg_ = wrow + (size_t)n0 * K + (size_t)(step) * {bk};                    \\
-{copies}  }} while (0)
-
-  // prologue: the first {ahead} K-steps in flight ({stages - ahead} stages are being read by wgmma)
-#pragma unroll
-  for (int s = 0; s < {ahead}; ++s) {{
-    if (s < steps) HWCOMP_LOAD(s);
-    asm volatile("cp.async.commit_group;\\n" ::);
   }}
-  for (int g = 0; g < steps; ++g) {{
-{wait}    if (g + {ahead} < steps) HWCOMP_LOAD(g + {ahead});
-    asm volatile("cp.async.commit_group;\\n" ::);
-{wgmma}  }}
   asm volatile("wgmma.wait_group.sync.aligned 0;\\n" ::: "memory");
-  __syncthreads();  // every warpgroup's wgmma has read its last stage
 #undef HWCOMP_LOAD
+  __syncthreads();  // every warpgroup's wgmma has read its last stage: the ring is the epilogue's now
 """
-    lm0, ln0 = _tile_origin(cfg, "ld_tile")
-    return head + f"""  const int tiles = tiles_m * tiles_n;
-  const unsigned stage_base = ring + {cfg.ring_bytes}u;  // beside the ring: the next tile's copies fill it meanwhile
-  // the copies walk this block's (tile, K-step) stream {ahead} K-steps ahead of the tensor cores, across tiles
-  int ld_tile = block, ld_step = 0, ld_n = 0;
-#define HWCOMP_LOAD_NEXT()                                                                    \\
-  do {{                                                                                        \\
-    if (ld_tile < tiles) {{                                                                    \\
-      const int s_ = ld_n % {stages};                                                          \\
-      const {ops.ctype}* xg_ = xrow + (size_t)({lm0}) * K + (size_t)ld_step * {bk};             \\
-      const {ops.ctype}* wg_ = wrow + (size_t)({ln0}) * K + (size_t)ld_step * {bk};             \\
-{copies}      if (++ld_step == steps) {{ ld_step = 0; ld_tile += gridDim.x; }}                     \\
-    }}                                                                                         \\
-    ++ld_n;                                                                                    \\
-    asm volatile("cp.async.commit_group;\\n" ::);                                            \\
-  }} while (0)
-#pragma unroll 1
-  for (int s = 0; s < {ahead}; ++s) HWCOMP_LOAD_NEXT();
-  int g = 0;  // K-steps consumed: the stage of step g is g % {stages}
-#pragma unroll 1
-  for (int tile = block; tile < tiles; tile += gridDim.x) {{
-  const int m0 = {m0}, n0 = {n0};
-{zero}#pragma unroll 1
-  for (int step = 0; step < steps; ++step, ++g) {{
-{wait}    HWCOMP_LOAD_NEXT();
-{wgmma}  }}
-  asm volatile("wgmma.wait_group.sync.aligned 0;\\n" ::: "memory");
-#undef HWCOMP_LOAD_NEXT
-"""
-
-
-def mainloop_end(cfg: WgmmaConfig) -> str:
-    """Closes a persistent config's loop over tiles (after the epilogue); nothing otherwise."""
-    return "  }  // next tile\n" if cfg.persistent else ""
 
 
 def device_function(cfg: WgmmaConfig, act: str, has_bias: bool, out_f32: bool = False) -> str:
@@ -363,16 +308,16 @@ def device_function(cfg: WgmmaConfig, act: str, has_bias: bool, out_f32: bool = 
     bias_param = "const half* __restrict__ bias, " if has_bias else ""
     bias_add = ("      v0 += __half2float(bias[col]); v1 += __half2float(bias[col + 1]);\n"
                 if has_bias else "")
-    if out_f32:  # a thread per column, rows of bn contiguous floats (n_out may be odd: no vectors)
+    if out_f32:  # consecutive threads, consecutive columns of a row (n_out may be odd: no vectors)
         out_t = "float"
-        store = (f"  for (int r = tid / {bn}; r < {bm}; r += {threads // bn}) {{\n"
-                 f"    const int col = n0 + tid % {bn};\n"
-                 f"    if (col < n_out) y[(size_t)(m0 + r) * n_out + col] = tile_f[r * {bn + _PAD} + tid % {bn}];\n"
+        store = (f"  for (int i = tid; i < {bm * bn}; i += {threads}) {{\n"
+                 f"    const int r = i / {bn}, c = i % {bn};\n"
+                 f"    if (n0 + c < n_out) y[(size_t)(m0 + r) * n_out + n0 + c] = tile_f[r * {bn + _PAD} + c];\n"
                  f"  }}\n")
     else:  # two columns a thread, one half2
         out_t = "half"
-        store = (f"  for (int r = tid / {bn // 2}; r < {bm}; r += {2 * threads // bn}) {{\n"
-                 f"    const int c = (tid % {bn // 2}) * 2;\n"
+        store = (f"  for (int i = tid; i < {bm * bn // 2}; i += {threads}) {{\n"
+                 f"    const int r = i / {bn // 2}, c = (i % {bn // 2}) * 2;\n"
                  f"    const float2 v = *reinterpret_cast<const float2*>(tile_f + r * {bn + _PAD} + c);\n"
                  f"    *reinterpret_cast<__half2*>(y + (size_t)(m0 + r) * n_out + n0 + c) = __floats2half2_rn(v.x, v.y);\n"
                  f"  }}\n")
@@ -395,12 +340,12 @@ __device__ __forceinline__ void {name}(const half* __restrict__ x, const half* _
     }}
   }}
   __syncthreads();
-{store}{mainloop_end(cfg)}}}
+{store}}}
 """
 
 
 # the epilogue's start: its staging tile; tr = this thread's first fragment row
-_STAGE_PROLOGUE = """  {t}* {v} = reinterpret_cast<{t}*>(smem_raw + (stage_base - (unsigned)__cvta_generic_to_shared(smem_raw)));
+_STAGE_PROLOGUE = """  {t}* {v} = reinterpret_cast<{t}*>(smem_raw + (ring - (unsigned)__cvta_generic_to_shared(smem_raw)));
   const int lane = tid & 31;
   const int tr = (tid >> 7) * 64 + ((tid >> 5) & 3) * 16 + (lane >> 2);
 """

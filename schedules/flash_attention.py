@@ -72,12 +72,12 @@ def has_tail(s_q: int, s_k: int, cfg: "FlashConfig") -> bool:
 
 
 def pick_config(b: int, h: int, s_q: int, num_sms: int = 132) -> FlashConfig:
-    """4 warps (64 query rows) a block when that still gives a block per SM, else fewer rows a block so that
-    small batches spread over more SMs (each block then re-reads its head's K/V, from L2)."""
-    for warps in (4, 2, 1):
-        if b * h * -(-s_q // (16 * warps)) >= num_sms:
-            return FlashConfig(warps)
-    return FlashConfig(1)
+    """4 warps (64 query rows) a block when that still gives a block per SM, else 2 (32 rows: small batches
+    spread over more SMs, each block re-reading its head's K/V from L2). One warp a block is never faster on the
+    H200 (bench/gpu/attn_flash_s12_h200.json: BERT-base batch 1 4.1 us at 2 warps, 5.0 at 1; GPT-2 small 5.6,
+    5.9; MiniLM 4.0, 4.6; and at seq 50, 77 and 7); 8 warps are slower at every shape measured (BERT-base batch
+    32 18.1 us against 15.1 at 4)."""
+    return FlashConfig(4) if b * h * -(-s_q // 64) >= num_sms else FlashConfig(2)
 
 
 def function_name(d: int, cfg: FlashConfig, causal: bool, has_mask: bool, fused: bool, tail: bool = False) -> str:

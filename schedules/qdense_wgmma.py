@@ -41,13 +41,13 @@ import re
 from tvm import tirx
 
 from .cuda_device_functions import extern_launch
-from .dense_wgmma import _PAD, ARCHS, S8, WgmmaConfig, _fills, _STAGE_PROLOGUE, mainloop, mainloop_end
+from .dense_wgmma import _PAD, ARCHS, S8, WgmmaConfig, _fills, _STAGE_PROLOGUE, mainloop
 from .dense_wgmma import pick_config as _pick_f16
 from .errors import ScheduleError
 
 BK = S8.bk  # 128 int8 of K per stage
 PREFIX = "hwcomp_wgmma_qdense_"
-_NAME = re.compile(PREFIX + r"((?:m64)?n\d+s\d+(?:w0)?p?r?)_(rqgelu|rq|dqq|dqrqs|dqrq|dq)_(i8|i16|f32u|f32|f16)_z(m?\d+)_(none|relu)(?=\()")
+_NAME = re.compile(PREFIX + r"((?:m64)?n\d+s\d+(?:w0)?r?)_(rqgelu|rq|dqq|dqrqs|dqrq|dq)_(i8|i16|f32u|f32|f16)_z(m?\d+)_(none|relu)(?=\()")
 SMALL_M = WgmmaConfig(64, 6, bm=64)
 
 __all__ = ["ARCHS", "applicable", "pick_config", "qdense_wgmma", "function_name", "sources_for"]
@@ -170,9 +170,11 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
         v = f"__fmul_rn((float)tile_i[r * {bn + _PAD} + c], scale[n0 + c])"
         finish = (f"  for (int i = tid; i < {bm * bn}; i += {threads}) {{\n    const int r = i / {bn}, c = i % {bn};\n"
                   f"    if (n0 + c < n_out) y[(size_t)(m0 + r) * n_out + n0 + c] = {f'fmaxf({v}, 0.0f)' if relu else v};\n  }}\n")
-    else:  # four consecutive columns a thread, the same four for every row it finishes
-        finish = (f"  const int c4 = (tid % {bn // 4}) * 4, col = n0 + c4;\n"
-                  f"{load}  for (int r = tid / {bn // 4}; r < {bm}; r += {4 * threads // bn}) {{\n"
+    else:  # four consecutive columns a thread, the same four for every row it finishes (threads past the last
+        # whole row of column groups idle where bn / 4 does not divide the block)
+        groups = bn // 4
+        finish = (f"  const int c4 = (tid % {groups}) * 4, col = n0 + c4;\n"
+                  f"{load}  for (int r = tid / {groups}; r < {bm if threads % groups == 0 else f'(tid < {threads // groups * groups} ? {bm} : 0)'}; r += {threads // groups}) {{\n"
                   f"    const int4 a = *reinterpret_cast<const int4*>(tile_i + r * {bn + _PAD} + c4);\n"
                   f"    const int av[4] = {{a.x, a.y, a.z, a.w}};\n"
                   f"{res_load}    {o_t} o[4];\n{'    unsigned slow = 0;' + chr(10) if fix else ''}"
@@ -195,7 +197,7 @@ __device__ __forceinline__ void {name}(const signed char* __restrict__ x, const 
           (int)((unsigned)acc[4 * j + 2 * h + 1] + (unsigned)bias[n0 + c + 1]));
   }}
   __syncthreads();
-{finish}{mainloop_end(cfg)}}}
+{finish}}}
 """
 
 

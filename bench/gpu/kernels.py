@@ -90,25 +90,32 @@ SWEEP_GEMV = ("l32u1r1t128", "l32u2r2t128", "l32u4r1t128", "l32u4r2t128", "l32u2
               "l16u4r2t128", "l32u4r2t256", "l32u8r1t64", "l8u3r2t128", "l8u3r4t128", "l8u1r4t128")
 
 
-# --persistent: wgmma GEMM tile walks at batch-32 K=768 shapes. "p": one thread block an SM walks its tiles, the
-# next tile's copies under the epilogue; "r": tiles down the rows of a column band first (an LM head's w, larger
-# than L2, is then read once instead of once per row band)
-PERSISTENT_F16 = ("n128s3w0", "n128s3w0p", "n128s4p", "n128s4w0p", "n192s3p", "n64s4p", "n64s6p")
-PERSISTENT_LM = ("n128s3", "n128s3r", "n128s4r", "n128s4p", "n128s4pr", "n128s3w0pr", "n192s3pr", "n64s6pr")
-PERSISTENT_S8 = ("n128s3w0", "n64s3w0", "n128s3w0p", "n128s4p", "n192s3p", "n64s4p", "n64s6p", "n64s3w0p")
+# --tiles: wgmma GEMM tile widths against wave quantization at batch-32 shapes (96 and 192 columns: 2304 and 768
+# wide outputs in whole waves), and "r" (tiles down the rows of a column band first: an LM head's w, larger than
+# L2, read once instead of once per row band)
+TILES_F16 = {(HID, HID): ("n64s4", "n96s3w0", "n96s4", "n192s3", "n192s4"),
+             (HID, 3 * HID): ("n96s3w0", "n96s4", "n192s3", "n192s4"),
+             (HID, FFN): ("n96s3w0", "n192s3"),
+             (FFN, HID): ("n128s4", "n96s4", "n192s3", "n192s4")}
+TILES_S8 = {(HID, HID): ("n96s3w0", "n96s4", "n192s3", "n192s4"),
+            (HID, 3 * HID): ("n96s3w0", "n96s4", "n192s3", "n192s4"),
+            (HID, FFN): ("n96s3w0", "n192s3"),
+            (FFN, HID): ("n128s3w0", "n96s4", "n192s3", "n192s4")}
+TILES_LM = ("n128s3r", "n128s4r", "n128s3w0r", "n192s3r", "n96s4r", "n96s3w0r")
 
 
-def persistent_cases() -> list[dict]:
+def tile_cases() -> list[dict]:
     m, out = 32 * SEQ, []
-    for k, n, act in ((HID, HID, "none"), (HID, 3 * HID, "none"), (HID, FFN, "gelu"), (FFN, HID, "none")):
-        for cfg in ("auto",) + PERSISTENT_F16:
-            out.append(dict(kind="dense_wgmma", m=m, n=n, k=k, act=act, cfg=cfg))
-    for cfg in ("auto",) + PERSISTENT_LM:
+    for (k, n), cfgs in TILES_F16.items():
+        for cfg in ("auto",) + cfgs:
+            out.append(dict(kind="dense_wgmma", m=m, n=n, k=k, act="gelu" if n == FFN else "none", cfg=cfg))
+    for cfg in ("auto",) + TILES_LM:
         out.append(dict(kind="dense_wgmma", m=m, n=50304, k=HID, act="none", cfg=cfg, n_out=50257))
-    for k, n, epi in ((HID, HID, "dqrq16"), (HID, 3 * HID, "rqf16"), (HID, FFN, "rqgelu8"), (FFN, HID, "dqrq16")):
-        for cfg in ("auto",) + PERSISTENT_S8:
-            out.append(dict(kind="qdense_wgmma", m=m, n=n, k=k, epi=epi, cfg=cfg))
-    for cfg in ("auto",) + PERSISTENT_LM:
+    epis = {(HID, HID): "dqrq16", (HID, 3 * HID): "rqf16", (HID, FFN): "rqgelu8", (FFN, HID): "dqrq16"}
+    for (k, n), cfgs in TILES_S8.items():
+        for cfg in ("auto",) + cfgs:
+            out.append(dict(kind="qdense_wgmma", m=m, n=n, k=k, epi=epis[k, n], cfg=cfg))
+    for cfg in ("auto",) + TILES_LM:
         out.append(dict(kind="qdense_wgmma", m=m, n=50304, k=HID, epi="dq32u", cfg=cfg))
     return out
 
@@ -635,7 +642,7 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--only", default="", help="comma-separated kinds")
     ap.add_argument("--sweep", action="store_true", help="GEMM tile configurations at BERT-base batch-32 shapes")
-    ap.add_argument("--persistent", action="store_true", help="persistent / row-first wgmma GEMM tile walks")
+    ap.add_argument("--tiles", action="store_true", help="wgmma GEMM tile widths and row-first order, batch 32")
     ap.add_argument("--gemv-sweep", action="store_true", help="int4 GEMV thread layouts at decode shapes")
     a = ap.parse_args()
     if not a.dry:
@@ -643,7 +650,7 @@ def main() -> int:
             import cuda.bindings  # noqa: F401  (NVRTC available)
         except ImportError:
             os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")
-    todo = [c for c in (sweep_cases() if a.sweep else persistent_cases() if a.persistent else gemv_sweep_cases() if a.gemv_sweep else cases()) if not a.only or c["kind"] in a.only.split(",")]
+    todo = [c for c in (sweep_cases() if a.sweep else tile_cases() if a.tiles else gemv_sweep_cases() if a.gemv_sweep else cases()) if not a.only or c["kind"] in a.only.split(",")]
     libdir = tempfile.mkdtemp(prefix="hwcomp_kernels_")
     from backends.tvm_cuda.startup import import_tensor_intrinsics
     import_tensor_intrinsics()  # once, before the workers fork (slow to import in each)
