@@ -21,8 +21,12 @@ The kernel, per thread block:
   idle ring as a ``128 x bn`` fp32 tile so that the global stores are row-contiguous: one rounding to fp16,
   or, for a graph output (an LM head's logits), fp32 of the first ``n_out`` columns.
 
-Tiles must divide the problem: M by 128, N by ``bn``, K by 64 (the lowering pads N of vocabulary-wide
-weights). Activations and their formulas are those of schedules/dense.py.
+Thread blocks take tiles along a row band of the output (consecutive blocks share x's rows), or, for weights
+larger than half of L2 (an LM head), down the rows of a column band (``r``): each band of w is then read from HBM
+once, where a row-band walk streams all of w again for every 128 rows of x.
+
+Tiles must divide the problem: M by 128, N by ``bn`` (64, 96, 128, 192 or 256), K by 64 (the lowering pads N of
+vocabulary-wide weights). Activations and their formulas are those of schedules/dense.py.
 """
 
 from __future__ import annotations
@@ -120,20 +124,41 @@ def _fills(m: int, n: int, num_sms: int) -> bool:
     return m % BM == 0 and (m // BM) * (n // 64) >= num_sms
 
 
+L2_WEIGHT_BYTES = 24 << 20  # weights above half the H100/H200's 50 MB L2: tiles go down the rows first
+ROW_FIRST = WgmmaConfig(128, 3, inflight=0, mfirst=True)
+LONG_K_STEPS = 24  # K-steps (of 128 bytes) from which a GEMM is long-K: one wave of wide tiles beats two narrow
+
+
 def pick_config(m: int, n: int, k: int, num_sms: int = 132) -> WgmmaConfig:
-    """From the H200 sweeps (bench/gpu/kernels_wgmma_h200.json, kernels_wgmma_b1_h200.json). At BERT-base
-    batch-32 shapes, for K = 768, 128x128 tiles with 3 stages (97 KiB of shared memory: two thread blocks per SM,
-    one's prologue and epilogue under the other's main loop) and each K-step's wgmma waited for before the next
-    (the copies then run two steps ahead): 4096x3072x768 47.7 us (50.0 with one step in flight, 59.3 with 4
-    stages); for long K, 128x256 tiles with 4 stages and one step in flight (4096x768x3072: 38.6 us, 40.8 at
-    128x128); 128x64 when 128-wide tiles would leave most SMs idle. With too few rows for 128-row tiles to fill
-    the GPU (batch 1, M = 128), 64x64 tiles of one warpgroup with 6 stages: 128x2304x768 4.4 us (mma.sync 9.6),
-    128x3072x768 + GELU 5.4, 128x768x768 4.2 (4.6 at 4 stages, 5.5-6.1 at 64x128)."""
+    """From the H200 sweeps (bench/gpu/kernels_wgmma_h200.json, kernels_tiles_s12_h200.json,
+    kernels_wgmma_b1_h200.json), BERT-base / GPT-2 small batch-32 shapes:
+
+    * weights larger than :data:`L2_WEIGHT_BYTES` (an LM head, 50304x768 fp16 = 77 MB): tiles down the rows of a
+      column band first, so that each band of w is read from HBM once and all of x stays in L2 (4096x50304x768
+      with fp32 logits: 796-811 us, 877-964 row band first);
+    * long K (24+ K-steps) where 128x192 tiles fill most of one wave: those, 4 stages (4096x768x3072: 29.5 us
+      against 34.8 for 96 tiles of 128x256, 34.2 for 128x96);
+    * for K = 768, 128x128 tiles with 3 stages (97 KiB of shared memory: two thread blocks per SM, one's prologue
+      and epilogue under the other's main loop) and each K-step's wgmma waited for before the next (the copies then
+      run two steps ahead): 4096x3072x768 47.7 us (50.0 with one step in flight, 59.3 with 4 stages); 128x192
+      with 3 stages where 128x128 gives fewer than two tiles an SM and 128x192 most of a wave (4096x768x768:
+      10.7 us against 12.7); 128x256
+      with 4 stages for long K where 128x192 does not divide N; 128x64 when 128-wide tiles would leave most SMs idle;
+    * with too few rows for 128-row tiles to fill the GPU (batch 1, M = 128), 64x64 tiles of one warpgroup with 6
+      stages: 128x2304x768 4.4 us (mma.sync 9.6), 128x3072x768 + GELU 5.4, 128x768x768 4.2 (4.6 at 4 stages,
+      5.5-6.1 at 64x128)."""
     if not _fills(m, n, num_sms):
         return SMALL_M
-    if k >= 2048 and n % 256 == 0 and (m // BM) * (n // 256) >= 0.5 * num_sms:
+    tiles = lambda bn: (m // BM) * (n // bn)  # noqa: E731
+    if n * k * 2 > L2_WEIGHT_BYTES and n % 128 == 0:
+        return ROW_FIRST
+    if k // BK >= LONG_K_STEPS and n % 192 == 0 and 0.75 * num_sms <= tiles(192) <= num_sms:
+        return WgmmaConfig(192, 4)
+    if k >= 2048 and n % 256 == 0 and tiles(256) >= 0.5 * num_sms:
         return WgmmaConfig(256, 4)
-    if n % 128 == 0 and (m // BM) * (n // 128) >= 0.5 * num_sms:
+    if n % 128 == 0 and tiles(128) >= 0.5 * num_sms:
+        if tiles(128) < 2 * num_sms and n % 192 == 0 and tiles(192) >= 0.75 * num_sms:
+            return WgmmaConfig(192, 3)
         return WgmmaConfig(128, 3, inflight=0)
     return WgmmaConfig(64, 4)
 

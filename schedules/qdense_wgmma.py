@@ -41,7 +41,7 @@ import re
 from tvm import tirx
 
 from .cuda_device_functions import extern_launch
-from .dense_wgmma import _PAD, ARCHS, S8, WgmmaConfig, _fills, _STAGE_PROLOGUE, mainloop
+from .dense_wgmma import _PAD, ARCHS, L2_WEIGHT_BYTES, LONG_K_STEPS, ROW_FIRST, S8, WgmmaConfig, _fills, _STAGE_PROLOGUE, mainloop
 from .dense_wgmma import pick_config as _pick_f16
 from .errors import ScheduleError
 
@@ -57,16 +57,27 @@ NARROW = WgmmaConfig(64, 3, inflight=0)
 
 
 def pick_config(m: int, n: int, k: int, num_sms: int = 132) -> WgmmaConfig:
-    """A K-step of int8 takes as long as one of fp16 (same bytes, four instructions), so the fp16 GEMM's
-    choice for the same number of K-steps (``k / 2`` fp16 elements) -- except where 128x128 tiles give fewer
-    than two thread blocks per SM: there 128x64 tiles with 3 stages (73 KiB: three blocks an SM, each one's
-    fill and epilogue under the others' main loops) win on the H200 (bench/gpu/kernels_int8_h200.json, BERT-base
-    batch 32): 4096x768x768 requant 9.9 us (11.1 at 128x128), with the residual epilogue 11.7 (14.6),
-    4096x768x3072 with it 27.0 (29.5); at 4096x2304 and 4096x3072 128x128 stays best."""
-    cfg = _pick_f16(m, n, k // 2, num_sms)
-    if cfg.bm == 128 and n % 128 == 0 and (m // cfg.bm) * (n // 128) < 2 * num_sms:
+    """A K-step of int8 (128 of K) takes as long as one of fp16 (same bytes, four instructions). From the H200
+    sweeps (bench/gpu/kernels_int8_h200.json, kernels_tiles_s12_h200.json; BERT-base / GPT-2 small, batch 32):
+
+    * weights larger than L2's budget (an LM head, 50304x768 int8 = 38.6 MB): the fp16 GEMM's row-first walk
+      (4096x50304x768 with fp32 logits: 552 us, 653 row band first);
+    * long K where 128x192 tiles fill most of one wave: those, 4 stages (4096x768x3072 with the residual
+      epilogue: 22.3 us, 26.4 at 128x64);
+    * where 128x128 tiles give fewer than two thread blocks per SM: 128x64 tiles with 3 stages (73 KiB: three
+      blocks an SM, each one's fill and epilogue under the others' main loops): 4096x768x768 requant 9.9 us (11.1
+      at 128x128), with the residual epilogue 11.0 (14.0 at 128x192, 14.6 at 128x128);
+    * otherwise the fp16 GEMM's choice for the same number of K-steps (``k / 2`` fp16 elements): 4096x2304 and
+      4096x3072 keep 128x128."""
+    if not _fills(m, n, num_sms):
+        return SMALL_M
+    if n * k > L2_WEIGHT_BYTES and n % 128 == 0:
+        return ROW_FIRST
+    if k // BK >= LONG_K_STEPS and n % 192 == 0 and 0.75 * num_sms <= (m // 128) * (n // 192) <= num_sms:
+        return WgmmaConfig(192, 4)
+    if n % 128 == 0 and (m // 128) * (n // 128) < 2 * num_sms:
         return NARROW
-    return cfg
+    return _pick_f16(m, n, k // 2, num_sms)
 
 
 def applicable(m: int, n: int, k: int, num_sms: int = 132) -> bool:

@@ -429,11 +429,17 @@ def test_qdense_wgmma_refuses_bad_tiles_and_epilogues():
     assert qdense_wgmma.applicable(4096, 768, 768) and qdense_wgmma.applicable(128, 768, 3072)
     assert not qdense_wgmma.applicable(128, 768, 200) and not qdense_wgmma.applicable(128, 100, 256)
     # an int8 K-step holds 128 elements: the fp16 GEMM's tile choice for half as many K elements, unless
-    # 128x128 tiles leave SMs with fewer than two blocks (N=768 at 4096 rows): then 128x64 tiles, three an SM
+    # 128x128 tiles leave SMs with fewer than two blocks (N=768 at 4096 rows): then 128x64 tiles, three an SM;
+    # long K (FFN-down) takes one wave of 128x192 tiles, an LM head's 38.6 MB of weights the row-first walk
     from schedules import dense_wgmma
     assert qdense_wgmma.pick_config(4096, 2304, 768) == dense_wgmma.pick_config(4096, 2304, 384)
     assert qdense_wgmma.pick_config(4096, 3072, 768) == dense_wgmma.pick_config(4096, 3072, 384)
-    assert str(qdense_wgmma.pick_config(4096, 768, 768)) == str(qdense_wgmma.pick_config(4096, 768, 3072)) == "n64s3w0"
+    assert str(qdense_wgmma.pick_config(4096, 768, 768)) == "n64s3w0"
+    assert str(qdense_wgmma.pick_config(4096, 768, 3072)) == str(dense_wgmma.pick_config(4096, 768, 3072)) == "n192s4"
+    assert str(qdense_wgmma.pick_config(4096, 50304, 768)) == str(dense_wgmma.pick_config(4096, 50304, 768)) == "n128s3w0r"
+    assert str(dense_wgmma.pick_config(4096, 768, 768)) == "n192s3"
+    # MiniLM's FFN-down (64 tiles of 128x192 would leave half the SMs idle) keeps 128x128
+    assert str(dense_wgmma.pick_config(4096, 384, 1536)) == "n128s3w0"
     assert qdense_wgmma.NARROW.smem_bytes * 3 <= 228 * 1024
     assert qdense_wgmma.pick_config(128, 768, 768).bm == 64
     with pytest.raises(ScheduleError, match="multiple of the wgmma tile"):
@@ -900,3 +906,43 @@ def test_qflash_attention_builds_mma_machine_code_and_refuses_what_it_cannot_hol
         qf.qattention_flash(2, 64, 128, 4, d, **{**kw, "fused": True})
     with pytest.raises(ScheduleError, match="exp_ln2"):
         qf.qattention_flash(2, s, s, 4, d, **{**kw, "exp_ln2": 3})
+
+
+def _walk_c(expr: str, env: dict) -> int:
+    """Evaluate a generated C integer expression (``/`` and ``%`` on non-negative ints, ``?:``) in Python."""
+    import re as _re
+    py = _re.sub(r"\(([^()?]+) \? ([^():]+) : ([^()]+)\)", r"((\2) if (\1) else (\3))", expr.replace("/", "//"))
+    return int(eval(py, {}, dict(env)))  # noqa: S307 - our own generated expressions
+
+
+@pytest.mark.parametrize("cfg", ["n128s3w0", "n128s3w0r", "n192s4", "n96s4", "m64n96s4", "m64n192s4", "n256s4"])
+def test_wgmma_tile_walks_cover_every_output_once(cfg):
+    """Each launch's thread blocks map to distinct tiles covering the output (row-first order too), and each
+    epilogue walk -- fp16 pairs, fp32 columns, int8's four-column groups with threads idle where the groups do
+    not divide the block -- finishes every element of its tile exactly once."""
+    import re as _re
+
+    from schedules import dense_wgmma, qdense_wgmma
+
+    c = dense_wgmma.WgmmaConfig.parse(cfg)
+    m, n = 4 * c.bm, 6 * c.bn
+    src = dense_wgmma.device_function(c, "none", True)
+    m0, n0 = _re.search(r"const int m0 = (.+?), n0 = (.+?);\n", src).groups()
+    origins = {(_walk_c(m0, dict(block=b, M=m, N=n)), _walk_c(n0, dict(block=b, M=m, N=n))) for b in range(c.blocks(m, n))}
+    assert origins == {(i * c.bm, j * c.bn) for i in range(4) for j in range(6)}
+    if c.mfirst:  # consecutive blocks walk down the rows of one column band
+        assert _walk_c(n0, dict(block=1, M=m, N=n)) == 0 and _walk_c(m0, dict(block=1, M=m, N=n)) == c.bm
+    for text, per in ((src, 2), (dense_wgmma.device_function(c, "none", False, True), 1)):
+        total, step = map(int, _re.search(r"for \(int i = tid; i < (\d+); i \+= (\d+)\)", text).groups())
+        assert total * per == c.bm * c.bn and step == c.threads
+    q = qdense_wgmma.device_function(c, "rq", "i8", 0, "none")
+    c4 = _re.search(r"const int c4 = (.+?), col", q).group(1)
+    start, stop, inc = _re.search(r"for \(int r = (.+?); r < (.+?); r \+= (\d+)\)", q).groups()
+    seen = []
+    for tid in range(c.threads):
+        env = dict(tid=tid)
+        r, col = _walk_c(start, env), _walk_c(c4, env)
+        while r < _walk_c(stop, env):
+            seen.append((r, col))
+            r += int(inc)
+    assert sorted(seen) == [(r, col) for r in range(c.bm) for col in range(0, c.bn, 4)]
