@@ -137,12 +137,13 @@ def pick_config(m: int, n: int, k: int, num_sms: int = 132) -> WgmmaConfig:
       column band first, so that each band of w is read from HBM once and all of x stays in L2 (4096x50304x768
       with fp32 logits: 796-811 us, 877-964 row band first);
     * long K (24+ K-steps) where 128x192 tiles fill most of one wave: those, 4 stages (4096x768x3072: 29.5 us
-      against 34.8 for 96 tiles of 128x256, 34.2 for 128x96);
+      against 34.8 for 96 tiles of 128x256, 34.2 for 128x96; in BERT-base, 28.9 against 34.0). Both are one
+      thread block an SM: such a block has nothing to hide its loads' latency under but its own prefetch, so a
+      sweep whose inputs sit in L2 flatters it -- 128x192 tiles for 4096x768x768 took 10.7 us there against 12.7
+      for 128x128, but 13.2 in BERT-base against 11.6 (bench/gpu/e2e_bert_profile_s12_h200.json);
     * for K = 768, 128x128 tiles with 3 stages (97 KiB of shared memory: two thread blocks per SM, one's prologue
       and epilogue under the other's main loop) and each K-step's wgmma waited for before the next (the copies then
-      run two steps ahead): 4096x3072x768 47.7 us (50.0 with one step in flight, 59.3 with 4 stages); 128x192
-      with 3 stages where 128x128 gives fewer than two tiles an SM and 128x192 most of a wave (4096x768x768:
-      10.7 us against 12.7); 128x256
+      run two steps ahead): 4096x3072x768 47.7 us (50.0 with one step in flight, 59.3 with 4 stages); 128x256
       with 4 stages for long K where 128x192 does not divide N; 128x64 when 128-wide tiles would leave most SMs idle;
     * with too few rows for 128-row tiles to fill the GPU (batch 1, M = 128), 64x64 tiles of one warpgroup with 6
       stages: 128x2304x768 4.4 us (mma.sync 9.6), 128x3072x768 + GELU 5.4, 128x768x768 4.2 (4.6 at 4 stages,
@@ -157,8 +158,6 @@ def pick_config(m: int, n: int, k: int, num_sms: int = 132) -> WgmmaConfig:
     if k >= 2048 and n % 256 == 0 and tiles(256) >= 0.5 * num_sms:
         return WgmmaConfig(256, 4)
     if n % 128 == 0 and tiles(128) >= 0.5 * num_sms:
-        if tiles(128) < 2 * num_sms and n % 192 == 0 and tiles(192) >= 0.75 * num_sms:
-            return WgmmaConfig(192, 3)
         return WgmmaConfig(128, 3, inflight=0)
     return WgmmaConfig(64, 4)
 

@@ -41,7 +41,7 @@ import re
 from tvm import tirx
 
 from .cuda_device_functions import extern_launch
-from .dense_wgmma import _PAD, ARCHS, L2_WEIGHT_BYTES, LONG_K_STEPS, ROW_FIRST, S8, WgmmaConfig, _fills, _STAGE_PROLOGUE, mainloop
+from .dense_wgmma import _PAD, ARCHS, L2_WEIGHT_BYTES, ROW_FIRST, S8, WgmmaConfig, _fills, _STAGE_PROLOGUE, mainloop
 from .dense_wgmma import pick_config as _pick_f16
 from .errors import ScheduleError
 
@@ -62,19 +62,18 @@ def pick_config(m: int, n: int, k: int, num_sms: int = 132) -> WgmmaConfig:
 
     * weights larger than L2's budget (an LM head, 50304x768 int8 = 38.6 MB): the fp16 GEMM's row-first walk
       (4096x50304x768 with fp32 logits: 552 us, 653 row band first);
-    * long K where 128x192 tiles fill most of one wave: those, 4 stages (4096x768x3072 with the residual
-      epilogue: 22.3 us, 26.4 at 128x64);
     * where 128x128 tiles give fewer than two thread blocks per SM: 128x64 tiles with 3 stages (73 KiB: three
       blocks an SM, each one's fill and epilogue under the others' main loops): 4096x768x768 requant 9.9 us (11.1
-      at 128x128), with the residual epilogue 11.0 (14.0 at 128x192, 14.6 at 128x128);
+      at 128x128), with the residual epilogue 11.0 (14.0 at 128x192, 14.6 at 128x128), 4096x768x3072 with it
+      26.7 in BERT-base. One wave of 128x192 tiles (one block an SM) took 22.3 us for the latter in a sweep whose
+      inputs sit in L2, but 29.2 in BERT-base (bench/gpu/e2e_bert_profile_s12_h200.json): with HBM latency to
+      hide, three blocks an SM win;
     * otherwise the fp16 GEMM's choice for the same number of K-steps (``k / 2`` fp16 elements): 4096x2304 and
       4096x3072 keep 128x128."""
     if not _fills(m, n, num_sms):
         return SMALL_M
     if n * k > L2_WEIGHT_BYTES and n % 128 == 0:
         return ROW_FIRST
-    if k // BK >= LONG_K_STEPS and n % 192 == 0 and 0.75 * num_sms <= (m // 128) * (n // 192) <= num_sms:
-        return WgmmaConfig(192, 4)
     if n % 128 == 0 and (m // 128) * (n // 128) < 2 * num_sms:
         return NARROW
     return _pick_f16(m, n, k // 2, num_sms)

@@ -430,14 +430,14 @@ def test_qdense_wgmma_refuses_bad_tiles_and_epilogues():
     assert not qdense_wgmma.applicable(128, 768, 200) and not qdense_wgmma.applicable(128, 100, 256)
     # an int8 K-step holds 128 elements: the fp16 GEMM's tile choice for half as many K elements, unless
     # 128x128 tiles leave SMs with fewer than two blocks (N=768 at 4096 rows): then 128x64 tiles, three an SM;
-    # long K (FFN-down) takes one wave of 128x192 tiles, an LM head's 38.6 MB of weights the row-first walk
+    # an LM head's 38.6 MB of weights walks down the rows first; fp16's long K (FFN-down) one wave of 128x192
     from schedules import dense_wgmma
     assert qdense_wgmma.pick_config(4096, 2304, 768) == dense_wgmma.pick_config(4096, 2304, 384)
     assert qdense_wgmma.pick_config(4096, 3072, 768) == dense_wgmma.pick_config(4096, 3072, 384)
-    assert str(qdense_wgmma.pick_config(4096, 768, 768)) == "n64s3w0"
-    assert str(qdense_wgmma.pick_config(4096, 768, 3072)) == str(dense_wgmma.pick_config(4096, 768, 3072)) == "n192s4"
+    assert str(qdense_wgmma.pick_config(4096, 768, 768)) == str(qdense_wgmma.pick_config(4096, 768, 3072)) == "n64s3w0"
     assert str(qdense_wgmma.pick_config(4096, 50304, 768)) == str(dense_wgmma.pick_config(4096, 50304, 768)) == "n128s3w0r"
-    assert str(dense_wgmma.pick_config(4096, 768, 768)) == "n192s3"
+    assert str(dense_wgmma.pick_config(4096, 768, 3072)) == "n192s4"
+    assert str(dense_wgmma.pick_config(4096, 768, 768)) == "n128s3w0"
     # MiniLM's FFN-down (64 tiles of 128x192 would leave half the SMs idle) keeps 128x128
     assert str(dense_wgmma.pick_config(4096, 384, 1536)) == "n128s3w0"
     assert qdense_wgmma.NARROW.smem_bytes * 3 <= 228 * 1024
