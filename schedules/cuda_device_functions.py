@@ -140,6 +140,17 @@ def quantize_reciprocal(scale) -> np.ndarray:
         return np.where(ok, np.float32(1) / np.where(ok, s, np.float32(1)), np.float32(np.nan)).astype(np.float32)
 
 
+def redo_flagged(count: int, target: str, value: str, scale: str, zp, lo: str, hi: str, indent: str = "    ",
+                 cast: str = "") -> str:
+    """C statements after a kernel's unrolled loop of ``hwcomp_quantize_fast(..., slow, e)``: for each of the first
+    ``count`` bits set in ``slow`` (a non-finite fast quotient), ``target = cast hwcomp_quantize(value, scale, zp,
+    lo, hi)``, i.e. the IEEE division decides; ``target``, ``value`` and ``scale`` are C expressions of ``e``."""
+    return (f"{indent}if (slow) {{  // non-finite quotients: the IEEE division decides\n#pragma unroll\n"
+            f"{indent}  for (int e = 0; e < {count}; ++e)\n"
+            f"{indent}    if (slow >> e & 1u) {target} = {cast}hwcomp_quantize({value}, {scale}, {zp}, {lo}, {hi});\n"
+            f"{indent}}}\n")
+
+
 def inject(code: str) -> str:
     """``code`` with the definitions of the helpers it calls inserted before its first kernel (after TVM's
     preamble, which includes cuda_fp16.h). Source that calls none, or already has them, comes back unchanged

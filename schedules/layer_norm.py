@@ -22,7 +22,7 @@ import numpy as np
 from tvm import s_tir, te, tirx
 
 from ._rows import block_names, place_row_values
-from .cuda_device_functions import extern_launch
+from .cuda_device_functions import extern_launch, redo_flagged
 from .errors import ScheduleError
 
 
@@ -390,11 +390,8 @@ def _int_warp_function(in_t: str, c: int, frac_bits: int, epi: str, quant_bits: 
         lim = 1 << (quant_bits - 1)
         elem += f"        q[e] = hwcomp_quantize_fast(f[e], qv[p], qr[p], q_zp, {-lim}.0f, {lim - 1}.0f, slow, e);\n"
         packed = _pack(qb, vec, "q", "0xFFu" if qb == 1 else "0xFFFFu")
-        q_store = (f"      if (slow) {{  // non-finite quotients: the IEEE division decides\n#pragma unroll\n"
-                   f"        for (int e = 0; e < {vec}; ++e)\n"
-                   f"          if (slow >> e & 1u) q[e] = hwcomp_quantize(f[e], qscale[col + e], q_zp, {-lim}.0f, {lim - 1}.0f);\n"
-                   f"      }}\n"
-                   f"      {{ {_words_t(len(packed))} w;\n" + "".join(f"      {t} = {e};\n" for t, e in zip(words(len(packed)), packed))
+        q_store = (redo_flagged(vec, "q[e]", "f[e]", "qscale[col + e]", "q_zp", f"{-lim}.0f", f"{lim - 1}.0f", "      ")
+                   + f"      {{ {_words_t(len(packed))} w;\n" + "".join(f"      {t} = {e};\n" for t, e in zip(words(len(packed)), packed))
                    + f"      *reinterpret_cast<{_words_t(len(packed))}*>(yq + base + col) = w; }}\n")
     decl = ("      float f[" + str(vec) + "];\n" if epi == "dq" else f"      int o[{vec}];\n") + \
            (f"      float q[{vec}];\n      unsigned slow = 0;\n" if quant_bits else "")

@@ -40,7 +40,7 @@ import re
 
 from tvm import tirx
 
-from .cuda_device_functions import extern_launch
+from .cuda_device_functions import extern_launch, redo_flagged
 from .dense_wgmma import _PAD, ARCHS, L2_WEIGHT_BYTES, ROW_FIRST, S8, WgmmaConfig, _fills, _STAGE_PROLOGUE, mainloop
 from .dense_wgmma import pick_config as _pick_f16
 from .errors import ScheduleError
@@ -136,8 +136,7 @@ def device_function(cfg: WgmmaConfig, epilogue: str, out: str, zero_point: int, 
     def quantized(v: str, lo_: str, hi_: str, cast: str = "") -> tuple[str, str]:
         """The fast quantize of value ``v`` for element e, and the statement redoing the flagged ones."""
         return (f"{cast}hwcomp_quantize_fast({v}, (&qscale4.x)[e], (&qr4.x)[e], {zero_point}, {lo_}, {hi_}, slow, e)",
-                f"    if (slow) {{\n#pragma unroll\n      for (int e = 0; e < 4; ++e)\n        if (slow >> e & 1u) "
-                f"o[e] = {cast}hwcomp_quantize({v}, (&qscale4.x)[e], {zero_point}, {lo_}, {hi_});\n    }}\n")
+                redo_flagged(4, "o[e]", v, "(&qscale4.x)[e]", zero_point, lo_, hi_, cast=cast))
     if epilogue == "rq" and out == "f16":  # int8 values as fp16 (exact)
         one = f"(float)hwcomp_requant32(av[e], (&mult4.x)[e], (&shift4.x)[e], {zero_point}, -128, 127)"
     elif epilogue == "rqgelu":  # the GEMM's int8 (zero point 0), i-GELU in int32, its requantization
