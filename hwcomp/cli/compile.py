@@ -17,11 +17,12 @@ from .app import app, console
 from .common import SHAPE_HELP, load_model, load_npz
 
 
-def builtin_calibration(g, n: int = 8) -> list[dict]:
+def builtin_calibration(g, n: int = 32) -> list[dict]:
     """The zoo's calibration sentences, tokenized to the graph's input shape, for token-id models: at least ``n``
-    sentences in as few batches as the graph's batch size allows (batch 1: 8 batches; batch 32: one). The
-    interpreter's calibration pass costs a batch's time per batch, so ``n`` batches at batch 32 would take 32x
-    as long (BERT-base on 2 cores: 165 s of a 172 s compile) to see the same 96 sentences again and again."""
+    distinct sentences in as few batches as the graph's batch size allows (batch 1: 32 batches; batch 32: one).
+    MiniLM-L6's int8 embeddings reach cos 0.998 from 16 sentences on (0.9964 from 8). A fixed number of batches
+    would make a batch-32 compile calibrate 32x as long (BERT-base on 2 cores: 165 s of a 172 s compile) on the
+    same 96 sentences cycled."""
     from ..errors import QuantizationError
 
     names = set(g.inputs)
