@@ -126,6 +126,14 @@ def _fills(m: int, n: int, num_sms: int) -> bool:
 
 L2_WEIGHT_BYTES = 24 << 20  # weights above half the H100/H200's 50 MB L2: tiles go down the rows first
 ROW_FIRST = WgmmaConfig(128, 3, inflight=0, mfirst=True)
+
+
+def weights_exceed_l2(n: int, weight_bytes: int) -> bool:
+    """Whether a GEMM's tiles go down the rows first (:data:`ROW_FIRST`): its weights are larger than
+    :data:`L2_WEIGHT_BYTES` and N is a multiple of that config's tile width."""
+    return weight_bytes > L2_WEIGHT_BYTES and n % ROW_FIRST.bn == 0
+
+
 LONG_K_STEPS = 24  # K-steps (of 128 bytes) from which a GEMM is long-K: one wave of wide tiles beats two narrow
 
 
@@ -151,7 +159,7 @@ def pick_config(m: int, n: int, k: int, num_sms: int = 132) -> WgmmaConfig:
     if not _fills(m, n, num_sms):
         return SMALL_M
     tiles = lambda bn: (m // BM) * (n // bn)  # noqa: E731
-    if n * k * 2 > L2_WEIGHT_BYTES and n % 128 == 0:
+    if weights_exceed_l2(n, n * k * 2):
         return ROW_FIRST
     if k // BK >= LONG_K_STEPS and n % 192 == 0 and 0.75 * num_sms <= tiles(192) <= num_sms:
         return WgmmaConfig(192, 4)

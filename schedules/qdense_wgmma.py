@@ -41,14 +41,13 @@ import re
 from tvm import tirx
 
 from .cuda_device_functions import extern_launch, redo_flagged
-from .dense_wgmma import _PAD, ARCHS, L2_WEIGHT_BYTES, ROW_FIRST, S8, WgmmaConfig, _fills, _STAGE_PROLOGUE, mainloop
+from .dense_wgmma import _PAD, ARCHS, ROW_FIRST, S8, SMALL_M, WgmmaConfig, _fills, _STAGE_PROLOGUE, mainloop, weights_exceed_l2
 from .dense_wgmma import pick_config as _pick_f16
 from .errors import ScheduleError
 
 BK = S8.bk  # 128 int8 of K per stage
 PREFIX = "hwcomp_wgmma_qdense_"
 _NAME = re.compile(PREFIX + r"((?:m64)?n\d+s\d+(?:w0)?r?)_(rqgelu|rq|dqq|dqrqs|dqrq|dq)_(i8|i16|f32u|f32|f16)_z(m?\d+)_(none|relu)(?=\()")
-SMALL_M = WgmmaConfig(64, 6, bm=64)
 
 __all__ = ["ARCHS", "applicable", "pick_config", "qdense_wgmma", "function_name", "sources_for"]
 
@@ -72,7 +71,7 @@ def pick_config(m: int, n: int, k: int, num_sms: int = 132) -> WgmmaConfig:
       4096x3072 keep 128x128."""
     if not _fills(m, n, num_sms):
         return SMALL_M
-    if n * k > L2_WEIGHT_BYTES and n % 128 == 0:
+    if weights_exceed_l2(n, n * k):
         return ROW_FIRST
     if n % 128 == 0 and (m // 128) * (n // 128) < 2 * num_sms:
         return NARROW
